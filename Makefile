@@ -1,0 +1,32 @@
+# Two entry points: `make demo` and `make test`. Both create .venv on first use and reuse it after.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.gasp-installed
+# torch/torchvision pair installed first; these wheels lie on local disk on the project machines.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo data test lint clean-data
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+# Raw data tracked by data.dvc: pulled from a DVC remote when one is configured, otherwise the
+# embedded world is generated deterministically (configs/embedded_world.yaml) and `dvc add`ed.
+data: setup
+	$(PY) -m gasp_core.sim.embedded
+
+demo: data
+	$(PY) -m dvc repro
+
+test: setup
+	$(PY) -m pytest
+
+clean-data:
+	rm -rf data/raw

@@ -1,0 +1,21 @@
+"""Rigid transforms, frames and rays shared by every other room."""
+
+from gasp_core.geometry.transforms import (
+    interpolate_poses,
+    make_se3,
+    quat_wxyz_from_yaw,
+    quat_wxyz_to_rotation,
+    rotation_to_quat_wxyz,
+    transform_points,
+    yaw_rotation,
+)
+
+__all__ = [
+    "interpolate_poses",
+    "make_se3",
+    "quat_wxyz_from_yaw",
+    "quat_wxyz_to_rotation",
+    "rotation_to_quat_wxyz",
+    "transform_points",
+    "yaw_rotation",
+]

@@ -1,0 +1,54 @@
+"""Shared fixtures: one small simulated log, written once per session in both dataset layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gasp_core.sim.config import world_config_from_dict
+from gasp_core.sim.world import SimLog, simulate_log
+
+REPO = Path(__file__).resolve().parents[1]
+AV2_SAMPLE = REPO.parent / "shared" / "data" / "av2_sensor_sample" / "val"
+
+SMALL_WORLD = {
+    "seconds": 1.0,
+    "traffic": {"warmup_s": 6.0},
+    "camera": {"width_px": 160, "height_px": 120, "rate_hz": 5.0},
+}
+
+
+@pytest.fixture(scope="session")
+def small_cfg():
+    return world_config_from_dict(SMALL_WORLD)
+
+
+@pytest.fixture(scope="session")
+def sim_log(small_cfg) -> SimLog:
+    return simulate_log(small_cfg, seed=11)
+
+
+@pytest.fixture(scope="session")
+def av2_split(sim_log, tmp_path_factory) -> Path:
+    from gasp_core.sim.writers.av2_writer import write_av2_log
+
+    split = tmp_path_factory.mktemp("av2") / "train"
+    write_av2_log(sim_log, split)
+    return split
+
+
+@pytest.fixture(scope="session")
+def nuscenes_root(sim_log, tmp_path_factory) -> Path:
+    from gasp_core.sim.writers.nuscenes_writer import write_nuscenes
+
+    root = tmp_path_factory.mktemp("nus") / "nuscenes"
+    write_nuscenes([sim_log], root, version="v1.0-test")
+    return root
+
+
+@pytest.fixture(scope="session")
+def av2_sample() -> Path:
+    if not AV2_SAMPLE.is_dir():
+        pytest.skip(f"real AV2 sample not found at {AV2_SAMPLE} (it lives in ../shared beside the checkout)")
+    return AV2_SAMPLE
