@@ -12,6 +12,8 @@ from av2.map.map_api import ArgoverseStaticMap
 from av2.structures.sweep import Sweep
 from av2.utils.io import read_feather
 
+from gasp_core.geometry import quat_wxyz_to_rotation
+
 
 @dataclass
 class Boxes:
@@ -54,7 +56,7 @@ class AV2LogReader:
 
     def sweep(self, timestamp_ns: int) -> LidarPoints:
         sweep = Sweep.from_feather(self.loader.get_lidar_fpath(self.log_id, timestamp_ns))
-        return LidarPoints(sweep.xyz.astype(np.float64), sweep.intensity, sweep.lidar_laser, sweep.offset_ns)
+        return LidarPoints(sweep.xyz.astype(np.float64), sweep.intensity, sweep.laser_number, sweep.offset_ns)
 
     def city_T_ego(self, timestamp_ns: int) -> np.ndarray:
         return self.loader.get_city_SE3_ego(self.log_id, timestamp_ns).transform_matrix
@@ -63,17 +65,22 @@ class AV2LogReader:
     def pose_table(self):
         return read_feather(self.log_dir / "city_SE3_egovehicle.feather")
 
+    @cached_property
+    def annotations(self):
+        """The log's ``annotations.feather`` as a pandas frame (as av2 reads it)."""
+        return read_feather(self.log_dir / "annotations.feather")
+
     def boxes(self, timestamp_ns: int) -> Boxes:
-        cuboids = self.loader.get_labels_at_lidar_timestamp(self.log_id, timestamp_ns)
-        if len(cuboids) == 0:
-            return Boxes(np.zeros(0, str), np.zeros(0, str), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros(0, int))
+        """Annotated cuboids at a lidar timestamp, in the ego frame (AV2's convention)."""
+        rows = self.annotations[self.annotations["timestamp_ns"] == timestamp_ns]
+        quat = rows[["qw", "qx", "qy", "qz"]].to_numpy(dtype=np.float64).reshape(-1, 4)
         return Boxes(
-            track_id=np.array([c.track_uuid for c in cuboids]) if hasattr(cuboids[0], "track_uuid") else np.array([""] * len(cuboids)),
-            category=np.array([c.category for c in cuboids]),
-            center=np.stack([c.dst_SE3_object.translation for c in cuboids]),
-            size_lwh=np.stack([[c.length_m, c.width_m, c.height_m] for c in cuboids]),
-            rotation=np.stack([c.dst_SE3_object.rotation for c in cuboids]),
-            num_interior_pts=np.array([c.num_interior_pts for c in cuboids]),
+            track_id=rows["track_uuid"].to_numpy(dtype=str),
+            category=rows["category"].to_numpy(dtype=str),
+            center=rows[["tx_m", "ty_m", "tz_m"]].to_numpy(dtype=np.float64).reshape(-1, 3),
+            size_lwh=rows[["length_m", "width_m", "height_m"]].to_numpy(dtype=np.float64).reshape(-1, 3),
+            rotation=quat_wxyz_to_rotation(quat) if len(quat) else np.zeros((0, 3, 3)),
+            num_interior_pts=rows["num_interior_pts"].to_numpy(dtype=np.int64),
         )
 
     def cuboids(self, timestamp_ns: int):

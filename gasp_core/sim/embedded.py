@@ -33,6 +33,20 @@ def _raw_matches_dvc_file() -> bool:
     return status.returncode == 0 and status.stdout.strip() in ("{}", "")
 
 
+def track_raw_dir() -> None:
+    """``dvc add data/raw``, with the .dvc file kept at the repository root as ``data.dvc``.
+
+    ``dvc add`` always writes ``data/raw.dvc`` beside its target; DVC accepts the same record at the
+    root with the out path relative to it, which is where the project layout puts it.
+    """
+    _dvc("add", str(RAW_DIR))
+    record = yaml.safe_load((RAW_DIR.parent / "raw.dvc").read_text())
+    record["outs"][0]["path"] = str(RAW_DIR)
+    Path("data.dvc").write_text(yaml.safe_dump(record, sort_keys=False))
+    (RAW_DIR.parent / "raw.dvc").unlink()
+    (RAW_DIR.parent / ".gitignore").unlink(missing_ok=True)  # the root .gitignore lists /data/raw
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=Path("configs/embedded_world.yaml"))
@@ -56,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = generate(cfg["format"], Path(cfg["out"]), int(cfg["logs"]), float(cfg["seconds"]), int(cfg["seed"]),
                         int(cfg.get("workers", 1)), cfg.get("world") or {}, cfg.get("split", "train"))
     print(f"generated {manifest['logs']} {manifest['format']} logs in {manifest['generation_s']} s")
-    _dvc("add", str(RAW_DIR))
+    track_raw_dir()
     new = Path("data.dvc").read_text()
     if old_md5 is not None and new != old_md5:
         print("note: data.dvc changed: the regenerated data differs from the committed hash "
