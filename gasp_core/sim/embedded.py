@@ -40,10 +40,13 @@ def track_raw_dir() -> None:
     root with the out path relative to it, which is where the project layout puts it.
     """
     _dvc("add", str(RAW_DIR))
-    record = yaml.safe_load((RAW_DIR.parent / "raw.dvc").read_text())
+    beside = RAW_DIR.parent / "raw.dvc"
+    if not beside.exists():
+        return  # data/raw was already tracked by data.dvc, which dvc updated in place
+    record = yaml.safe_load(beside.read_text())
     record["outs"][0]["path"] = str(RAW_DIR)
     Path("data.dvc").write_text(yaml.safe_dump(record, sort_keys=False))
-    (RAW_DIR.parent / "raw.dvc").unlink()
+    beside.unlink()
     (RAW_DIR.parent / ".gitignore").unlink(missing_ok=True)  # the root .gitignore lists /data/raw
 
 

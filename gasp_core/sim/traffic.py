@@ -382,7 +382,7 @@ def simulate_traffic(town: Town, cfg: WorldConfig, rng: np.random.Generator) -> 
     for i, (kind, length, width, height) in enumerate(bodies):
         z = town.surface_height(xy[:, i]) + height / 2
         category = "EGO_VEHICLE" if kind == "ego" else AGENT_SIZES[kind][0]
-        track = AgentTrack(str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)), version=4)),
+        track = AgentTrack(_track_uuid(rng),
                            kind, category, length, width, height, times, xy[:, i], yaw[:, i], z, _paint(rng, kind))
         if kind == "ego":
             ego_track = track
@@ -393,11 +393,16 @@ def simulate_traffic(town: Town, cfg: WorldConfig, rng: np.random.Generator) -> 
         length, width, height = rng.uniform(*lr), rng.uniform(*wr), rng.uniform(*hr)
         z = float(town.surface_height(car.xy[None])[0]) + height / 2
         n = len(times)
-        tracks.append(AgentTrack(str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)), version=4)),
+        tracks.append(AgentTrack(_track_uuid(rng),
                                  "parked", "REGULAR_VEHICLE", length, width, height, times,
                                  np.tile(car.xy, (n, 1)), np.full(n, car.yaw_rad), np.full(n, z), _paint(rng, "parked")))
     assert ego_track is not None
     return ego_track, tracks
+
+
+def _track_uuid(rng: np.random.Generator) -> str:
+    """A random (version 4) UUID drawn from ``rng``, so track ids are deterministic per seed."""
+    return str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)), version=4))
 
 
 def _paint(rng: np.random.Generator, kind: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from gasp_core.geometry import interpolate_poses, make_se3, transform_points, yaw_rotation
+from gasp_core.geometry import make_se3, transform_points, yaw_rotation
 from gasp_core.sim.config import WorldConfig
 from gasp_core.sim.meshes import TaggedMesh, static_mesh
 from gasp_core.sim.sensors import (
@@ -135,7 +135,3 @@ def _annotate(log: SimLog, sweep: LidarSweep) -> list[Box]:
         boxes.append(Box(k, center, yaw_ego, inside))
     return boxes
 
-
-def transform_track_to_ego(log: SimLog, t_s: float) -> np.ndarray:
-    """ego_T_city at ``t_s`` (convenience for tests and writers)."""
-    return np.linalg.inv(interpolate_poses(np.array([t_s - 1e-3, t_s + 1e-3]), log.city_T_ego(np.array([t_s, t_s])), np.array([t_s]))[0])

@@ -56,7 +56,9 @@ def test_materials_mark_roads_paint_and_sidewalks(town):
     lane = next(l for l in town.lanes.values() if not l.is_intersection)
     mid = lane.centerline[len(lane.centerline) // 2]
     assert town.material_at(mid[None])[0] == Surface.ROAD
-    assert town.material_at(lane.left_boundary[len(lane.centerline) // 2][None] + 0.12 * 0)[0] in (Surface.MARKING_YELLOW, Surface.ROAD)
+    i = len(lane.centerline) // 2
+    left = (lane.left_boundary[i] - lane.centerline[i]) / np.linalg.norm(lane.left_boundary[i] - lane.centerline[i])
+    assert town.material_at(lane.left_boundary[i][None] - 0.12 * left)[0] == Surface.MARKING_YELLOW
     assert town.material_at(np.array([[-60.0, -60.0]]))[0] == Surface.GRASS
 
 
