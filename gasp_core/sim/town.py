@@ -113,8 +113,7 @@ class Town:
         self.half_width_m = cfg.lanes_per_direction * cfg.lane_width_m
         self._make_graph()
         self._make_cells()
-        phases = self.rng.uniform(0.0, 100.0, len(self.nodes_xy))
-        self.light_offset_s = phases
+        self.light_offset_s = self.rng.uniform(0.0, 100.0, len(self.nodes_xy))
         self._ground_phase = self.rng.uniform(0, 2 * np.pi, 3)
         self._make_lanes()
         self._make_crosswalks()

@@ -281,7 +281,6 @@ class TrafficSim:
                     dist = self.lane_cum[v.route[0]][-1] - v.s
                     if dist < YIELD_RANGE_M and (v.v > 1.0 or dist < 12.0):
                         return True
-        # anything already turning/going straight through the box from the opposite side
         return False
 
     def _desired_speed(self, veh: _Vehicle) -> float:
