@@ -7,9 +7,10 @@ unknown keys so a misspelt parameter never silently does nothing.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from gasp_core.config import from_dict
 
 
 @dataclass
@@ -172,27 +173,6 @@ class WorldConfig:
     """Distance from the rear bumper to the rear axle (the ego origin)."""
 
 
-def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise KeyError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        ftype = fields[name].type
-        sub = {"TownConfig": TownConfig, "TrafficConfig": TrafficConfig, "LidarConfig": LidarConfig,
-               "CameraConfig": CameraConfig}.get(str(ftype))
-        if sub is not None:
-            kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
-        elif name == "rig":
-            kwargs[name] = [c if isinstance(c, CameraSpec) else CameraSpec(**c) for c in value]
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
-
-
 def world_config_from_dict(data: Mapping[str, Any] | None) -> WorldConfig:
     """Build a WorldConfig from nested mappings, rejecting unknown keys."""
-    return _from_dict(WorldConfig, dict(data or {}), "world")
+    return from_dict(WorldConfig, data, "world")

@@ -279,7 +279,7 @@ def _write_map_expansion(log: SimLog, path: Path) -> None:
             if lane.right_mark == "DASHED_WHITE":
                 lt, nodes = line(lane.right_boundary)
                 layers["lane_divider"].append({"token": token("lane_divider", log.log_id, lane.id), "line_token": lt,
-                                               "lane_divider_segments": [{"node_token": n, "segment_type": "DOUBLE_DASHED_WHITE"} for n in nodes]})
+                                               "lane_divider_segments": [{"node_token": n, "segment_type": "SINGLE_DASHED_WHITE"} for n in nodes]})
     for k, cw in enumerate(town.crosswalks):
         layers["ped_crossing"].append({"token": token("ped_crossing", log.log_id, k), "polygon_token": polygon(cw.polygon),
                                        "road_segment_token": ""})
