@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from av2.datasets.sensor.av2_sensor_dataloader import AV2SensorDataLoader
+import pyarrow.feather as feather
 from av2.map.map_api import ArgoverseStaticMap
 from av2.utils.io import read_feather
 from shapely.geometry import Polygon
@@ -77,8 +77,11 @@ class AV2LogReader:
         return sorted(p.name for p in split_dir.iterdir() if (p / "sensors" / "lidar").is_dir())
 
     @cached_property
-    def loader(self) -> AV2SensorDataLoader:
-        """av2's own loader over the split (indexes every log in it; used for camera models and checks)."""
+    def loader(self):
+        """av2's own ``AV2SensorDataLoader`` over the split (indexes every log in it; used for camera models
+        and checks, imported lazily: it pulls in matplotlib)."""
+        from av2.datasets.sensor.av2_sensor_dataloader import AV2SensorDataLoader
+
         return AV2SensorDataLoader(data_dir=self.split_dir, labels_dir=self.split_dir)
 
     def _table(self, rel: str, columns: tuple[str, ...]):
@@ -113,22 +116,22 @@ class AV2LogReader:
     def read_sweep(self, ref: SweepRef) -> SweepData:
         if not ref.file.is_file():
             raise BadSweepError(self.log_id, ref.file, "sweep file is missing")
-        try:
-            frame = read_feather(ref.file, columns=SWEEP_COLUMNS)
+        try:  # pyarrow directly, not av2's pandas wrapper: same columns as av2.structures.sweep.Sweep, 10x faster
+            table = feather.read_table(ref.file, columns=list(SWEEP_COLUMNS), memory_map=True)
         except Exception as exc:
             raise BadSweepError(self.log_id, ref.file, f"unreadable or truncated sweep ({exc})") from exc
-        laser = frame["laser_number"].to_numpy()
+        col = {name: table[name].to_numpy() for name in SWEEP_COLUMNS}
         return SweepData(
-            points_ego=frame[["x", "y", "z"]].to_numpy(dtype=np.float64),
-            intensity=frame["intensity"].to_numpy(),
-            laser_number=laser,
-            lidar=(laser >= LASERS_PER_LIDAR).astype(np.uint8),
-            offset_ns=frame["offset_ns"].to_numpy(),
+            points_ego=np.column_stack([col["x"], col["y"], col["z"]]).astype(np.float32, copy=False),
+            intensity=col["intensity"],
+            laser_number=col["laser_number"],
+            lidar=(col["laser_number"] >= LASERS_PER_LIDAR).astype(np.uint8),
+            offset_ns=col["offset_ns"],
         )
 
     def sweep(self, timestamp_ns: int) -> LidarPoints:
         data = self.read_sweep(SweepRef(timestamp_ns, self.log_dir / "sensors" / "lidar" / f"{timestamp_ns}.feather"))
-        return LidarPoints(data.points_ego, data.intensity, data.laser_number, data.offset_ns)
+        return LidarPoints(data.points_ego.astype(np.float64), data.intensity, data.laser_number, data.offset_ns)
 
     # --- poses and calibration ---------------------------------------------------------------
     def poses(self) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ class SweepRef:
 
 @dataclass
 class SweepData:
-    points_ego: np.ndarray  # (N, 3) ego frame at the sweep timestamp
+    points_ego: np.ndarray  # (N, 3) float32 or float64, ego frame at the sweep timestamp
     intensity: np.ndarray  # (N,)
     laser_number: np.ndarray  # (N,)
     lidar: np.ndarray  # (N,) index into the source's lidar names
