@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gasp-installed
 # torch/torchvision pair installed first; these wheels lie on local disk on the project machines.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# DVC stage commands call `python`: make it the venv's.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup demo data test lint clean-data
 
