@@ -55,6 +55,10 @@ class StoredLog:
     def _pose_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return self.poses["timestamp_ns"].to_numpy(), _pose_matrices(self.poses)
 
+    def pose_range_ns(self) -> tuple[int, int]:
+        times = self._pose_arrays[0]
+        return int(times[0]), int(times[-1])
+
     def city_T_ego(self, timestamps_ns) -> np.ndarray:
         """Poses (N, 4, 4) at any times within the log (slerp between the stored ones)."""
         times, mats = self._pose_arrays

@@ -1,5 +1,7 @@
 """Rigid transforms, frames and rays shared by every other room."""
 
+from gasp_core.geometry.camera import in_image, project, zbuffer_visible
+from gasp_core.geometry.rays import from_spherical, ray_box_interval, spherical
 from gasp_core.geometry.transforms import (
     interpolate_poses,
     make_se3,
@@ -11,6 +13,12 @@ from gasp_core.geometry.transforms import (
 )
 
 __all__ = [
+    "from_spherical",
+    "in_image",
+    "project",
+    "ray_box_interval",
+    "spherical",
+    "zbuffer_visible",
     "interpolate_poses",
     "make_se3",
     "quat_wxyz_from_yaw",

@@ -1,0 +1,178 @@
+"""The ``dino_targets`` stage: DINOv2 features of every camera frame, reduced by PCA and lifted onto lidar points."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from gasp_core.config import from_dict
+from gasp_core.data.store import LogStore, StoredLog
+from gasp_core.io import atomic_dir, write_json_atomic
+from gasp_core.targets import schema
+from gasp_core.targets.build import log_rng
+from gasp_core.targets.dino_lift import LiftConfig, lift_frame
+from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig, hub_offline_guard, resolve_device, sample_features
+from gasp_core.teacher.pca import FeaturePCA
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DinoTargetsConfig:
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    lift: LiftConfig = field(default_factory=LiftConfig)
+    pca_dim: int = 64
+    """Dimension of the stored targets (PCA of the teacher's features)."""
+    pca_fit_frames: int = 48
+    """Frames, drawn across all logs, whose patch features fit the PCA."""
+    frame_stride: int = 1
+    """Use every n-th frame of each camera."""
+    seed: int = 0
+    """Seed of the PCA frame draw."""
+
+
+def dino_targets_config_from_dict(data) -> DinoTargetsConfig:
+    return from_dict(DinoTargetsConfig, data, "dino_targets")
+
+
+@dataclass
+class Frame:
+    log_id: str
+    camera: str
+    camera_ns: int
+    image_path: Path
+
+
+def list_frames(store: LogStore, stride: int) -> list[Frame]:
+    frames = []
+    for log_id in store.log_ids:
+        lg = store.log(log_id)
+        cams = lg.camera_frames.sort(["camera", "timestamp_ns"])
+        for cam in cams["camera"].unique(maintain_order=True):
+            rows = cams.filter(cams["camera"] == cam)[::stride]
+            frames += [Frame(log_id, cam, int(t), lg.image_path(p)) for t, p in zip(rows["timestamp_ns"], rows["image_path"])]
+    return frames
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """(3, H, W) float in [0, 1]; a missing or corrupt image is an error naming the file."""
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"camera image {path}: unreadable ({exc})") from exc
+    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
+
+
+def _batches(frames: list[Frame], size: int):
+    """Runs of frames of one camera of one log (same image size), at most ``size`` long."""
+    run: list[Frame] = []
+    for f in frames:
+        if run and (len(run) == size or (f.log_id, f.camera) != (run[0].log_id, run[0].camera)):
+            yield run
+            run = []
+        run.append(f)
+    if run:
+        yield run
+
+
+def fit_pca(teacher: DinoTeacher, frames: list[Frame], cfg: DinoTargetsConfig, device: torch.device,
+            max_tokens: int = 200_000) -> FeaturePCA:
+    rng = np.random.default_rng(cfg.seed)
+    pick = sorted(rng.choice(len(frames), size=min(cfg.pca_fit_frames, len(frames)), replace=False))
+    chosen = [frames[i] for i in pick]
+    tokens = []
+    for batch in tqdm(list(_batches(chosen, cfg.teacher.batch_size)), desc="dino pca fit", unit="batch"):
+        fmap = teacher(torch.stack([load_image(f.image_path) for f in batch]).to(device))
+        tokens.append(fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]).cpu())
+    feats = torch.cat(tokens)
+    if len(feats) > max_tokens:
+        feats = feats[torch.from_numpy(rng.choice(len(feats), max_tokens, replace=False))]
+    return FeaturePCA.fit(feats, cfg.pca_dim)
+
+
+def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, progress: bool = True) -> dict:
+    """Teacher features for every frame of every log, lifted onto lidar points; returns the stage metrics."""
+    start = time.perf_counter()
+    if cfg.teacher.weights != "hub":
+        hub_offline_guard()
+    store = LogStore(store_dir)
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)  # the PCA is fitted across logs: every log is redone together
+    out.mkdir(parents=True)
+    frames = list_frames(store, cfg.frame_stride)
+    if not frames:
+        raise ValueError(f"no camera frames in the log store {store_dir}: DINO targets need images")
+    device = resolve_device(cfg.teacher.device)
+    teacher = DinoTeacher(cfg.teacher).to(device)
+    pca = fit_pca(teacher, frames, cfg, device)
+    pca.save(out / schema.PCA_FILE)
+    write_json_atomic(out / schema.TEACHER_FILE, {"model": cfg.teacher.model, "weights": teacher.weights_id,
+                                                   "random_weights": teacher.is_random, "feature_dim": teacher.dim,
+                                                   "pca_dim": cfg.pca_dim})
+    points_schema = schema.dino_points_schema(cfg.pca_dim)
+    counts = {"frames": 0, "frames_skipped_no_sweep": 0, "points": 0}
+    teacher_s = 0.0
+    bar = tqdm(total=len(frames), desc="dino targets", unit="img", disable=not progress)
+    for log_id in store.log_ids:
+        lg: StoredLog = store.log(log_id)
+        log_frames = [f for f in frames if f.log_id == log_id]
+        rows = {name: [] for name in schema.DINO_FRAMES.names}
+        rng = log_rng(cfg.seed, log_id)
+        with atomic_dir(out / log_id) as tmp:
+            with ipc.new_file(str(tmp / schema.DINO_POINTS_FILE), points_schema) as writer:
+                for batch in _batches(log_frames, cfg.teacher.batch_size):
+                    images = torch.stack([load_image(f.image_path) for f in batch])
+                    h, w = images.shape[-2:]
+                    t0 = time.perf_counter()
+                    fmap = teacher(images.to(device))
+                    teacher_s += time.perf_counter() - t0
+                    for k, f in enumerate(batch):
+                        lifted = lift_frame(lg, f.camera, f.camera_ns, w, h, cfg.lift, rng)
+                        if lifted is None:
+                            counts["frames_skipped_no_sweep"] += 1
+                            log.warning("log %s: %s frame %d has no lidar sweep within %.0f ms; skipped",
+                                        log_id, f.camera, f.camera_ns, cfg.lift.max_sync_ms)
+                            continue
+                        feats = pca.transform(sample_features(fmap[k], lifted.uv, (h, w))).cpu().numpy().astype(np.float16)
+                        flat = pa.array(feats.reshape(-1), pa.float16())
+                        writer.write_batch(pa.record_batch({
+                            "x_m": lifted.points_ego[:, 0].astype(np.float32), "y_m": lifted.points_ego[:, 1].astype(np.float32),
+                            "z_m": lifted.points_ego[:, 2].astype(np.float32), "t_ns": lifted.t_ns,
+                            "feature": pa.FixedSizeListArray.from_arrays(flat, cfg.pca_dim)}, schema=points_schema))
+                        for key, value in (("batch", len(rows["batch"])), ("camera", f.camera), ("camera_ns", f.camera_ns),
+                                           ("sweep_ns", lifted.sweep_ns), ("num_points", len(lifted.t_ns))):
+                            rows[key].append(value)
+                        counts["frames"] += 1
+                        counts["points"] += len(lifted.t_ns)
+                    bar.update(len(batch))
+            pq.write_table(pa.table(rows, schema=schema.DINO_FRAMES), tmp / schema.DINO_FRAMES_FILE)
+            (tmp / schema.META_FILE).write_text(json.dumps({"log_id": log_id, "frames": len(rows["batch"]),
+                                                            "teacher": teacher.weights_id}))
+    bar.close()
+    seconds = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    metrics = {
+        **counts, "logs": len(store.log_ids),
+        "points_per_frame": round(counts["points"] / max(counts["frames"], 1), 1),
+        "bytes_per_frame": round(size / max(counts["frames"], 1)),
+        "teacher_model": cfg.teacher.model, "teacher_weights": teacher.weights_id, "teacher_random_weights": teacher.is_random,
+        "pca_dim": cfg.pca_dim, "pca_explained_variance": round(float(pca.explained_variance_ratio.sum()), 4),
+    }
+    log.info("%d images in %.1f s: %.2f images/s (teacher forward alone %.2f images/s), %.0f lifted points/s on %s",
+             len(frames), seconds, len(frames) / seconds, len(frames) / max(teacher_s, 1e-9), counts["points"] / seconds, device)
+    write_json_atomic(out / schema.MANIFEST_FILE, {"logs": store.log_ids, "config": asdict(cfg), "metrics": metrics})
+    return metrics

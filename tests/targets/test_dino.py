@@ -1,0 +1,138 @@
+"""Pinhole lifting against hand-computed pixels, the teacher's weight handling, PCA and feature sampling."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gasp_core.data.store import StoredSweep
+from gasp_core.geometry import make_se3, project
+from gasp_core.targets.dino_lift import LiftConfig, lift_frame
+from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig, sample_features
+from gasp_core.teacher.pca import FeaturePCA
+from tests.targets.conftest import AnalyticLog
+
+K = np.array([[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]])
+# a forward camera at (1.5, 0, 1.6): OpenCV axes x right = -y_ego, y down = -z_ego, z forward = x_ego
+EGO_R_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+EGO_T_CAM = make_se3(EGO_R_CAM, np.array([1.5, 0.0, 1.6]))
+
+
+def test_pinhole_projection_by_hand():
+    uv, depth = project(np.array([[1.0, 0.5, 5.0], [0.0, 0.0, -2.0]]), K)
+    np.testing.assert_allclose(uv[0], [70.0, 50.0])  # 100 * 1/5 + 50, 100 * 0.5/5 + 40
+    assert depth[0] == 5.0 and depth[1] < 0
+
+
+def camera_log(speed: float, points_ego: np.ndarray) -> AnalyticLog:
+    log = AnalyticLog(speed_mps=speed)
+    n = len(points_ego)
+    log.sweeps[0] = StoredSweep(0, points_ego, np.ones(n, np.float32), np.zeros(n, np.int16), np.zeros(n, np.uint8),
+                                np.arange(n, dtype=np.int32) * 1000)
+    log.cameras["front"] = (EGO_T_CAM, K)
+    return log
+
+
+def test_lift_projects_by_hand_and_drops_hidden_points():
+    pts = np.array([
+        [11.5, -1.0, 1.6],  # 10 m ahead, 1 m right -> (60, 40)
+        [21.5, -2.0, 1.6],  # same pixel, twice as far: hidden behind the first
+        [-5.0, 0.0, 1.6],  # behind the camera
+        [11.5, 9.0, 1.6],  # left of the image (u = -40)
+        [6.5, 0.0, 1.1],  # 5 m ahead, 0.5 m below -> (50, 50)
+    ])
+    lifted = lift_frame(camera_log(0.0, pts), "front", 0, 100, 80, LiftConfig(max_points_per_frame=0))
+    np.testing.assert_allclose(lifted.uv, [[60.0, 40.0], [50.0, 50.0]], atol=1e-9)
+    np.testing.assert_allclose(lifted.points_ego, pts[[0, 4]])
+    np.testing.assert_array_equal(lifted.t_ns, [0, 4000])
+
+
+def test_lift_compensates_ego_motion_to_the_camera_time():
+    # the sweep is at t = 0, the camera fires 20 ms later after the car moved 0.2 m forward
+    lifted = lift_frame(camera_log(10.0, np.array([[11.5, -1.0, 1.6]])), "front", 20_000_000, 100, 80, LiftConfig())
+    np.testing.assert_allclose(lifted.uv[0], [100 * 1 / 9.8 + 50, 40.0], atol=1e-9)
+    assert lift_frame(camera_log(10.0, np.array([[11.5, -1.0, 1.6]])), "front", 90_000_000, 100, 80, LiftConfig()) is None
+
+
+def test_sample_features_is_bilinear_at_patch_centres():
+    # a 3 x 4 map whose value is the patch column; each patch covers 14 px of a 42 x 56 image
+    fmap = torch.arange(4, dtype=torch.float32).repeat(3, 1)[None]
+    uv = np.array([[7.0, 7.0], [21.0, 21.0], [14.0, 30.0], [49.0, 35.0], [0.0, 0.0]])
+    got = sample_features(fmap, uv, (42, 56))[:, 0].numpy()
+    np.testing.assert_allclose(got, [0.0, 1.0, 0.5, 3.0, 0.0], atol=1e-6)
+
+
+def test_pca_recovers_known_axes():
+    g = torch.Generator().manual_seed(0)
+    axes = torch.linalg.qr(torch.randn(16, 16, generator=g))[0][:, :3].T  # 3 orthonormal axes in 16-D
+    x = (torch.randn(5000, 3, generator=g) * torch.tensor([5.0, 3.0, 1.0])) @ axes + 7.0
+    pca = FeaturePCA.fit(x, 3)
+    np.testing.assert_allclose(torch.abs(pca.components @ axes.T).numpy(), np.eye(3), atol=0.02)
+    assert float(pca.explained_variance_ratio.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert torch.allclose(pca.transform(pca.mean[None]), torch.zeros(1, 3), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def random_teacher() -> DinoTeacher:
+    torch.manual_seed(0)
+    return DinoTeacher(TeacherConfig(weights="random", max_side_px=112))
+
+
+def test_random_teacher_is_flagged_and_shapes(random_teacher, caplog):
+    assert random_teacher.is_random and random_teacher.weights_id == "random"
+    out = random_teacher(torch.rand(2, 3, 120, 160))
+    assert out.shape == (2, 384, 6, 8)  # 120 x 160 -> 84 x 112 input -> 6 x 8 patches
+    with caplog.at_level("WARNING"):
+        DinoTeacher(TeacherConfig(weights="random"))
+    assert "RANDOM WEIGHTS" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_weights_from_a_local_file_match(random_teacher, tmp_path, suffix):
+    path = tmp_path / f"w{suffix}"
+    state = {k: v.contiguous() for k, v in random_teacher.vit.state_dict().items()}
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save({"model": state}, path)
+    loaded = DinoTeacher(TeacherConfig(weights=str(path), max_side_px=112))
+    assert not loaded.is_random and loaded.weights_id.startswith(f"file:w{suffix}:sha256=")
+    x = torch.rand(1, 3, 84, 112)
+    torch.testing.assert_close(loaded(x), random_teacher(x))
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("unpickled!",))
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        DinoTeacher(TeacherConfig(weights=str(path)))
+
+
+def test_wrong_weights_fail_loudly(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"nothing": torch.zeros(1)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ValueError, match="lack"):
+        DinoTeacher(TeacherConfig(weights=str(tmp_path / "w.safetensors")))
+    with pytest.raises(FileNotFoundError):
+        DinoTeacher(TeacherConfig(weights=str(tmp_path / "missing.safetensors")))
+
+
+def test_hub_offline_fails_fast_instead_of_hanging():
+    code = ("import os; os.environ['HF_HUB_OFFLINE'] = '1'\n"
+            "from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig\n"
+            "DinoTeacher(TeacherConfig(weights='hub'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
