@@ -41,6 +41,8 @@ class TeacherConfig:
     """Images per forward pass."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda[:n]'."""
+    init_seed: int = 0
+    """Seed of the random initialisation (what 'random' weights are; reruns give identical targets)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,7 +87,9 @@ class DinoTeacher(torch.nn.Module):
             self.vit = timm.create_model(cfg.model, pretrained=True, dynamic_img_size=True, num_classes=0)
             self.weights_id = f"hub:{self.vit.pretrained_cfg.get('hf_hub_id', cfg.model)}"
         else:
-            self.vit = timm.create_model(cfg.model, pretrained=False, dynamic_img_size=True, num_classes=0)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.init_seed)
+                self.vit = timm.create_model(cfg.model, pretrained=False, dynamic_img_size=True, num_classes=0)
             if cfg.weights == "random":
                 log.warning(RANDOM_WARNING)
                 self.weights_id = "random"

@@ -78,6 +78,11 @@ def test_dino_targets(store_dir, tmp_path, sim_log):
         t = b.column("t_ns").to_numpy()
         assert ((t - frames["sweep_ns"][3]) >= 0).all() and ((t - frames["sweep_ns"][3]) < 100_000_000).all()
     assert json.loads((tmp_path / schema.TEACHER_FILE).read_text())["random_weights"] is True
+    # reruns are byte-identical (random weights are seeded), so DVC sees the same outputs
+    again = build_dino_targets(store_dir, tmp_path / "again", cfg, progress=False)
+    assert again == metrics
+    for name in (schema.PCA_FILE, f"{sim_log.log_id}/{schema.DINO_POINTS_FILE}"):
+        assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
 
 
 def test_stage_scripts_and_dvc_declarations(store_dir, tmp_path):
