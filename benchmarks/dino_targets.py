@@ -17,23 +17,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gasp_core.data.store import LogStore
+from gasp_core.perf import matmul_peak_gflops
 from gasp_core.targets.dino import _batches, list_frames, load_image
 from gasp_core.targets.dino_lift import LiftConfig, lift_frame
 from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig, resolve_device, sample_features
 from gasp_core.teacher.pca import FeaturePCA
-
-
-def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def main() -> None:

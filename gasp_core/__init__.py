@@ -4,3 +4,12 @@ Rooms (dependencies point one way): geometry <- sim, data <- targets/models <- t
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``gasp_core.load_pretrained`` without importing torch on ``import gasp_core``
+    if name == "load_pretrained":
+        from gasp_core.models.gasp_model import load_pretrained
+
+        return load_pretrained
+    raise AttributeError(f"module 'gasp_core' has no attribute {name!r}")

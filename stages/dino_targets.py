@@ -5,31 +5,18 @@ the teacher's identity and per-log point targets under ``--out`` (schema: ``gasp
 and the stage metrics to ``--metrics``. Offline unless ``teacher.weights`` is ``hub``.
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import logging
 from pathlib import Path
 
-import yaml
-
-from gasp_core.io import write_json_atomic
+from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.targets.dino import build_dino_targets, dino_targets_config_from_dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser = stage_parser(__doc__)
     parser.add_argument("--store", type=Path, required=True, help="the log store (ingest's output)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = dino_targets_config_from_dict(yaml.safe_load(args.params.read_text())["dino_targets"])
-    metrics = build_dino_targets(args.store, args.out, cfg)
-    write_json_atomic(args.metrics, metrics)
-    print(json.dumps(metrics, indent=1))
+    cfg = dino_targets_config_from_dict(read_params(args.params)["dino_targets"])
+    write_metrics(args.metrics, build_dino_targets(args.store, args.out, cfg))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from gasp_core.data.schema import (
     BOXES_FILE, CALIBRATION_FILE, CAMERA_FRAMES_FILE, MAP_FILE, META_FILE, POSES_FILE, STORE_MANIFEST,
     SWEEP_INDEX_FILE, LogMeta,
 )
-from gasp_core.geometry import interpolate_poses, make_se3, quat_wxyz_to_rotation
+from gasp_core.geometry import PoseInterpolator, make_se3, quat_wxyz_to_rotation
 
 
 @dataclass
@@ -59,12 +59,15 @@ class StoredLog:
         times = self._pose_arrays[0]
         return int(times[0]), int(times[-1])
 
+    @cached_property
+    def _interpolator(self) -> PoseInterpolator:
+        times, mats = self._pose_arrays
+        return PoseInterpolator((times - times[0]).astype(np.float64), mats)
+
     def city_T_ego(self, timestamps_ns) -> np.ndarray:
         """Poses (N, 4, 4) at any times within the log (slerp between the stored ones)."""
-        times, mats = self._pose_arrays
         query = np.atleast_1d(np.asarray(timestamps_ns, dtype=np.int64))
-        t0 = times[0]
-        return interpolate_poses((times - t0).astype(np.float64), mats, (query - t0).astype(np.float64))
+        return self._interpolator((query - self._pose_arrays[0][0]).astype(np.float64))
 
     @cached_property
     def calibration(self) -> pl.DataFrame:

@@ -3,7 +3,7 @@
 from gasp_core.geometry.camera import in_image, project, zbuffer_visible
 from gasp_core.geometry.rays import from_spherical, ray_box_interval, spherical
 from gasp_core.geometry.transforms import (
-    interpolate_poses,
+    PoseInterpolator,
     make_se3,
     quat_wxyz_from_yaw,
     quat_wxyz_to_rotation,
@@ -13,13 +13,13 @@ from gasp_core.geometry.transforms import (
 )
 
 __all__ = [
+    "PoseInterpolator",
     "from_spherical",
     "in_image",
     "project",
     "ray_box_interval",
     "spherical",
     "zbuffer_visible",
-    "interpolate_poses",
     "make_se3",
     "quat_wxyz_from_yaw",
     "quat_wxyz_to_rotation",

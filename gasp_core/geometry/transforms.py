@@ -56,20 +56,35 @@ def quat_wxyz_from_yaw(yaw_rad: float | np.ndarray) -> np.ndarray:
     return np.stack([np.cos(half), zeros, zeros, np.sin(half)], axis=-1)
 
 
-def interpolate_poses(times: np.ndarray, poses: np.ndarray, query_times: np.ndarray) -> np.ndarray:
-    """Poses (N, 4, 4) known at increasing ``times`` evaluated at ``query_times``.
+class PoseInterpolator:
+    """Poses (N, 4, 4) known at increasing ``times``, evaluated at any times within their range.
 
-    Translation is interpolated linearly and rotation by slerp; queries outside the known range
-    raise, since extrapolated poses are a silent source of wrong labels.
+    Translation is interpolated linearly and rotation by slerp (built once); times that hit a known
+    pose return it exactly. Queries outside the known range raise, since extrapolated poses are a
+    silent source of wrong labels.
     """
-    times = np.asarray(times, dtype=np.float64)
-    query_times = np.asarray(query_times, dtype=np.float64)
-    if query_times.min() < times[0] - 1e-9 or query_times.max() > times[-1] + 1e-9:
-        raise ValueError(
-            f"pose query times [{query_times.min()}, {query_times.max()}] fall outside the known "
-            f"range [{times[0]}, {times[-1]}]"
-        )
-    q = np.clip(query_times, times[0], times[-1])
-    rotations = Slerp(times, Rotation.from_matrix(poses[:, :3, :3]))(q).as_matrix()
-    translations = np.stack([np.interp(q, times, poses[:, i, 3]) for i in range(3)], axis=-1)
-    return make_se3(rotations, translations)
+
+    def __init__(self, times: np.ndarray, poses: np.ndarray) -> None:
+        self.times = np.asarray(times, dtype=np.float64)
+        self.poses = np.asarray(poses, dtype=np.float64)
+        self._slerp = Slerp(self.times, Rotation.from_matrix(self.poses[:, :3, :3])) if len(self.times) > 1 else None
+
+    def __call__(self, query_times: np.ndarray) -> np.ndarray:
+        q = np.atleast_1d(np.asarray(query_times, dtype=np.float64))
+        times = self.times
+        if q.min() < times[0] - 1e-9 or q.max() > times[-1] + 1e-9:
+            raise ValueError(
+                f"pose query times [{q.min()}, {q.max()}] fall outside the known range [{times[0]}, {times[-1]}]"
+            )
+        q = np.clip(q, times[0], times[-1])
+        idx = np.clip(np.searchsorted(times, q), 0, len(times) - 1)
+        exact = times[idx] == q
+        out = np.empty((len(q), 4, 4))
+        out[exact] = self.poses[idx[exact]]
+        rest = ~exact
+        if rest.any():
+            rot = self._slerp(q[rest]).as_matrix()
+            trans = np.stack([np.interp(q[rest], times, self.poses[:, i, 3]) for i in range(3)], axis=-1)
+            out[rest] = make_se3(rot, trans)
+        return out
+

@@ -1,0 +1,34 @@
+"""What every stage script shares: its argument parser, its params file, its metrics file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from gasp_core.io import write_json_atomic
+
+
+def stage_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser with the stage's docstring and ``--params``, ``--out`` and ``--metrics``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--out", type=Path, required=True, help="the stage's output (a DVC out)")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (a DVC metric)")
+    return parser
+
+
+def read_params(path: Path) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return yaml.safe_load(Path(path).read_text())
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    """Written by the main process only (under torchrun every rank runs the script)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json_atomic(path, metrics)
+        print(json.dumps(metrics, indent=1))

@@ -1,0 +1,90 @@
+"""Configs of the GASP model: voxelizer, BEV encoder, implicit decoders, losses and the variants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class VoxelizerConfig:
+    voxel_size_m: float = 0.5
+    """BEV cell size; the grid covers scene.extent_m."""
+    z_bins: int = 8
+    """Height bins over the extent's z range; channels = z_bins x scene.past_sweeps."""
+
+
+@dataclass
+class EncoderConfig:
+    backbone: str = "resnet10t"
+    """A timm CNN with features_only support (in_chans set to the voxel channels)."""
+    out_indices: tuple[int, ...] = (0, 1, 2, 3)
+    """Backbone stages fed to the FPN (timm feature indices; 0 is the stride-2 stem)."""
+    width: int = 64
+    """Channels of the BEV feature map."""
+    out_stride: int = 2
+    """Stride of the BEV feature map relative to the voxel grid (must be a stride of one of the stages)."""
+
+
+@dataclass
+class DecoderConfig:
+    hidden: int = 64
+    """Width of the decoder MLPs."""
+    blocks: int = 2
+    """Residual blocks conditioned on the query's positional encoding."""
+    offsets: int = 4
+    """Extra BEV locations each query gathers features from (learned offsets, UnO)."""
+    offset_scale_m: float = 4.0
+    """Largest offset."""
+    pe_frequencies: int = 6
+    """Fourier frequencies per query coordinate."""
+
+
+@dataclass
+class LossConfig:
+    occupancy_weight: float = 1.0
+    """lambda_occ."""
+    ego_weight: float = 1.0
+    """lambda_ego."""
+    dino_weight: float = 0.5
+    """lambda_dino."""
+    occupancy_pos_weight: float = 1.0
+    """Weight of occupied queries in the occupancy BCE."""
+    ego_pos_weight: float = 1.0
+    """Weight of inside queries in the ego-path BCE."""
+    dino_loss: Literal["cosine", "l2"] = "cosine"
+    """Feature loss: 1 - cosine similarity, or MSE on per-dimension standardised targets."""
+
+
+@dataclass
+class ModelConfig:
+    voxelizer: VoxelizerConfig = field(default_factory=VoxelizerConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+
+@dataclass
+class Variant:
+    """What a pre-training run supervises; ``uno`` and ``gasp`` are the paper's, the rest ablate GASP."""
+
+    occupancy: bool = True
+    ego: bool = True
+    dino: bool = True
+    rotation_augmentation: bool = True
+    missing_rays: bool = True
+
+
+VARIANTS: dict[str, Variant] = {
+    "uno": Variant(ego=False, dino=False, missing_rays=False),
+    "gasp": Variant(),
+    "gasp_no_ego": Variant(ego=False),
+    "gasp_no_dino": Variant(dino=False),
+    "gasp_no_rotation": Variant(rotation_augmentation=False),
+    "gasp_no_missing_rays": Variant(missing_rays=False),
+}
+
+
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown pre-training variant {name!r}; choose one of {sorted(VARIANTS)}")
+    return VARIANTS[name]

@@ -1,0 +1,1 @@
+"""Training: the pre-training dataset, loop, checkpoints and distributed setup."""

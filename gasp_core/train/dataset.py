@@ -1,0 +1,148 @@
+"""Pre-training samples: past sweeps voxelized in the t0 frame and the three query sets with their targets.
+
+Every draw is a pure function of (sample index, draw seed): the training loop derives the seed from
+(run seed, step, rank), so a resumed run sees exactly the batches the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import torch
+
+from gasp_core.data.samples import SceneConfig
+from gasp_core.data.store import LogStore
+from gasp_core.geometry import yaw_rotation
+from gasp_core.models.config import Variant, VoxelizerConfig
+from gasp_core.models.voxelizer import voxelize
+from gasp_core.targets import schema
+from gasp_core.targets.occupancy import QuerySource
+
+
+@dataclass
+class QueryCounts:
+    occupancy: int = 2048
+    """Occupancy queries per sample and step (drawn from the sample's stored queries)."""
+    ego: int = 512
+    """Ego-path queries per sample and step."""
+    dino: int = 512
+    """DINO points per sample and step (from camera frames within the horizon)."""
+
+
+class PretrainDataset(torch.utils.data.Dataset):
+    """Items are ``(sample index, draw seed)`` pairs; returns a dict of tensors."""
+
+    def __init__(self, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, scene: SceneConfig,
+                 voxelizer: VoxelizerConfig, counts: QueryCounts, variant: Variant) -> None:
+        self.store = LogStore(store_dir)
+        self.occupancy_dir, self.dino_dir = Path(occupancy_dir), (Path(dino_dir) if dino_dir else None)
+        self.scene, self.vox, self.counts, self.variant = scene, voxelizer, counts, variant
+        self._logs: dict = {}
+        self._files: dict = {}
+        self.samples: list[tuple[str, int, int, list[int]]] = []
+        for log_id in self.store.log_ids:
+            path = self.occupancy_dir / log_id / schema.SAMPLES_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: occupancy labels do not cover log {log_id}")
+            for row in pl.read_parquet(path).iter_rows(named=True):
+                self.samples.append((log_id, row["batch"], row["t0_ns"], row["past_ns"]))
+        if not self.samples:
+            raise ValueError(f"no pre-training samples in {self.occupancy_dir}")
+        self.use_dino = variant.dino and self.dino_dir is not None
+        self.dino_dim = 0
+        if variant.dino:
+            if self.dino_dir is None:
+                raise ValueError("the variant trains the DINO head but no DINO targets were given")
+            self.dino_frames = {lid: pl.read_parquet(self.dino_dir / lid / schema.DINO_FRAMES_FILE) for lid in self.store.log_ids}
+            first = self.store.log_ids[0]
+            with ipc.open_file(self.dino_dir / first / schema.DINO_POINTS_FILE) as f:
+                self.dino_dim = f.schema.field("feature").type.list_size
+            self.dino_mean, self.dino_std = self._feature_stats()
+
+    def __getstate__(self) -> dict:
+        # open files and logs stay in the process that opened them (spawned loader workers reopen their own)
+        return {**self.__dict__, "_logs": {}, "_files": {}}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _log(self, log_id: str):
+        if log_id not in self._logs:
+            self._logs[log_id] = self.store.log(log_id)
+        return self._logs[log_id]
+
+    def _batch(self, log_id: str, name: str, batch: int):
+        key = (log_id, name)
+        if key not in self._files:
+            root = self.dino_dir if name == schema.DINO_POINTS_FILE else self.occupancy_dir
+            self._files[key] = ipc.open_file(pa.memory_map(str(root / log_id / name)))
+        return self._files[key].get_batch(batch)
+
+    def _feature_stats(self, frames: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        feats = []
+        for lid in self.store.log_ids:
+            for b in range(min(frames // len(self.store.log_ids) + 1, self.dino_frames[lid].height)):
+                feats.append(self._features(self._batch(lid, schema.DINO_POINTS_FILE, b)))
+        f = np.concatenate(feats).astype(np.float32)
+        return f.mean(0), f.std(0) + 1e-6
+
+    def _features(self, batch) -> np.ndarray:
+        return batch.column("feature").flatten().to_numpy().reshape(-1, self.dino_dim)
+
+    def _dino(self, log_id: str, t0_ns: int, t0_T_city: np.ndarray, rng: np.random.Generator, n: int):
+        log = self._log(log_id)
+        frames = self.dino_frames[log_id]
+        horizon_ns = int(self.scene.horizon_s * 1e9)
+        rows = frames.filter((pl.col("camera_ns") >= t0_ns) & (pl.col("camera_ns") <= t0_ns + horizon_ns) & (pl.col("num_points") > 0))
+        xyz, t, feat = [], [], []
+        for batch, sweep_ns in zip(rows["batch"], rows["sweep_ns"]):
+            b = self._batch(log_id, schema.DINO_POINTS_FILE, batch)
+            T = t0_T_city @ log.city_T_ego(sweep_ns)[0]
+            p = np.column_stack([b.column(c).to_numpy() for c in ("x_m", "y_m", "z_m")]).astype(np.float64)
+            xyz.append(p @ T[:3, :3].T + T[:3, 3])
+            t.append((b.column("t_ns").to_numpy() - t0_ns) / 1e9)
+            feat.append(self._features(b))
+        if not xyz:
+            raise ValueError(f"log {log_id}: no DINO targets within the horizon of t0 = {t0_ns}")
+        xyz, t, feat = np.concatenate(xyz), np.concatenate(t), np.concatenate(feat)
+        inside = np.all((xyz >= self.scene.box_min) & (xyz <= self.scene.box_max), axis=1) & (t >= 0) & (t <= self.scene.horizon_s)
+        idx = rng.choice(np.flatnonzero(inside), n, replace=inside.sum() < n)
+        out = feat[idx].astype(np.float32)
+        return np.column_stack([xyz[idx], t[idx]]), (out - self.dino_mean) / self.dino_std
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        log_id, batch, t0_ns, past_ns = self.samples[index]
+        rng = np.random.default_rng([seed, index])
+        log = self._log(log_id)
+        t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
+        sweeps = []
+        for ts in past_ns:
+            T = t0_T_city @ log.city_T_ego(ts)[0]
+            sweeps.append(log.sweep(ts).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3])
+        occ = self._batch(log_id, schema.OCCUPANCY_FILE, batch)
+        occ_xyzt = np.column_stack([occ.column(c).to_numpy().astype(np.float64) for c in ("x_m", "y_m", "z_m", "t_s")])
+        occ_label = occ.column("occupied").to_numpy().astype(np.float32)
+        keep = np.ones(len(occ_label), bool) if self.variant.missing_rays else occ.column("source").to_numpy() != QuerySource.MISSING
+        pick = rng.choice(np.flatnonzero(keep), self.counts.occupancy, replace=keep.sum() < self.counts.occupancy)
+        item_out = {"occupancy_q": occ_xyzt[pick], "occupancy_label": occ_label[pick]}
+        if self.variant.ego:
+            ego = self._batch(log_id, schema.EGO_PATH_FILE, batch)
+            e = rng.choice(ego.num_rows, self.counts.ego, replace=ego.num_rows < self.counts.ego)
+            item_out["ego_q"] = np.column_stack([ego.column(c).to_numpy().astype(np.float64)[e] for c in ("x_m", "y_m", "t_s")])
+            item_out["ego_label"] = ego.column("inside").to_numpy().astype(np.float32)[e]
+        if self.use_dino:
+            item_out["dino_q"], item_out["dino_target"] = self._dino(log_id, t0_ns, t0_T_city, rng, self.counts.dino)
+        if self.variant.rotation_augmentation:
+            R = yaw_rotation(rng.uniform(-np.pi, np.pi))[:2, :2]
+            sweeps = [np.column_stack([s[:, :2] @ R.T, s[:, 2]]) for s in sweeps]
+            for key in ("occupancy_q", "ego_q", "dino_q"):
+                if key in item_out:
+                    item_out[key][:, :2] = item_out[key][:, :2] @ R.T
+        item_out["voxels"] = voxelize(sweeps, self.scene, self.vox)
+        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in item_out.items()}

@@ -1,0 +1,212 @@
+"""The pre-training loop: AdamW, warm-up + cosine decay, clipping, bf16 autocast on CUDA, DDP, resumable checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from gasp_core.config import from_dict
+from gasp_core.data.samples import SceneConfig
+from gasp_core.io import atomic_path, write_json_atomic
+from gasp_core.models.config import LossConfig, ModelConfig, variant
+from gasp_core.models.gasp_model import GaspModel
+from gasp_core.models.losses import pretrain_losses
+from gasp_core.train import distributed
+from gasp_core.train.dataset import PretrainDataset, QueryCounts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    """Optimizer steps."""
+    batch_size: int = 4
+    """Samples per step and process (the global batch is batch_size x processes)."""
+    lr: float = 2e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    warmup_steps: int = 20
+    """Linear warm-up before the cosine decay to zero."""
+    grad_clip: float = 1.0
+    """Gradient norm clipping (0 disables)."""
+    queries: QueryCounts = field(default_factory=QueryCounts)
+    checkpoint_every: int = 100
+    """Steps between resumable checkpoints."""
+    log_every: int = 10
+    """Steps between logged metrics."""
+    num_workers: int = 1
+    """Data-loading processes per training process."""
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu' or 'cuda'."""
+    seed: int = 0
+    """Seeds the initialisation and every data draw."""
+
+
+@dataclass
+class PretrainConfig:
+    variants: list[str] = field(default_factory=lambda: ["uno", "gasp"])
+    """Variants that dvc.yaml builds (gasp_core.models.config.VARIANTS)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def pretrain_config_from_dict(data) -> PretrainConfig:
+    cfg = from_dict(PretrainConfig, data, "pretrain")
+    for name in cfg.variants:
+        variant(name)
+    return cfg
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batch_items(step: int, rank: int, world: int, n: int, cfg: TrainConfig) -> list[tuple[int, int]]:
+    """The (sample index, draw seed) pairs of one step on one rank: epochs are seeded permutations."""
+    per_step = cfg.batch_size * world
+    start = step * per_step + rank * cfg.batch_size
+    items = []
+    for g in range(start, start + cfg.batch_size):
+        epoch, pos = divmod(g, n)
+        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        items.append((int(perm[pos]), int(np.random.default_rng([cfg.seed, g]).integers(2**31))))
+    return items
+
+
+class _StepSampler(torch.utils.data.Sampler):
+    def __init__(self, first: int, last: int, rank: int, world: int, n: int, cfg: TrainConfig) -> None:
+        self.first, self.last, self.rank, self.world, self.n, self.cfg = first, last, rank, world, n, cfg
+
+    def __iter__(self):
+        for step in range(self.first, self.last):
+            yield batch_items(step, self.rank, self.world, self.n, self.cfg)
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+
+def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: list[str]) -> str:
+    blob = json.dumps({"variant": variant_name, "scene": asdict(scene), "model": asdict(cfg.model), "loss": asdict(cfg.loss),
+                       "train": {k: v for k, v in asdict(cfg.train).items() if k not in ("num_workers", "checkpoint_every", "log_every")},
+                       "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _save_checkpoint(path: Path, model, opt, sched, step: int, fingerprint: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "fingerprint": fingerprint}, tmp)
+
+
+def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> dict | None:
+    found = sorted(ckpt_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    for path in reversed(found):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") == fingerprint:
+            return state
+        log.warning("ignoring checkpoint %s: it belongs to a run with other settings", path)
+    return None
+
+
+def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, out_dir: Path,
+             scene: SceneConfig, cfg: PretrainConfig, ckpt_dir: Path, live_dir: Path | None = None,
+             stop_after: int | None = None, progress: bool = True) -> dict:
+    """Train one variant; writes ``out_dir`` (safetensors + config.json) and returns the final metrics.
+
+    ``stop_after`` ends the run early (after writing a checkpoint) as an interruption would; a later call
+    resumes from the newest checkpoint whose settings match.
+    """
+    var = variant(variant_name)
+    tc = cfg.train
+    info = distributed.setup(tc.device)
+    torch.manual_seed(tc.seed)
+    data = PretrainDataset(store_dir, occupancy_dir, dino_dir if var.dino else None, scene, cfg.model.voxelizer, tc.queries, var)
+    model = GaspModel(scene, cfg.model, var, data.dino_dim)
+    if var.dino:
+        model.dino_mean.copy_(torch.from_numpy(data.dino_mean))
+        model.dino_std.copy_(torch.from_numpy(data.dino_std))
+    model.to(info.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
+    fingerprint = run_fingerprint(variant_name, scene, cfg, [str(store_dir), str(occupancy_dir), str(dino_dir)])
+    ckpt_dir = Path(ckpt_dir)
+    start = 0
+    state = _latest_checkpoint(ckpt_dir, fingerprint) if ckpt_dir.is_dir() else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        log.info("resuming %s from step %d", variant_name, start)
+    net = DistributedDataParallel(model) if info.world_size > 1 else model
+    last = tc.steps if stop_after is None else min(tc.steps, stop_after)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=_StepSampler(start, last, info.rank, info.world_size, len(data), tc),
+                                         num_workers=tc.num_workers,
+                                         # spawn: forking after torch has started its thread pools can deadlock
+                                         multiprocessing_context="spawn" if tc.num_workers > 0 else None)
+    live = None
+    if live_dir is not None and info.is_main:
+        from dvclive import Live
+
+        live = Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None, report=None)
+    use_amp = info.device.type == "cuda"
+    history: dict[str, list[float]] = {}
+    t_start, seen = time.perf_counter(), 0
+    bar = tqdm(total=last - start, desc=f"pretrain {variant_name}", unit="step", disable=not (progress and info.is_main))
+    step = start
+    for step, batch in enumerate(loader, start=start):
+        batch = {k: v.to(info.device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(device_type=info.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = net(batch["voxels"], batch["occupancy_q"], batch.get("ego_q"), batch.get("dino_q"))
+        losses = pretrain_losses({k: v.float() for k, v in out.items()}, batch, cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        sched.step()
+        seen += len(batch["voxels"]) * info.world_size
+        values = {k: float(distributed.mean_across(v)) for k, v in losses.items()}
+        for k, v in values.items():
+            history.setdefault(k, []).append(v)
+        bar.update()
+        bar.set_postfix(loss=f"{values['total']:.3f}")
+        if live is not None and ((step + 1) % tc.log_every == 0 or step + 1 == last):
+            live.step = step + 1
+            for k, v in values.items():
+                live.log_metric(f"loss/{k}", v)
+            live.log_metric("lr", opt.param_groups[0]["lr"])
+            live.make_summary()
+        if info.is_main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == last):
+            _save_checkpoint(ckpt_dir / f"step_{step + 1}.pt", model, opt, sched, step + 1, fingerprint)
+    bar.close()
+    seconds = time.perf_counter() - t_start
+    done = last >= tc.steps
+    metrics = {"variant": variant_name, "steps": tc.steps, "samples_seen": (last - start) * tc.batch_size * info.world_size}
+    window = max(1, tc.log_every)
+    metrics.update({f"final_loss_{k}": round(float(np.mean(v[-window:])), 5) for k, v in history.items()})
+    log.info("%s: %d steps in %.1f s, %.2f samples/s on %s x%d", variant_name, last - start, seconds,
+             seen / max(seconds, 1e-9), info.device, info.world_size)
+    if done and info.is_main:
+        model.save_pretrained(out_dir)
+        if live is not None:
+            live.end()
+    distributed.teardown()
+    return metrics

@@ -1,0 +1,1 @@
+"""Figures: what people would rather look at than read."""

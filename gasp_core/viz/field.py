@@ -1,0 +1,46 @@
+"""BEV pictures of a pre-trained field: occupancy and ego path over the horizon, with the input lidar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gasp_core.io import atomic_path  # noqa: E402
+
+
+def bev_grid(extent_m, resolution_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cell centres (H*W, 2) covering the extent's xy, and the (H, W) shape."""
+    x0, x1, y0, y1 = extent_m[:4]
+    xs = np.arange(x0 + resolution_m / 2, x1, resolution_m)
+    ys = np.arange(y0 + resolution_m / 2, y1, resolution_m)
+    xx, yy = np.meshgrid(xs, ys)
+    return np.column_stack([xx.ravel(), yy.ravel()]), xx.shape
+
+
+def plot_field(panels: dict[str, list[tuple[float, np.ndarray]]], points_t0: np.ndarray, extent_m, out: Path, title: str) -> None:
+    """One row per field (e.g. occupancy, ego path), one column per time; the t0 sweep drawn on each."""
+    rows = len(panels)
+    cols = max(len(v) for v in panels.values())
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    x0, x1, y0, y1 = extent_m[:4]
+    for r, (name, maps) in enumerate(panels.items()):
+        for c, (t, img) in enumerate(maps):
+            ax = axes[r][c]
+            ax.imshow(img, origin="lower", extent=(x0, x1, y0, y1), vmin=0, vmax=1, cmap="magma")
+            above_ground = (points_t0[:, 2] > 0.3) & (points_t0[:, 2] < 2.5)  # obstacles, not the ground rings
+            ax.scatter(points_t0[above_ground, 0], points_t0[above_ground, 1], s=0.05, c="cyan", alpha=0.5)
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y0, y1)
+            ax.set_title(f"{name}, t = {t:.1f} s", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(Path(out)) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(out).suffix.lstrip(".") or "png")
+    plt.close(fig)

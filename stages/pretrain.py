@@ -1,0 +1,37 @@
+"""DVC stage ``pretrain@<variant>``: pre-train the BEV encoder and implicit decoders (uno | gasp | ablations).
+
+Reads the ``scene`` and ``pretrain`` sections of params.yaml, the log store and both target stages'
+outputs; writes ``--out`` (model.safetensors + config.json, loadable with
+``gasp_core.models.load_pretrained``), dvclive metrics and plots under ``--live`` and the final metrics
+to ``--metrics``. Multi-GPU / multi-node: launch the same command with
+``torchrun --nproc_per_node=N stages/pretrain.py ...``. Resumable checkpoints go to ``--checkpoints``
+(scratch space outside DVC; a run resumes only from a checkpoint of identical settings).
+"""
+
+from pathlib import Path
+
+from gasp_core.cli import read_params, stage_parser, write_metrics
+from gasp_core.config import from_dict
+from gasp_core.data.samples import SceneConfig
+from gasp_core.train.pretrain import pretrain, pretrain_config_from_dict
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--occupancy", type=Path, required=True, help="occupancy_labels output")
+    parser.add_argument("--dino", type=Path, required=True, help="dino_targets output")
+    parser.add_argument("--live", type=Path, required=True, help="dvclive folder (metrics and plots)")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="default: outputs/checkpoints/pretrain_<variant>")
+    args = parser.parse_args()
+    params = read_params(args.params)
+    scene = from_dict(SceneConfig, params["scene"], "scene")
+    cfg = pretrain_config_from_dict(params["pretrain"])
+    ckpt = args.checkpoints or Path("outputs/checkpoints") / f"pretrain_{args.variant}"
+    metrics = pretrain(args.variant, args.store, args.occupancy, args.dino, args.out, scene, cfg, ckpt, live_dir=args.live)
+    write_metrics(args.metrics, metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Model building blocks on synthetic tensors: voxelizer cells, decoder sampling, head shapes per variant, safe loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gasp_core.data.samples import SceneConfig
+from gasp_core.models import GaspModel, LossConfig, load_pretrained, variant
+from gasp_core.models.implicit_decoder import FourierEncoding, sample_bev
+from gasp_core.models.losses import pretrain_losses
+from gasp_core.models.voxelizer import grid_shape, voxelize
+from tests.train.conftest import TINY_MODEL, TINY_SCENE
+
+
+def test_voxelizer_puts_points_in_exact_cells():
+    scene = SceneConfig(extent_m=(-4.0, 4.0, -2.0, 2.0, 0.0, 4.0), past_sweeps=2, horizon_s=1.0)
+    cfg = TINY_MODEL.voxelizer  # 1 m cells, 4 z bins of 1 m
+    assert grid_shape(scene, cfg) == (4, 8)
+    older = np.array([[-3.5, -1.5, 0.5], [100.0, 0.0, 0.5]])  # the second lies outside the extent
+    t0 = np.array([[3.9, 1.9, 3.9], [0.0, 0.0, 2.0]])
+    grid = voxelize([older, t0], scene, cfg)
+    assert grid.shape == (8, 4, 8) and grid.sum() == 3
+    assert grid[0, 0, 0] == 1  # sweep 0, z bin 0, row y=-1.5 -> 0, column x=-3.5 -> 0
+    assert grid[4 + 3, 3, 7] == 1  # sweep 1, z bin 3, last row and column
+    assert grid[4 + 2, 2, 4] == 1  # (0, 0, 2): row 2, column 4, z bin 2
+
+
+def test_sample_bev_reads_cell_centres():
+    bev = torch.arange(12, dtype=torch.float32).view(1, 1, 3, 4)  # value = row * 4 + column
+    # cell (row 1, column 2) has its centre at normalised x = -1 + (2 * 2 + 1) / 4, y = -1 + (2 * 1 + 1) / 3
+    xy = torch.tensor([[[-1 + 5 / 4, -1 + 3 / 3], [-1 + 1 / 4, -1 + 1 / 3]]])
+    np.testing.assert_allclose(sample_bev(bev, xy)[0, :, 0].numpy(), [6.0, 0.0], atol=1e-6)
+
+
+def test_fourier_encoding():
+    pe = FourierEncoding(2, 3)
+    out = pe(torch.tensor([[0.25, 0.5]]))
+    assert out.shape == (1, 2 * 7) and pe.out_dim == 14
+    np.testing.assert_allclose(out[0, :2].numpy(), [0.25, 0.5])
+    np.testing.assert_allclose(out[0, 2].item(), np.sin(np.pi * 0.25), atol=1e-6)
+
+
+@pytest.mark.parametrize("name, heads", [("uno", {"occupancy_logits"}), ("gasp", {"occupancy_logits", "ego_logits", "dino"}),
+                                         ("gasp_no_ego", {"occupancy_logits", "dino"}), ("gasp_no_dino", {"occupancy_logits", "ego_logits"})])
+def test_heads_and_shapes_per_variant(name, heads):
+    model = GaspModel(TINY_SCENE, TINY_MODEL, variant(name), dino_dim=8)
+    vox = torch.rand(2, 8, 40, 40)
+    q = torch.rand(2, 100, 4) * 10
+    out = model(vox, q, q[..., [0, 1, 3]], q)
+    assert set(out) - {"bev"} == heads
+    assert out["bev"].shape == (2, 16, 20, 20)
+    assert out["occupancy_logits"].shape == (2, 100)
+    if "dino" in out:
+        assert out["dino"].shape == (2, 100, 8)
+    batch = {"occupancy_label": torch.ones(2, 100), "ego_label": torch.zeros(2, 100), "dino_target": torch.randn(2, 100, 8)}
+    losses = pretrain_losses(out, batch, LossConfig())
+    assert set(losses) == {"total"} | {k.removesuffix("_logits") for k in heads}
+    losses["total"].backward()
+
+
+def test_unknown_variant():
+    with pytest.raises(ValueError, match="unknown pre-training variant"):
+        variant("gasp_plus_magic")
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = GaspModel(TINY_SCENE, TINY_MODEL, variant("gasp"), dino_dim=8).eval()
+    model.dino_std.fill_(2.0)
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained(tmp_path)
+    sweeps = [np.random.default_rng(k).uniform(-15, 15, (500, 3)) for k in range(2)]
+    xyzt = np.random.default_rng(5).uniform([-15, -15, -2, 0], [15, 15, 4, 0.5], (50, 4))
+    a, b = model.query(sweeps, xyzt), loaded.query(sweeps, xyzt)
+    assert set(a) == {"occupancy", "ego", "dino"}
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert ((a["occupancy"] >= 0) & (a["occupancy"] <= 1)).all() and a["dino"].shape == (50, 8)
+    # the weights are safetensors: no pickle anywhere; a config with an unknown key is refused
+    assert (tmp_path / "model.safetensors").read_bytes()[:8] != b"\x80\x04\x95"
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["model"]["encoder"]["wdith"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="wdith"):
+        load_pretrained(tmp_path)
