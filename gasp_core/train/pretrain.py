@@ -102,17 +102,30 @@ class _StepSampler(torch.utils.data.Sampler):
         return self.last - self.first
 
 
-def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: list[str]) -> str:
+def inputs_digest(*dirs: Path | None) -> str:
+    """Hash of the inputs' manifests and per-log meta files (which carry their own input fingerprints)."""
+    h = hashlib.sha1()
+    for d in dirs:
+        if d is None:
+            continue
+        for path in sorted(Path(d).glob("*.json")) + sorted(Path(d).glob("*/meta.json")) + sorted(Path(d).glob("*.safetensors")):
+            h.update(str(path.relative_to(d)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str) -> str:
+    """What a checkpoint must share with this run to be resumed: variant, settings and inputs."""
     blob = json.dumps({"variant": variant_name, "scene": asdict(scene), "model": asdict(cfg.model), "loss": asdict(cfg.loss),
                        "train": {k: v for k, v in asdict(cfg.train).items() if k not in ("num_workers", "checkpoint_every", "log_every")},
                        "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def _save_checkpoint(path: Path, model, opt, sched, step: int, fingerprint: str) -> None:
+def _save_checkpoint(path: Path, model, opt, sched, step: int, fingerprint: str, history: dict[str, list[float]]) -> None:
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "fingerprint": fingerprint}, tmp)
+                    "step": step, "fingerprint": fingerprint, "history": history}, tmp)
 
 
 def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> dict | None:
@@ -145,15 +158,17 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
     model.to(info.device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
-    fingerprint = run_fingerprint(variant_name, scene, cfg, [str(store_dir), str(occupancy_dir), str(dino_dir)])
+    fingerprint = run_fingerprint(variant_name, scene, cfg, inputs_digest(store_dir, occupancy_dir, dino_dir if var.dino else None))
     ckpt_dir = Path(ckpt_dir)
     start = 0
+    history: dict[str, list[float]] = {}  # per-step losses and learning rate, from step 0
     state = _latest_checkpoint(ckpt_dir, fingerprint) if ckpt_dir.is_dir() else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
+        history = {k: list(v) for k, v in state["history"].items()}
         log.info("resuming %s from step %d", variant_name, start)
     net = DistributedDataParallel(model) if info.world_size > 1 else model
     last = tc.steps if stop_after is None else min(tc.steps, stop_after)
@@ -162,12 +177,22 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
                                          # spawn: forking after torch has started its thread pools can deadlock
                                          multiprocessing_context="spawn" if tc.num_workers > 0 else None)
     live = None
+
+    def log_step(step_done: int) -> None:
+        if live is not None and (step_done % tc.log_every == 0 or step_done == tc.steps):
+            live.step = step_done
+            for k, v in history.items():
+                live.log_metric(k if k == "lr" else f"loss/{k}", v[step_done - 1], timestamp=False)
+            live.make_summary()
+
     if live_dir is not None and info.is_main:
         from dvclive import Live
 
-        live = Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None, report=None)
+        # a fresh log with the resumed steps replayed: the curves are those of an uninterrupted run
+        live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None)
+        for s_done in range(1, start + 1):
+            log_step(s_done)
     use_amp = info.device.type == "cuda"
-    history: dict[str, list[float]] = {}
     t_start, seen = time.perf_counter(), 0
     bar = tqdm(total=last - start, desc=f"pretrain {variant_name}", unit="step", disable=not (progress and info.is_main))
     step = start
@@ -181,27 +206,23 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
-        sched.step()
         seen += len(batch["voxels"]) * info.world_size
         values = {k: float(distributed.mean_across(v)) for k, v in losses.items()}
+        values["lr"] = opt.param_groups[0]["lr"]  # the rate this step used
+        sched.step()
         for k, v in values.items():
             history.setdefault(k, []).append(v)
         bar.update()
         bar.set_postfix(loss=f"{values['total']:.3f}")
-        if live is not None and ((step + 1) % tc.log_every == 0 or step + 1 == last):
-            live.step = step + 1
-            for k, v in values.items():
-                live.log_metric(f"loss/{k}", v)
-            live.log_metric("lr", opt.param_groups[0]["lr"])
-            live.make_summary()
+        log_step(step + 1)
         if info.is_main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == last):
-            _save_checkpoint(ckpt_dir / f"step_{step + 1}.pt", model, opt, sched, step + 1, fingerprint)
+            _save_checkpoint(ckpt_dir / f"step_{step + 1}.pt", model, opt, sched, step + 1, fingerprint, history)
     bar.close()
     seconds = time.perf_counter() - t_start
     done = last >= tc.steps
-    metrics = {"variant": variant_name, "steps": tc.steps, "samples_seen": (last - start) * tc.batch_size * info.world_size}
+    metrics = {"variant": variant_name, "steps": tc.steps, "samples_seen": last * tc.batch_size * info.world_size}
     window = max(1, tc.log_every)
-    metrics.update({f"final_loss_{k}": round(float(np.mean(v[-window:])), 5) for k, v in history.items()})
+    metrics.update({f"final_loss_{k}": round(float(np.mean(v[-window:])), 5) for k, v in history.items() if k != "lr"})
     log.info("%s: %d steps in %.1f s, %.2f samples/s on %s x%d", variant_name, last - start, seconds,
              seen / max(seconds, 1e-9), info.device, info.world_size)
     if done and info.is_main:
