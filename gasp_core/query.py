@@ -19,16 +19,7 @@ import pyarrow.ipc as ipc
 from gasp_core.data.store import LogStore
 from gasp_core.models.gasp_model import load_pretrained
 from gasp_core.targets import schema
-
-
-def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the precision-recall curve (step-wise, as sklearn's average_precision_score)."""
-    order = np.argsort(-scores, kind="stable")
-    hits = labels[order].astype(np.float64)
-    if hits.sum() == 0:
-        return float("nan")
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / hits.sum())
+from gasp_core.tasks.metrics import average_precision
 
 
 def main() -> None:

@@ -104,7 +104,7 @@ def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
 
 
 def test_average_precision_by_hand():
-    from gasp_core.query import average_precision
+    from gasp_core.tasks.metrics import average_precision
 
     assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
     assert average_precision(np.array([0.1, 0.9]), np.array([1, 0])) == pytest.approx(0.5)

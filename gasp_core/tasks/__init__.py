@@ -1,0 +1,1 @@
+"""Downstream tasks: labels from the log store, heads on the pre-trained BEV encoder, metrics."""

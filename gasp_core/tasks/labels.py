@@ -1,0 +1,131 @@
+"""Downstream labels from the log store, in the t0 ego frame: objects at any time, BEV forecasts, map rasters,
+ego waypoints and semantic occupancy of 4D points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from gasp_core.data.schema import MapLayer, UnifiedCategory
+from gasp_core.data.store import StoredLog
+from gasp_core.geometry import quat_wxyz_to_rotation
+from gasp_core.tasks.bev import BevGrid, boxes_mask, lines_mask, polygons_mask
+
+FORECAST_CLASSES = (UnifiedCategory.VEHICLE, UnifiedCategory.PEDESTRIAN, UnifiedCategory.CYCLIST)
+MAP_CLASSES = (MapLayer.DRIVABLE_AREA, MapLayer.PED_CROSSING, MapLayer.LANE_DIVIDER, MapLayer.ROAD_BOUNDARY)
+
+
+@dataclass
+class Objects:
+    """Boxes at one time in the t0 frame."""
+
+    track_id: list[str]
+    category: np.ndarray  # (N,) UnifiedCategory values
+    center: np.ndarray  # (N, 3)
+    yaw: np.ndarray  # (N,)
+    size_lwh: np.ndarray  # (N, 3)
+
+
+def objects_at(log: StoredLog, t0_ns: int, time_ns: int, max_gap_s: float = 0.6) -> Objects:
+    """Every track annotated on both sides of ``time_ns`` (or exactly at it), linearly interpolated.
+
+    Annotations more than ``max_gap_s`` apart are not bridged (the object may have left and come back).
+    """
+    boxes = log.boxes
+    yaw_city = _yaw(boxes)
+    t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
+    ids, cats, centres, yaws, sizes = [], [], [], [], []
+    by_track = boxes.with_columns(pl.Series("yaw", yaw_city)).sort(["track_id", "timestamp_ns"]).partition_by("track_id", as_dict=True)
+    for (track,), rows in by_track.items():
+        ts = rows["timestamp_ns"].to_numpy()
+        k = np.searchsorted(ts, time_ns)
+        if k < len(ts) and ts[k] == time_ns:
+            lo = hi = k
+        elif 0 < k < len(ts) and (ts[k] - ts[k - 1]) <= max_gap_s * 1e9:
+            lo, hi = k - 1, k
+        else:
+            continue
+        w = 0.0 if lo == hi else (time_ns - ts[lo]) / (ts[hi] - ts[lo])
+        c = rows.select("tx_m", "ty_m", "tz_m").to_numpy()
+        yw = rows["yaw"].to_numpy()
+        dyaw = np.arctan2(np.sin(yw[hi] - yw[lo]), np.cos(yw[hi] - yw[lo]))
+        ids.append(track)
+        cats.append(UnifiedCategory[rows["category"][int(lo)].upper()].value)
+        centres.append((1 - w) * c[lo] + w * c[hi])
+        yaws.append(yw[lo] + w * dyaw)
+        sizes.append(rows.select("length_m", "width_m", "height_m").to_numpy()[lo])
+    if not ids:
+        return Objects([], np.zeros(0, int), np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)))
+    centres = np.array(centres) @ t0_T_city[:3, :3].T + t0_T_city[:3, 3]
+    yaw_t0 = np.array(yaws) + np.arctan2(t0_T_city[1, 0], t0_T_city[0, 0])
+    return Objects(ids, np.array(cats), centres, yaw_t0, np.array(sizes))
+
+
+def _yaw(boxes: pl.DataFrame) -> np.ndarray:
+    rot = quat_wxyz_to_rotation(boxes.select("qw", "qx", "qy", "qz").to_numpy()) if boxes.height else np.zeros((0, 3, 3))
+    return np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
+
+
+def forecast_labels(log: StoredLog, t0_ns: int, times_s: np.ndarray, grid: BevGrid,
+                    classes: tuple[UnifiedCategory, ...] = FORECAST_CLASSES) -> np.ndarray:
+    """(T, C, H, W) bool: cells covered by an object of each class at each future time."""
+    out = np.zeros((len(times_s), len(classes), *grid.shape), bool)
+    for i, t in enumerate(times_s):
+        obj = objects_at(log, t0_ns, t0_ns + int(round(t * 1e9)))
+        for j, cls in enumerate(classes):
+            m = obj.category == cls.value
+            if m.any():
+                out[i, j] = boxes_mask(grid, obj.center[m, :2], obj.yaw[m], obj.size_lwh[m, 0], obj.size_lwh[m, 1])
+    return out
+
+
+def map_labels(log: StoredLog, t0_ns: int, grid: BevGrid, line_width_m: float = 1.0,
+               layers: tuple[str, ...] = MAP_CLASSES) -> np.ndarray:
+    """(L, H, W) bool: the HD map's layers around the ego at t0 (polygons filled, lines ``line_width_m`` wide)."""
+    t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
+    out = np.zeros((len(layers), *grid.shape), bool)
+    for k, layer in enumerate(layers):
+        rows = log.map.filter(pl.col("layer") == layer)
+        shapes = [np.column_stack([x, y]) @ t0_T_city[:2, :2].T + t0_T_city[:2, 3] for x, y in zip(rows["x_m"], rows["y_m"])]
+        if layer in (MapLayer.LANE_DIVIDER, MapLayer.ROAD_BOUNDARY):
+            closed = rows["closed"].to_list()
+            out[k] = lines_mask(grid, [np.vstack([s, s[:1]]) if c else s for s, c in zip(shapes, closed)], line_width_m)
+        else:
+            ids, parts = rows["element_id"].to_list(), rows["part"].to_list()
+            exteriors, holes = [], []
+            for s, eid, part in zip(shapes, ids, parts):
+                if part == 0:
+                    exteriors.append(s)
+                    holes.append([h for h, hid, hp in zip(shapes, ids, parts) if hid == eid and hp > 0])
+            out[k] = polygons_mask(grid, exteriors, holes)
+    return out
+
+
+def ego_waypoints(log: StoredLog, t0_ns: int, times_s: np.ndarray) -> np.ndarray:
+    """(K, 2) future ego positions (rear axle) in the t0 frame."""
+    poses = np.linalg.inv(log.city_T_ego(t0_ns)[0]) @ log.city_T_ego(t0_ns + np.round(np.asarray(times_s) * 1e9).astype(np.int64))
+    return poses[:, :2, 3]
+
+
+def semantic_occupancy(log: StoredLog, t0_ns: int, xyzt: np.ndarray, time_bins_s: float = 0.1) -> np.ndarray:
+    """(N,) class of each 4D query: 1 + UnifiedCategory inside an object's box at its time, else 0.
+
+    Query times are grouped into ``time_bins_s`` bins; objects are interpolated at each bin's centre.
+    """
+    label = np.zeros(len(xyzt), np.int64)
+    bins = np.floor(xyzt[:, 3] / time_bins_s).astype(np.int64)
+    for b in np.unique(bins):
+        m = bins == b
+        obj = objects_at(log, t0_ns, t0_ns + int(round((b + 0.5) * time_bins_s * 1e9)))
+        pts = xyzt[m, :3]
+        lab = np.zeros(m.sum(), np.int64)
+        for c, yaw, size, cat in zip(obj.center, obj.yaw, obj.size_lwh, obj.category):
+            d = pts - c
+            lx = np.cos(yaw) * d[:, 0] + np.sin(yaw) * d[:, 1]
+            ly = -np.sin(yaw) * d[:, 0] + np.cos(yaw) * d[:, 1]
+            inside = (np.abs(lx) <= size[0] / 2) & (np.abs(ly) <= size[1] / 2) & (np.abs(d[:, 2]) <= size[2] / 2)
+            lab[inside] = cat + 1
+        label[m] = lab
+    return label
