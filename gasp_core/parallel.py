@@ -12,8 +12,10 @@ R = TypeVar("R")
 
 
 def map_jobs(fn: Callable[[J], R], jobs: Iterable[J], workers: int, desc: str, progress: bool = True,
-             postfix: Callable[[list[R]], dict] | None = None) -> list[R]:
-    """``[fn(job) for job in jobs]``, in ``workers`` spawned processes when > 1 (results in completion order).
+             postfix: Callable[[list[R]], dict] | None = None, ordered: bool = False) -> list[R]:
+    """``[fn(job) for job in jobs]``, in ``workers`` spawned processes when > 1.
+
+    Results come in completion order, or in job order with ``ordered``.
 
     Spawn, not fork: workers may use torch or Embree, which are not fork-safe. ``fn`` must be importable.
     """
@@ -28,7 +30,7 @@ def map_jobs(fn: Callable[[J], R], jobs: Iterable[J], workers: int, desc: str, p
                 bar.set_postfix(postfix(results))
     else:
         with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            for res in pool.imap_unordered(fn, jobs):
+            for res in (pool.imap if ordered else pool.imap_unordered)(fn, jobs):
                 results.append(res)
                 bar.update()
                 if postfix:

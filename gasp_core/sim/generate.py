@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from gasp_core.io import atomic_dir, write_json_atomic
+from gasp_core.parallel import map_jobs
 from gasp_core.sim.config import world_config_from_dict
 from gasp_core.sim.world import simulate_log
 
@@ -46,18 +44,15 @@ def generate(fmt: str, out: Path, n_logs: int, seconds: float, seed: int, worker
     seeds = log_seeds(seed, n_logs)
     start = time.perf_counter()
     out = Path(out)
-    ctx = mp.get_context("spawn")
     if fmt == "av2":
         jobs = [(cfg_dict, s, i, str(out / split)) for i, s in enumerate(seeds)]
-        with ctx.Pool(workers) if workers > 1 else _Serial() as pool:
-            written = list(tqdm(pool.imap(_av2_job, jobs), total=len(jobs), desc="av2 logs"))
+        written = map_jobs(_av2_job, jobs, workers, "av2 logs", ordered=True)
     elif fmt == "nuscenes":
         from gasp_core.sim.writers.nuscenes_writer import write_tables
 
         with atomic_dir(out) as root:
             jobs = [(cfg_dict, s, i, str(root)) for i, s in enumerate(seeds)]
-            with ctx.Pool(workers) if workers > 1 else _Serial() as pool:
-                parts = list(tqdm(pool.imap(_nuscenes_job, jobs), total=len(jobs), desc="nuscenes logs"))
+            parts = map_jobs(_nuscenes_job, jobs, workers, "nuscenes logs", ordered=True)
             write_tables(root, version, parts)
             written = [str(out)]
     else:
@@ -68,17 +63,4 @@ def generate(fmt: str, out: Path, n_logs: int, seconds: float, seed: int, worker
     write_json_atomic(out / "gasp_sim_manifest.json", manifest)  # no timings: the data must hash the same
     manifest["generation_s"] = round(time.perf_counter() - start, 2)
     return manifest
-
-
-class _Serial:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    @staticmethod
-    def imap(fn, jobs):
-        return map(fn, jobs)
-
 
