@@ -114,11 +114,21 @@ def inputs_digest(*dirs: Path | None) -> str:
     return h.hexdigest()
 
 
+def code_digest() -> str:
+    """Hash of the gasp_core sources: a checkpoint written by other code is never resumed."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str) -> str:
-    """What a checkpoint must share with this run to be resumed: variant, settings and inputs."""
+    """What a checkpoint must share with this run to be resumed: variant, settings, inputs and code."""
     blob = json.dumps({"variant": variant_name, "scene": asdict(scene), "model": asdict(cfg.model), "loss": asdict(cfg.loss),
                        "train": {k: v for k, v in asdict(cfg.train).items() if k not in ("num_workers", "checkpoint_every", "log_every")},
-                       "inputs": inputs}, sort_keys=True, default=str)
+                       "inputs": inputs, "code": code_digest()}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
