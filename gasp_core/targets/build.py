@@ -107,8 +107,8 @@ def build_occupancy_labels(store_dir: Path, out: Path, scene: SceneConfig, cfg: 
     store = LogStore(store_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.iterdir():
-        if stale.is_dir() and stale.name not in store.log_ids:
+    for stale in out.iterdir():  # labels of logs no longer in the store, and leftovers of interrupted runs
+        if stale.is_dir() and stale.name not in store.log_ids and ((stale / schema.META_FILE).is_file() or stale.name.endswith(".tmp")):
             shutil.rmtree(stale)
     (out / schema.MANIFEST_FILE).unlink(missing_ok=True)
     jobs = [(str(store_dir), log_id, str(out), scene, cfg) for log_id in store.log_ids]

@@ -110,8 +110,11 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, progr
         hub_offline_guard()
     store = LogStore(store_dir)
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)  # the PCA is fitted across logs: every log is redone together
+    if out.exists():  # the PCA is fitted across logs: every log is redone together
+        if any(out.iterdir()) and not (out / schema.MANIFEST_FILE).is_file() and not (out / schema.PCA_FILE).is_file():
+            raise FileExistsError(f"{out} exists and does not look like DINO targets (no {schema.MANIFEST_FILE}); "
+                                  "refusing to replace it")
+        shutil.rmtree(out)
     out.mkdir(parents=True)
     frames = list_frames(store, cfg.frame_stride)
     if not frames:

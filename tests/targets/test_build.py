@@ -59,6 +59,17 @@ def test_occupancy_labels_shards(store_dir, tmp_path, sim_log):
     assert {k: v for k, v in again.items() if not k.startswith("logs_")} == {k: v for k, v in metrics.items() if not k.startswith("logs_")}
 
 
+def test_outputs_never_delete_foreign_folders(store_dir, tmp_path):
+    keep = tmp_path / "occ" / "my_notes"
+    keep.mkdir(parents=True)
+    build_occupancy_labels(store_dir, tmp_path / "occ", SCENE, SMALL, progress=False)
+    assert keep.is_dir()  # not a labelled log: left alone
+    (tmp_path / "dino" / "thesis").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="does not look like DINO targets"):
+        build_dino_targets(store_dir, tmp_path / "dino", DinoTargetsConfig(pca_dim=8, pca_fit_frames=2), progress=False)
+    assert (tmp_path / "dino" / "thesis").is_dir()
+
+
 def test_dino_targets(store_dir, tmp_path, sim_log):
     cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
     metrics = build_dino_targets(store_dir, tmp_path, cfg, progress=False)
