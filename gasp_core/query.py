@@ -38,11 +38,7 @@ def main() -> None:
     samples = pl.read_parquet(args.occupancy / log.log_id / schema.SAMPLES_FILE)
     row = samples.row(args.sample, named=True)
     t0 = row["t0_ns"]
-    t0_T_city = np.linalg.inv(log.city_T_ego(t0)[0])
-    past = []
-    for ts in row["past_ns"]:
-        T = t0_T_city @ log.city_T_ego(ts)[0]
-        past.append(log.sweep(ts).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3])
+    past = [log.sweep_points_in(ts, t0) for ts in row["past_ns"]]
 
     with ipc.open_file(args.occupancy / log.log_id / schema.OCCUPANCY_FILE) as f:
         occ = f.get_batch(row["batch"])
@@ -61,10 +57,12 @@ def main() -> None:
         print(f"  ego path : {len(inside)} stored queries, accuracy {((p > 0.5) == inside).mean():.3f}, "
               f"AP {average_precision(p, inside):.3f}")
 
-    from gasp_core.viz.field import bev_grid, plot_field
+    from gasp_core.tasks.bev import BevGrid
+    from gasp_core.viz.field import plot_field
 
     scene = model.scene
-    xy, shape = bev_grid(scene.extent_m, 0.5)
+    grid = BevGrid(tuple(scene.extent_m[:4]), 0.5)
+    xy, shape = grid.centres(), grid.shape
     times = np.linspace(0.0, scene.horizon_s, 4)
     panels: dict[str, list] = {"occupancy (max over z 0-2 m)": [], "ego path": []}
     for t in times:

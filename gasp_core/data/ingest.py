@@ -77,7 +77,6 @@ def ingest_config_from_dict(data) -> IngestConfig:
 class LogResult:
     log_id: str
     status: Literal["ingested", "up_to_date", "failed"]
-    seconds: float = 0.0
     sweeps: int = 0
     sweeps_skipped: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)
@@ -197,7 +196,6 @@ def _validate_sweep(source: LogSource, ref, data) -> None:
 
 def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims | None = None) -> LogResult:
     """Validate one log and write it to ``log_dir`` atomically; raises InputError on bad input."""
-    start = time.perf_counter()
     ego = ego or ego_dims(cfg)
     fp = fingerprint(source, cfg, ego)
     meta_path = Path(log_dir) / META_FILE
@@ -207,7 +205,7 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
         except json.JSONDecodeError:
             old = {}
         if old.get("fingerprint") == fp:
-            return LogResult(source.log_id, "up_to_date", seconds=time.perf_counter() - start,
+            return LogResult(source.log_id, "up_to_date",
                              sweeps=old["num_sweeps"], sweeps_skipped=len(old["skipped"]), points=old["num_points"],
                              boxes=old["num_boxes"], camera_frames=old["num_camera_frames"],
                              map_elements=old["num_map_elements"], unknown_categories=old["unknown_categories"])
@@ -273,7 +271,7 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
         _write_parquet(pa.table({"timestamp_ns": times, "qw": q[:, 0], "qx": q[:, 1], "qy": q[:, 2], "qz": q[:, 3],
                                  "tx_m": poses[:, 0, 3], "ty_m": poses[:, 1, 3], "tz_m": poses[:, 2, 3]}, schema=POSES),
                        tmp / POSES_FILE)
-        _write_parquet(calibration.cast(calibration.schema), tmp / CALIBRATION_FILE)
+        _write_parquet(calibration, tmp / CALIBRATION_FILE)
         _write_parquet(frames, tmp / CAMERA_FRAMES_FILE)
         order = np.lexsort((np.asarray(boxes.track_id), boxes.timestamp_ns))
         _write_parquet(pa.table({
@@ -300,7 +298,6 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
             num_boxes=result.boxes, num_map_elements=result.map_elements, fingerprint=fp, skipped=skipped,
             unknown_categories=dict(unknown))
         (tmp / META_FILE).write_text(json.dumps(meta.to_json(), indent=1))
-    result.seconds = time.perf_counter() - start
     return result
 
 
@@ -308,13 +305,12 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
 
 def _ingest_one(args: tuple[IngestConfig, str, str, EgoDims]) -> LogResult:
     cfg, log_id, out, ego = args
-    start = time.perf_counter()
     try:
         return ingest_log(open_source(cfg, log_id), Path(out) / log_id, cfg, ego)
     except InputError as exc:
         if cfg.on_bad_log == "error":
             raise
-        return LogResult(log_id, "failed", seconds=time.perf_counter() - start, error=str(exc))
+        return LogResult(log_id, "failed", error=str(exc))
 
 
 def ingest(cfg: IngestConfig, out: Path, progress: bool = True) -> dict:

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 import shapely
+from scipy.spatial import cKDTree
 from shapely.geometry import Polygon
 
 from gasp_core.data.schema import MapLayer
@@ -101,8 +102,6 @@ def road_boundaries(drivable: list[Polygon], z_lookup: tuple[np.ndarray, np.ndar
     for k, poly in enumerate(parts):
         for el in polygon_elements(MapLayer.ROAD_BOUNDARY, f"road_boundary_{k}", poly):
             if z_lookup is not None and len(z_lookup[0]):
-                from scipy.spatial import cKDTree
-
                 _, idx = cKDTree(z_lookup[0]).query(el.xyz[:, :2])
                 el.xyz[:, 2] = z_lookup[1][idx]
             out.append(el)

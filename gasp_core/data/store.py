@@ -108,6 +108,11 @@ class StoredLog:
         return StoredSweep(timestamp_ns, xyz, t["intensity"].to_numpy(), t["laser_number"].to_numpy(),
                            t["lidar"].to_numpy(), t["offset_ns"].to_numpy())
 
+    def sweep_points_in(self, timestamp_ns: int, t0_ns: int) -> np.ndarray:
+        """(N, 3) float64 points of a sweep moved into the ego frame at ``t0_ns``."""
+        T = np.linalg.inv(self.city_T_ego(t0_ns)[0]) @ self.city_T_ego(timestamp_ns)[0]
+        return self.sweep(timestamp_ns).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+
     @cached_property
     def camera_frames(self) -> pl.DataFrame:
         return self._table(CAMERA_FRAMES_FILE)

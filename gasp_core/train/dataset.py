@@ -121,10 +121,7 @@ class PretrainDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([seed, index])
         log = self._log(log_id)
         t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
-        sweeps = []
-        for ts in past_ns:
-            T = t0_T_city @ log.city_T_ego(ts)[0]
-            sweeps.append(log.sweep(ts).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3])
+        sweeps = [log.sweep_points_in(ts, t0_ns) for ts in past_ns]
         occ = self._batch(log_id, schema.OCCUPANCY_FILE, batch)
         occ_xyzt = np.column_stack([occ.column(c).to_numpy().astype(np.float64) for c in ("x_m", "y_m", "z_m", "t_s")])
         occ_label = occ.column("occupied").to_numpy().astype(np.float32)

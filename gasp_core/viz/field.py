@@ -13,15 +13,6 @@ import numpy as np  # noqa: E402
 from gasp_core.io import atomic_path  # noqa: E402
 
 
-def bev_grid(extent_m, resolution_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cell centres (H*W, 2) covering the extent's xy, and the (H, W) shape."""
-    x0, x1, y0, y1 = extent_m[:4]
-    xs = np.arange(x0 + resolution_m / 2, x1, resolution_m)
-    ys = np.arange(y0 + resolution_m / 2, y1, resolution_m)
-    xx, yy = np.meshgrid(xs, ys)
-    return np.column_stack([xx.ravel(), yy.ravel()]), xx.shape
-
-
 def plot_field(panels: dict[str, list[tuple[float, np.ndarray]]], points_t0: np.ndarray, extent_m, out: Path, title: str) -> None:
     """One row per field (e.g. occupancy, ego path), one column per time; the t0 sweep drawn on each."""
     rows = len(panels)
