@@ -26,6 +26,8 @@ data: setup
 
 demo: data
 	$(PY) -m dvc repro
+	@echo; sed -n '/^## Main metric/,/^## Secondary/p' reports/README.md | head -n -1
+	@echo "Full report with figures: reports/README.md"
 
 test: setup
 	$(PY) -m pytest

@@ -1,6 +1,6 @@
 """DVC stage ``pretrain@<variant>``: pre-train the BEV encoder and implicit decoders (uno | gasp | ablations).
 
-Reads the ``scene`` and ``pretrain`` sections of params.yaml, the log store and both target stages'
+Reads the ``scene``, ``splits`` (pre-training sees the training logs only) and ``pretrain`` sections of params.yaml, the log store and both target stages'
 outputs; writes ``--out`` (model.safetensors + config.json, loadable with
 ``gasp_core.models.load_pretrained``), dvclive metrics and plots under ``--live`` and the final metrics
 to ``--metrics``. Multi-GPU / multi-node: launch the same command with
@@ -13,6 +13,7 @@ from pathlib import Path
 from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
+from gasp_core.tasks.config import SplitsConfig
 from gasp_core.train.pretrain import pretrain, pretrain_config_from_dict
 
 
@@ -29,7 +30,9 @@ def main() -> None:
     scene = from_dict(SceneConfig, params["scene"], "scene")
     cfg = pretrain_config_from_dict(params["pretrain"])
     ckpt = args.checkpoints or Path("outputs/checkpoints") / f"pretrain_{args.variant}"
-    metrics = pretrain(args.variant, args.store, args.occupancy, args.dino, args.out, scene, cfg, ckpt, live_dir=args.live)
+    splits = from_dict(SplitsConfig, params["splits"], "splits")
+    metrics = pretrain(args.variant, args.store, args.occupancy, args.dino, args.out, scene, cfg, ckpt, live_dir=args.live,
+                       logs=splits.train)
     write_metrics(args.metrics, metrics)
 
 

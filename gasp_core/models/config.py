@@ -65,7 +65,12 @@ class ModelConfig:
 
 @dataclass
 class Variant:
-    """What a pre-training run supervises; ``uno`` and ``gasp`` are the paper's, the rest ablate GASP."""
+    """What a pre-training run supervises; ``uno`` and ``gasp`` are the paper's, the rest ablate GASP.
+    ``scratch`` supervises nothing: its "pre-training" saves the seeded initialisation, the from-scratch baseline."""
+
+    @property
+    def trains(self) -> bool:
+        return self.occupancy or self.ego or self.dino
 
     occupancy: bool = True
     ego: bool = True
@@ -75,6 +80,7 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
+    "scratch": Variant(occupancy=False, ego=False, dino=False, rotation_augmentation=False, missing_rays=False),
     "uno": Variant(ego=False, dino=False, missing_rays=False),
     "gasp": Variant(),
     "gasp_no_ego": Variant(ego=False),

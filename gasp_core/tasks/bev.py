@@ -51,6 +51,7 @@ def polygons_mask(grid: BevGrid, rings: list[np.ndarray], holes: list[list[np.nd
         if len(ring) < 3:
             continue
         poly = Polygon(ring[:, :2], [h[:, :2] for h in (holes[k] if holes else [])])
+        shapely.prepare(poly)  # prepared geometries answer many point queries an order of magnitude faster
         inside |= shapely.contains_xy(poly, pts[:, 0], pts[:, 1])
     return inside.reshape(grid.shape)
 
@@ -61,5 +62,7 @@ def lines_mask(grid: BevGrid, lines: list[np.ndarray], width_m: float) -> np.nda
     near = np.zeros(len(pts), bool)
     for line in lines:
         if len(line) >= 2:
-            near |= shapely.dwithin(LineString(line[:, :2]), pts, width_m / 2)
+            geom = LineString(line[:, :2])
+            shapely.prepare(geom)
+            near |= shapely.dwithin(geom, pts, width_m / 2)
     return near.reshape(grid.shape)

@@ -3,6 +3,7 @@ ego waypoints and semantic occupancy of 4D points."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,39 +29,66 @@ class Objects:
     size_lwh: np.ndarray  # (N, 3)
 
 
+class Tracks:
+    """A log's boxes sorted by (track, time), for vectorised lookups of every track at one time."""
+
+    def __init__(self, log: StoredLog) -> None:
+        boxes = log.boxes.with_columns(pl.Series("yaw", _yaw(log.boxes))).sort(["track_id", "timestamp_ns"])
+        track = boxes["track_id"].to_numpy()
+        self.ts = boxes["timestamp_ns"].to_numpy().astype(np.int64)
+        self.t_min = int(self.ts.min()) if len(self.ts) else 0
+        new = np.r_[True, track[1:] != track[:-1]] if len(track) else np.zeros(0, bool)
+        self.starts = np.flatnonzero(new)
+        self.ends = np.r_[self.starts[1:], len(track)]
+        code = np.cumsum(new) - 1
+        self.keys = code * _KEY_STRIDE + (self.ts - self.t_min)
+        self.track_ids = track[self.starts]
+        self.category = np.array([UnifiedCategory[c.upper()].value for c in boxes["category"].to_list()], dtype=np.int64)
+        self.center = boxes.select("tx_m", "ty_m", "tz_m").to_numpy().astype(np.float64)
+        self.yaw = boxes["yaw"].to_numpy()
+        self.size = boxes.select("length_m", "width_m", "height_m").to_numpy().astype(np.float64)
+
+    def at(self, time_ns: int, max_gap_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(track numbers, lower rows, upper rows, weights) of the tracks annotated around ``time_ns``."""
+        q = np.arange(len(self.starts)) * _KEY_STRIDE + (int(time_ns) - self.t_min)
+        k = np.searchsorted(self.keys, q)
+        exact = (k < self.ends) & (self.keys[np.minimum(k, len(self.keys) - 1)] == q)
+        km = np.maximum(k - 1, 0)
+        kc = np.minimum(k, len(self.keys) - 1)
+        between = ~exact & (k > self.starts) & (k < self.ends) & ((self.ts[kc] - self.ts[km]) <= max_gap_s * 1e9)
+        tracks = np.flatnonzero(exact | between)
+        lo = np.where(exact, k, km)[tracks]
+        hi = np.where(exact, k, kc)[tracks]
+        span = (self.ts[hi] - self.ts[lo]).astype(np.float64)
+        w = np.where(span > 0, (time_ns - self.ts[lo]) / np.where(span > 0, span, 1.0), 0.0)
+        return tracks, lo, hi, w
+
+
+_KEY_STRIDE = 10**13  # > any log's duration in ns (2.7 hours): (track, time) pairs sort as one int64
+_TRACKS: "weakref.WeakKeyDictionary[StoredLog, Tracks]" = weakref.WeakKeyDictionary()
+
+
+def tracks_of(log: StoredLog) -> Tracks:
+    if log not in _TRACKS:
+        _TRACKS[log] = Tracks(log)
+    return _TRACKS[log]
+
+
 def objects_at(log: StoredLog, t0_ns: int, time_ns: int, max_gap_s: float = 0.6) -> Objects:
     """Every track annotated on both sides of ``time_ns`` (or exactly at it), linearly interpolated.
 
     Annotations more than ``max_gap_s`` apart are not bridged (the object may have left and come back).
     """
-    boxes = log.boxes
-    yaw_city = _yaw(boxes)
-    t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
-    ids, cats, centres, yaws, sizes = [], [], [], [], []
-    by_track = boxes.with_columns(pl.Series("yaw", yaw_city)).sort(["track_id", "timestamp_ns"]).partition_by("track_id", as_dict=True)
-    for (track,), rows in by_track.items():
-        ts = rows["timestamp_ns"].to_numpy()
-        k = np.searchsorted(ts, time_ns)
-        if k < len(ts) and ts[k] == time_ns:
-            lo = hi = k
-        elif 0 < k < len(ts) and (ts[k] - ts[k - 1]) <= max_gap_s * 1e9:
-            lo, hi = k - 1, k
-        else:
-            continue
-        w = 0.0 if lo == hi else (time_ns - ts[lo]) / (ts[hi] - ts[lo])
-        c = rows.select("tx_m", "ty_m", "tz_m").to_numpy()
-        yw = rows["yaw"].to_numpy()
-        dyaw = np.arctan2(np.sin(yw[hi] - yw[lo]), np.cos(yw[hi] - yw[lo]))
-        ids.append(track)
-        cats.append(UnifiedCategory[rows["category"][int(lo)].upper()].value)
-        centres.append((1 - w) * c[lo] + w * c[hi])
-        yaws.append(yw[lo] + w * dyaw)
-        sizes.append(rows.select("length_m", "width_m", "height_m").to_numpy()[lo])
-    if not ids:
+    tr = tracks_of(log)
+    tracks, lo, hi, w = tr.at(time_ns, max_gap_s)
+    if not len(tracks):
         return Objects([], np.zeros(0, int), np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)))
-    centres = np.array(centres) @ t0_T_city[:3, :3].T + t0_T_city[:3, 3]
-    yaw_t0 = np.array(yaws) + np.arctan2(t0_T_city[1, 0], t0_T_city[0, 0])
-    return Objects(ids, np.array(cats), centres, yaw_t0, np.array(sizes))
+    t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
+    dyaw = np.arctan2(np.sin(tr.yaw[hi] - tr.yaw[lo]), np.cos(tr.yaw[hi] - tr.yaw[lo]))
+    centres = (1 - w)[:, None] * tr.center[lo] + w[:, None] * tr.center[hi]
+    centres = centres @ t0_T_city[:3, :3].T + t0_T_city[:3, 3]
+    yaw_t0 = tr.yaw[lo] + w * dyaw + np.arctan2(t0_T_city[1, 0], t0_T_city[0, 0])
+    return Objects(list(tr.track_ids[tracks]), tr.category[lo], centres, yaw_t0, tr.size[lo])
 
 
 def _yaw(boxes: pl.DataFrame) -> np.ndarray:

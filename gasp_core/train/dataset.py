@@ -38,14 +38,18 @@ class PretrainDataset(torch.utils.data.Dataset):
     """Items are ``(sample index, draw seed)`` pairs; returns a dict of tensors."""
 
     def __init__(self, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, scene: SceneConfig,
-                 voxelizer: VoxelizerConfig, counts: QueryCounts, variant: Variant) -> None:
+                 voxelizer: VoxelizerConfig, counts: QueryCounts, variant: Variant, logs: list[str] | None = None) -> None:
         self.store = LogStore(store_dir)
+        self.log_ids = list(logs) if logs is not None else self.store.log_ids
+        unknown = [lid for lid in self.log_ids if lid not in self.store.log_ids]
+        if unknown:
+            raise ValueError(f"{store_dir}: no such logs in the store: {unknown}")
         self.occupancy_dir, self.dino_dir = Path(occupancy_dir), (Path(dino_dir) if dino_dir else None)
         self.scene, self.vox, self.counts, self.variant = scene, voxelizer, counts, variant
         self._logs: dict = {}
         self._files: dict = {}
         self.samples: list[tuple[str, int, int, list[int]]] = []
-        for log_id in self.store.log_ids:
+        for log_id in self.log_ids:
             path = self.occupancy_dir / log_id / schema.SAMPLES_FILE
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing: occupancy labels do not cover log {log_id}")
@@ -58,8 +62,8 @@ class PretrainDataset(torch.utils.data.Dataset):
         if variant.dino:
             if self.dino_dir is None:
                 raise ValueError("the variant trains the DINO head but no DINO targets were given")
-            self.dino_frames = {lid: pl.read_parquet(self.dino_dir / lid / schema.DINO_FRAMES_FILE) for lid in self.store.log_ids}
-            first = self.store.log_ids[0]
+            self.dino_frames = {lid: pl.read_parquet(self.dino_dir / lid / schema.DINO_FRAMES_FILE) for lid in self.log_ids}
+            first = self.log_ids[0]
             with ipc.open_file(self.dino_dir / first / schema.DINO_POINTS_FILE) as f:
                 self.dino_dim = f.schema.field("feature").type.list_size
             self.dino_mean, self.dino_std = self._feature_stats()
@@ -85,8 +89,8 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def _feature_stats(self, frames: int = 64) -> tuple[np.ndarray, np.ndarray]:
         feats = []
-        for lid in self.store.log_ids:
-            for b in range(min(frames // len(self.store.log_ids) + 1, self.dino_frames[lid].height)):
+        for lid in self.log_ids:
+            for b in range(min(frames // len(self.log_ids) + 1, self.dino_frames[lid].height)):
                 feats.append(self._features(self._batch(lid, schema.DINO_POINTS_FILE, b)))
         f = np.concatenate(feats).astype(np.float32)
         return f.mean(0), f.std(0) + 1e-6

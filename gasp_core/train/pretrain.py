@@ -124,11 +124,11 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str) -> str:
+def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str, logs: list[str] | None = None) -> str:
     """What a checkpoint must share with this run to be resumed: variant, settings, inputs and code."""
     blob = json.dumps({"variant": variant_name, "scene": asdict(scene), "model": asdict(cfg.model), "loss": asdict(cfg.loss),
                        "train": {k: v for k, v in asdict(cfg.train).items() if k not in ("num_workers", "checkpoint_every", "log_every")},
-                       "inputs": inputs, "code": code_digest()}, sort_keys=True, default=str)
+                       "inputs": inputs, "logs": logs, "code": code_digest()}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -150,17 +150,29 @@ def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> dict | None:
 
 def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, out_dir: Path,
              scene: SceneConfig, cfg: PretrainConfig, ckpt_dir: Path, live_dir: Path | None = None,
-             stop_after: int | None = None, progress: bool = True) -> dict:
-    """Train one variant; writes ``out_dir`` (safetensors + config.json) and returns the final metrics.
+             stop_after: int | None = None, progress: bool = True, logs: list[str] | None = None) -> dict:
+    """Train one variant on ``logs`` (default: every log of the store); writes ``out_dir`` (safetensors +
+    config.json) and returns the final metrics. A variant with no objective (``scratch``) saves its seeded
+    initialisation: the encoder the from-scratch baseline fine-tunes.
 
     ``stop_after`` ends the run early (after writing a checkpoint) as an interruption would; a later call
     resumes from the newest checkpoint whose settings match.
     """
     var = variant(variant_name)
     tc = cfg.train
-    info = distributed.setup(tc.device)
     torch.manual_seed(tc.seed)
-    data = PretrainDataset(store_dir, occupancy_dir, dino_dir if var.dino else None, scene, cfg.model.voxelizer, tc.queries, var)
+    if not var.trains:
+        if int(os.environ.get("RANK", "0")) == 0:
+            GaspModel(scene, cfg.model, var).save_pretrained(out_dir)
+            if live_dir is not None:  # the stage's dvclive outputs exist for every variant: one step at learning rate 0
+                from dvclive import Live
+
+                with Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+                    live.log_metric("lr", 0.0, timestamp=False)
+        return {"variant": variant_name, "steps": 0, "samples_seen": 0}
+    info = distributed.setup(tc.device)
+    data = PretrainDataset(store_dir, occupancy_dir, dino_dir if var.dino else None, scene, cfg.model.voxelizer, tc.queries, var,
+                           logs)
     model = GaspModel(scene, cfg.model, var, data.dino_dim)
     if var.dino:
         model.dino_mean.copy_(torch.from_numpy(data.dino_mean))
@@ -168,7 +180,8 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
     model.to(info.device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
-    fingerprint = run_fingerprint(variant_name, scene, cfg, inputs_digest(store_dir, occupancy_dir, dino_dir if var.dino else None))
+    fingerprint = run_fingerprint(variant_name, scene, cfg, inputs_digest(store_dir, occupancy_dir, dino_dir if var.dino else None),
+                                  logs)
     ckpt_dir = Path(ckpt_dir)
     start = 0
     history: dict[str, list[float]] = {}  # per-step losses and learning rate, from step 0

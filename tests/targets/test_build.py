@@ -105,6 +105,7 @@ def test_stage_scripts_and_dvc_declarations(store_dir, tmp_path):
         assert {f"stages/{name}.py", "gasp_core", "data/store"} <= set(stages[name]["deps"])
     params["scene"] = {"extent_m": [-40, 40, -40, 40, -3, 5], "past_sweeps": 2, "horizon_s": 0.5}
     params["occupancy_labels"]["workers"] = 1
+    params["occupancy_labels"]["occupancy"]["stride"] = 5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run([sys.executable, str(REPO / "stages" / "occupancy_labels.py"), "--params", str(tmp_path / "params.yaml"),
                     "--store", str(store_dir), "--out", str(tmp_path / "occ"), "--metrics", str(tmp_path / "m.json")],

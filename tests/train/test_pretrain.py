@@ -14,6 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from gasp_core.data.store import LogStore
 from gasp_core.models import GaspModel, LossConfig, load_pretrained, variant
 from gasp_core.models.losses import pretrain_losses
 from gasp_core.train.dataset import PretrainDataset, QueryCounts
@@ -85,6 +86,8 @@ def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
     params["pretrain"]["model"] = json.loads(json.dumps(TINY_MODEL, default=lambda o: o.__dict__))
     params["pretrain"]["train"].update(steps=4, batch_size=1, num_workers=0, device="cpu", checkpoint_every=2, log_every=1,
                                        queries={"occupancy": 128, "ego": 32, "dino": 32}, warmup_steps=tc.warmup_steps)
+    # pre-training reads the training split's logs only
+    params["splits"] = {"train": LogStore(pretrain_inputs["store"]).log_ids, "val": ["unused-val"], "test": ["unused-test"]}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(REPO / "stages" / "pretrain.py"),

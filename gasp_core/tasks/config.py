@@ -1,0 +1,110 @@
+"""Configs of the downstream side: log splits, task labels, fine-tuning and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gasp_core.config import ConfigError, from_dict
+from gasp_core.models.config import DecoderConfig
+
+TASKS = ("forecast", "occupancy", "semantic_occupancy", "map", "trajectory")
+"""BEV semantic forecasting, 4D occupancy, 4D semantic occupancy, map segmentation, ego trajectory."""
+
+MAIN_METRIC = {
+    "forecast": ("mAP", "higher"),
+    "occupancy": ("AP", "higher"),
+    "semantic_occupancy": ("mAP", "higher"),
+    "map": ("mIoU", "higher"),
+    "trajectory": ("L2_avg", "lower"),
+}
+"""Each task's headline metric and which direction is better."""
+
+
+@dataclass
+class SplitsConfig:
+    """Log ids of each split. Pre-training sees ``train`` only; fine-tuning labels come from ``train``
+    (a budget's fraction of it), ``val`` is reported for model selection and ``test`` only by ``evaluate``."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for name in ("train", "val", "test"):
+            ids = getattr(self, name)
+            if not ids:
+                raise ConfigError(f"splits.{name} is empty")
+            for log_id in ids:
+                if log_id in seen:
+                    raise ConfigError(f"splits: log {log_id} is in both {seen[log_id]} and {name}")
+                seen[log_id] = name
+
+    def all(self) -> list[str]:
+        return [*self.train, *self.val, *self.test]
+
+
+@dataclass
+class TaskLabelsConfig:
+    bev_resolution_m: float = 1.0
+    """Cell size of the forecasting raster (boxes are drawn at half this and max-pooled, so small objects count)."""
+    forecast_times_s: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0])
+    """Future times of the BEV forecasts (0 is t0 itself)."""
+    map_resolution_m: float = 0.625
+    """Cell size of the map raster."""
+    map_line_width_m: float = 1.0
+    """Lane dividers and road boundaries are drawn this wide."""
+    waypoint_times_s: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    """Ego waypoint times after t0."""
+    semantic_from_occupancy: int = 4000
+    """Semantic-occupancy queries taken from the stored occupancy queries (occupied and free) per sample."""
+    semantic_in_boxes: int = 2000
+    """Extra semantic-occupancy queries drawn inside object boxes per sample (rare classes get examples)."""
+    render_rays: int = 64
+    """Returned future rays per sample kept for the depth-rendering evaluation of 4D occupancy."""
+    workers: int = 2
+    """Logs labelled in parallel."""
+    seed: int = 0
+
+
+@dataclass
+class FinetuneConfig:
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    """Tasks dvc.yaml fine-tunes (its matrix)."""
+    inits: list[str] = field(default_factory=lambda: ["scratch", "uno", "gasp"])
+    """Encoder initialisations: pre-training variants (``scratch`` is the untrained, seeded initialisation)."""
+    budgets: dict[str, float] = field(default_factory=lambda: {"low": 0.25, "full": 1.0})
+    """Label budgets: name -> fraction of the training logs whose labels are used (at least one log)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Fine-tuning seeds per budget (head initialisation, label-log choice and batches)."""
+    encoder: Literal["frozen", "full"] = "frozen"
+    """``frozen``: only the head trains on the encoder's fixed BEV features (computed once); ``full``: the
+    encoder trains too, at ``encoder_lr``."""
+    head: DecoderConfig = field(default_factory=DecoderConfig)
+    """The implicit heads' decoder (as pre-training's); ``hidden`` is also the trajectory head's width."""
+    steps: int = 80
+    """Optimizer steps per run."""
+    batch_size: int = 4
+    lr: float = 3e-3
+    """Head learning rate (AdamW, warm-up + cosine)."""
+    encoder_lr: float = 3e-4
+    """Encoder learning rate when ``encoder: full``."""
+    weight_decay: float = 1e-4
+    warmup_steps: int = 10
+    queries: int = 1024
+    """Queries per sample and step for the implicit heads."""
+    device: str = "auto"
+
+
+def finetune_config_from_dict(data) -> FinetuneConfig:
+    cfg = from_dict(FinetuneConfig, data, "finetune")
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown:
+        raise ConfigError(f"finetune.tasks: unknown {unknown}; choose from {list(TASKS)}")
+    for name, frac in cfg.budgets.items():
+        if not 0.0 < float(frac) <= 1.0:
+            raise ConfigError(f"finetune.budgets.{name}: {frac} is not a fraction in (0, 1]")
+    if not cfg.seeds:
+        raise ConfigError("finetune.seeds is empty")
+    return cfg

@@ -1,0 +1,78 @@
+"""Task heads on the BEV feature map: implicit (queried at points), convolutional (dense BEV) and pooled (trajectory)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gasp_core.data.samples import SceneConfig
+from gasp_core.models.config import DecoderConfig
+from gasp_core.models.implicit_decoder import ImplicitDecoder
+
+
+class ImplicitHead(nn.Module):
+    """Queries in metres / seconds of the t0 frame -> ``out_dim`` logits, read off the BEV map by an UnO-style
+    implicit decoder. ``dims`` picks which of (x, y, z, t) the queries carry: (0, 1, 3) for BEV (x, y, t)."""
+
+    def __init__(self, feat_dim: int, out_dim: int, dims: tuple[int, ...], scene: SceneConfig, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.dims = list(dims)
+        extent_xy = (scene.extent_m[1] - scene.extent_m[0], scene.extent_m[3] - scene.extent_m[2])
+        self.decoder = ImplicitDecoder(feat_dim, len(dims), out_dim, cfg, extent_xy)
+        lo = torch.tensor([*scene.box_min, 0.0], dtype=torch.float32)[self.dims]
+        span = torch.tensor([*(scene.box_max - scene.box_min), scene.horizon_s], dtype=torch.float32)[self.dims]
+        self.register_buffer("lo", lo, persistent=False)
+        self.register_buffer("span", span, persistent=False)
+
+    def forward(self, bev: Tensor, q: Tensor) -> Tensor:
+        return self.decoder(bev, (q - self.lo) / self.span)
+
+
+class MapHead(nn.Module):
+    """BEV features -> per-layer logits on the map raster (``out_hw``), upsampled bilinearly. Kept light (one
+    3 x 3 convolution at the feature width) so that what it shows is mostly the encoder's features."""
+
+    def __init__(self, feat_dim: int, layers: int, out_hw: tuple[int, int], cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.out_hw = tuple(out_hw)
+        self.net = nn.Sequential(nn.Conv2d(feat_dim, feat_dim, 3, padding=1), nn.BatchNorm2d(feat_dim), nn.ReLU(inplace=True),
+                                 nn.Conv2d(feat_dim, layers, 1))
+
+    def forward(self, bev: Tensor) -> Tensor:
+        return F.interpolate(self.net(bev), size=self.out_hw, mode="bilinear", align_corners=False)
+
+
+class TrajectoryHead(nn.Module):
+    """BEV features and the ego's past positions -> ``steps`` future waypoints (x, y) in metres.
+
+    The prediction is a residual on constant-velocity extrapolation of the past positions (the ego-motion
+    compensated sweeps do not show the ego's own speed; odometry does): strided convolutions over the whole map,
+    pooled to a 4 x 4 grid (keeping where things are relative to the ego), with the past positions, into an MLP
+    whose last layer starts at zero, so an untrained head is the constant-velocity baseline."""
+
+    def __init__(self, feat_dim: int, times_s: list[float], past_steps: int, cfg: DecoderConfig, scale_m: float = 10.0) -> None:
+        super().__init__()
+        h = cfg.hidden
+        self.scale_m = scale_m
+        self.register_buffer("times", torch.tensor(times_s, dtype=torch.float32), persistent=False)
+        self.conv = nn.Sequential(nn.Conv2d(feat_dim, h, 3, stride=2, padding=1), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
+                                  nn.Conv2d(h, h, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(4))
+        self.mlp = nn.Sequential(nn.Linear(16 * h + 3 * past_steps, 2 * h), nn.ReLU(inplace=True), nn.Linear(2 * h, 2 * len(times_s)))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, bev: Tensor, past: Tensor) -> Tensor:
+        """``past``: (B, P, 3) = (x, y, t <= 0) of the ego at the input sweeps, oldest first, in the t0 frame."""
+        return constant_velocity(past, self.times) + self.residual(bev, past)
+
+    def residual(self, bev: Tensor, past: Tensor) -> Tensor:
+        x = torch.cat([self.conv(bev).flatten(1), (past / past.new_tensor([self.scale_m, self.scale_m, 1.0])).flatten(1)], dim=1)
+        return self.mlp(x).view(len(bev), -1, 2) * self.scale_m
+
+
+def constant_velocity(past: Tensor, times: Tensor) -> Tensor:
+    """(B, K, 2) positions at ``times`` extrapolated from the velocity between the oldest and newest past position."""
+    dt = (past[:, -1, 2] - past[:, 0, 2]).clamp_min(1e-3)
+    v = (past[:, -1, :2] - past[:, 0, :2]) / dt[:, None]
+    return past[:, -1, None, :2] + v[:, None, :] * times[None, :, None]

@@ -1,0 +1,42 @@
+"""DVC stage ``evaluate@<task>``: score every fine-tuned run of a task (each init, budget and seed) on the test
+logs, which nothing before this stage has read.
+
+Reads ``scene``, ``splits`` and ``finetune``; writes the metrics (per run, and mean / std over seeds) to
+``--metrics`` and predictions of the first test sample per init to ``--out`` for the report's figures.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from gasp_core.cli import read_params, stage_parser, write_metrics
+from gasp_core.config import from_dict
+from gasp_core.data.samples import SceneConfig
+from gasp_core.io import atomic_path
+from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
+from gasp_core.tasks.finetune import evaluate_runs
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--labels", type=Path, required=True)
+    parser.add_argument("--occupancy", type=Path, required=True)
+    parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per init)")
+    parser.add_argument("--runs", type=Path, required=True, help="finetune outputs of this task (one folder per init)")
+    args = parser.parse_args()
+    params = read_params(args.params)
+    scene = from_dict(SceneConfig, params["scene"], "scene")
+    splits = from_dict(SplitsConfig, params["splits"], "splits")
+    cfg = finetune_config_from_dict(params["finetune"])
+    inits = {name: args.models / name for name in cfg.inits}
+    metrics, qualitative = evaluate_runs(args.task, inits, args.runs, args.labels, args.occupancy, scene, splits, cfg)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out / "qualitative.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{f"{init}/{k}": np.asarray(v) for init, q in qualitative.items() for k, v in q.items()})
+    write_metrics(args.metrics, metrics)
+
+
+if __name__ == "__main__":
+    main()

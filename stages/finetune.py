@@ -1,0 +1,35 @@
+"""DVC stage ``finetune@<task>-<init>``: fine-tune one task's head on one encoder initialisation, for every label
+budget and seed of the ``finetune`` params section.
+
+Reads ``scene``, ``splits`` and ``finetune``; the task labels, the occupancy queries (4D occupancy) and the
+initialisation's model folder (``models/pretrain/<init>``). Writes heads (and fine-tuned encoders with
+``finetune.encoder: full``) to ``--out`` and the training losses and validation metrics to ``--metrics``.
+"""
+
+from pathlib import Path
+
+from gasp_core.cli import read_params, stage_parser, write_metrics
+from gasp_core.config import from_dict
+from gasp_core.data.samples import SceneConfig
+from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
+from gasp_core.tasks.finetune import finetune
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--init", required=True)
+    parser.add_argument("--labels", type=Path, required=True, help="task_labels output")
+    parser.add_argument("--occupancy", type=Path, required=True, help="occupancy_labels output")
+    parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per init)")
+    args = parser.parse_args()
+    params = read_params(args.params)
+    scene = from_dict(SceneConfig, params["scene"], "scene")
+    splits = from_dict(SplitsConfig, params["splits"], "splits")
+    cfg = finetune_config_from_dict(params["finetune"])
+    write_metrics(args.metrics, finetune(args.task, args.init, args.labels, args.occupancy, args.models / args.init, args.out,
+                                         scene, splits, cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""DVC stage ``task_labels``: the downstream labels of every sample of every split's logs, from the log store.
+
+Reads the ``scene``, ``splits``, ``pretrain.model.voxelizer`` (the model input is stored with the labels),
+``occupancy_labels`` (its samples and ray settings) and ``task_labels`` sections of params.yaml; writes one
+npz per log and a manifest to ``--out`` (``gasp_core.tasks.build``).
+"""
+
+from pathlib import Path
+
+from gasp_core.cli import read_params, stage_parser, write_metrics
+from gasp_core.config import from_dict
+from gasp_core.data.samples import SceneConfig
+from gasp_core.models.config import VoxelizerConfig
+from gasp_core.targets.build import occupancy_labels_config_from_dict
+from gasp_core.tasks.build import build_task_labels
+from gasp_core.tasks.config import SplitsConfig, TaskLabelsConfig
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--occupancy", type=Path, required=True, help="occupancy_labels output (samples and ray queries)")
+    args = parser.parse_args()
+    params = read_params(args.params)
+    scene = from_dict(SceneConfig, params["scene"], "scene")
+    splits = from_dict(SplitsConfig, params["splits"], "splits")
+    vox = from_dict(VoxelizerConfig, params["pretrain"]["model"]["voxelizer"], "pretrain.model.voxelizer")
+    occ = occupancy_labels_config_from_dict(params["occupancy_labels"])
+    cfg = from_dict(TaskLabelsConfig, params["task_labels"], "task_labels")
+    metrics = build_task_labels(args.store, args.occupancy, args.out, scene, vox, occ, cfg, splits.all(),
+                                ray_logs=[*splits.val, *splits.test])
+    write_metrics(args.metrics, metrics)
+
+
+if __name__ == "__main__":
+    main()
