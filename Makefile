@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test lint clean-data
+.PHONY: setup demo data test lint clean-data dagster
 
 setup: $(STAMP)
 
@@ -31,6 +31,13 @@ demo: data
 
 test: setup
 	$(PY) -m pytest
+
+# The Dagster UI over the same DAG (orchestration/definitions.py reads dvc.yaml); DAGSTER_HOME outside the repo.
+DAGSTER_HOME ?= $(HOME)/.gasp-dagster
+DAGSTER_PORT ?= 3000
+dagster: setup
+	mkdir -p $(DAGSTER_HOME)
+	DAGSTER_HOME=$(DAGSTER_HOME) $(VENV)/bin/dagster-webserver -h 127.0.0.1 -p $(DAGSTER_PORT) -m orchestration.definitions
 
 clean-data:
 	rm -rf data/raw

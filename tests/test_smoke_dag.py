@@ -62,3 +62,22 @@ def test_smoke_dag_end_to_end(tmp_path):
     assert shown.returncode == 0 and "evaluate" in shown.stdout
     plots = _dvc(project, "plots", "show", "--json")
     assert plots.returncode == 0, plots.stderr
+    # the same DAG from Dagster: DVC skips an up-to-date asset, reruns a stale one, and dvc status stays clean
+    import dagster as dg
+
+    from orchestration.definitions import build_assets
+
+    assets, _ = build_assets(project)
+
+    def materialize_asset(key: str) -> bool:
+        res = dg.materialize(assets, selection=dg.AssetSelection.keys(dg.AssetKey([key])), instance=dg.DagsterInstance.ephemeral())
+        assert res.success
+        (event,) = res.get_asset_materialization_events()
+        return event.materialization.metadata["dvc_skipped"].value
+
+    assert materialize_asset("report") is True
+    (project / "reports" / "radar.png").unlink()
+    assert materialize_asset("report") is False
+    assert (project / "reports" / "radar.png").is_file()
+    status = _dvc(project, "status", "--json")
+    assert json.loads(status.stdout) == {}, status.stdout
