@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test lint clean-data dagster
+.PHONY: setup demo data test clean-data dagster params
 
 setup: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Raw data tracked by data.dvc: pulled from a DVC remote when one is configured, otherwise the
-# embedded world is generated deterministically (configs/embedded_world.yaml) and `dvc add`ed.
+# embedded world is generated deterministically (configs/world/demo.yaml) and `dvc add`ed.
 data: setup
 	$(PY) -m gasp_core.sim.embedded
 
@@ -37,7 +37,12 @@ DAGSTER_HOME ?= $(HOME)/.gasp-dagster
 DAGSTER_PORT ?= 3000
 dagster: setup
 	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME) $(VENV)/bin/dagster-webserver -h 127.0.0.1 -p $(DAGSTER_PORT) -m orchestration.definitions
+
+# params.yaml is the Hydra composition of configs/ (what `dvc exp run` composes); rewrite it after editing configs/.
+params: setup
+	$(PY) -m gasp_core.params
 
 clean-data:
 	rm -rf data/raw

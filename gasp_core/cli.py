@@ -22,9 +22,26 @@ def stage_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def read_params(path: Path) -> dict:
+class Params(dict):
+    """params.yaml's top level; a section it lacks is named with the file, not a bare KeyError."""
+
+    path: Path = Path("params.yaml")
+
+    def __missing__(self, key: str):
+        from gasp_core.config import ConfigError
+
+        raise ConfigError(f"{self.path}: no `{key}` section (sections: {sorted(self)}); "
+                          "params.yaml is composed from configs/ (`make params`)")
+
+
+def read_params(path: Path) -> Params:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return yaml.safe_load(Path(path).read_text())
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    params = Params(data)
+    params.path = Path(path)
+    return params
 
 
 def write_metrics(path: Path, metrics: dict) -> None:

@@ -2,7 +2,9 @@
 
 :func:`from_dict` builds a dataclass from a mapping, recursing into nested dataclasses, and fails
 loudly on unknown keys, missing required keys and values outside a ``Literal``: a misspelt
-parameter never silently does nothing.
+parameter never silently does nothing. Stage scripts pass ``strict=True``: then every field must be given
+(params.yaml is the full composition of configs/, so a key it lacks is config drift, not a default), and
+Hydra's ``???`` (a value the chosen config group leaves for the user) is named as unset.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ class ConfigError(ValueError):
     """A config section that does not match its dataclass."""
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
+MISSING_VALUE = "???"  # OmegaConf's mandatory-value marker, as Hydra composition dumps it
+
+
+def _convert(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
+    if isinstance(value, str) and value == MISSING_VALUE:
+        raise ConfigError(f"{where} is not set ('???' in the composed config): give it in configs/ or with -S {where}=...")
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if value is None:
@@ -29,7 +36,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1:
-            return _convert(inner[0], value, where)
+            return _convert(inner[0], value, where, strict)
         return value
     if origin is Literal:
         if value not in args:
@@ -40,12 +47,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
-        return from_dict(tp, value, where)
+        return from_dict(tp, value, where, strict)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
         item = args[0] if args else Any
-        items = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_convert(item, v, f"{where}[{i}]", strict) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -54,16 +61,19 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
-    """``cls(**data)`` with nested dataclasses built too; ``where`` names the section in errors."""
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str, strict: bool = False) -> T:
+    """``cls(**data)`` with nested dataclasses built too; ``where`` names the section in errors. ``strict``: every
+    field must be present, defaults or not (what stage scripts reading params.yaml ask for)."""
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(fields)}")
-    missing = sorted(n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
-                     and f.default_factory is dataclasses.MISSING)
+    missing = sorted(n for n, f in fields.items() if n not in data and (strict or (
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)))
     if missing:
         raise ConfigError(f"missing key(s) {missing} in {where}")
-    return cls(**{name: _convert(hints[name], value, f"{where}.{name}") for name, value in data.items()})
+    return cls(**{name: _convert(hints[name], value, f"{where}.{name}", strict) for name, value in data.items()})

@@ -1,15 +1,16 @@
-"""Presets of the whole DAG: ``configs/presets/<name>.yaml`` holds ``params`` (deep-merged onto params.yaml) and
-``world`` (the generator config of its embedded world).
+"""Runnable projects for a preset of the config group ``preset`` (``configs/preset/<name>.yaml``).
 
-``python -m gasp_core.presets smoke DEST`` writes a self-contained project at DEST (dvc.yaml, stages, gasp_core,
-the merged params.yaml, a generated world under data/raw), ready for ``python -m dvc repro``: what
-``tests/test_smoke_dag.py`` runs.
+``python -m gasp_core.presets smoke DEST [overrides...]`` writes a self-contained git + DVC project at DEST: dvc.yaml,
+stages, gasp_core and configs (with ``preset: <name>`` as the default, so ``dvc exp run`` there composes the
+same preset), params.yaml composed by Hydra exactly as ``dvc exp run`` composes it, and the preset's embedded
+world (``configs/world/<name>.yaml``) generated and tracked by ``data.dvc``. It is what ``tests/test_smoke_dag.py``
+runs; ``python -m dvc repro`` there rebuilds the whole DAG.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -17,52 +18,63 @@ from pathlib import Path
 
 import yaml
 
+from gasp_core.params import compose
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def deep_merge(base: dict, override: dict, where: str = "") -> dict:
-    """``base`` with ``override``'s values; nested mappings merge, and every overridden key must exist in base."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if key not in out:
-            raise KeyError(f"preset overrides {where}{key}, which params.yaml does not have")
-        if isinstance(value, dict) and isinstance(out[key], dict) and key not in ("budgets",):
-            out[key] = deep_merge(out[key], value, f"{where}{key}.")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def presets(root: Path = ROOT) -> list[str]:
+    return sorted(p.stem for p in (root / "configs" / "preset").glob("*.yaml"))
 
 
-def load_preset(name: str, root: Path = ROOT) -> tuple[dict, dict]:
-    """(merged params, world generator config) of a preset."""
-    path = root / "configs" / "presets" / f"{name}.yaml"
+def world_config(name: str, root: Path = ROOT) -> dict:
+    """The generator config of a preset's embedded world."""
+    path = root / "configs" / "world" / f"{name}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such preset")
-    preset = yaml.safe_load(path.read_text())
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    return deep_merge(params, preset.get("params") or {}), preset["world"]
+        raise FileNotFoundError(f"{path}: preset {name!r} has no embedded world (it runs on real data: dataset=av2|nuscenes)")
+    return yaml.safe_load(path.read_text())
 
 
-def materialize(name: str, dest: Path, root: Path = ROOT, generate_world: bool = True) -> Path:
-    """A runnable copy of the project at ``dest`` with the preset's params (and world, when asked)."""
-    from gasp_core.sim.generate import generate
+def set_default_preset(config: Path, name: str) -> None:
+    """Make ``name`` the ``preset`` default of the primary config, keeping the file's comments."""
+    text = config.read_text()
+    new, n = re.subn(r"^(\s*-\s*preset:\s*)\S+", rf"\g<1>{name}", text, flags=re.M)
+    if n != 1:
+        raise ValueError(f"{config}: expected one `- preset: ...` entry in its defaults list, found {n}")
+    config.write_text(new)
 
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+
+
+def materialize(name: str, dest: Path, root: Path = ROOT, generate_world: bool = True,
+                overrides: list[str] | tuple[str, ...] = ()) -> Path:
+    """A runnable copy of the project at ``dest`` composed with ``preset=name`` (and ``overrides``)."""
+    if name not in presets(root):
+        raise ValueError(f"unknown preset {name!r}; configs/preset has {presets(root)}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    params, world = load_preset(name, root)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder in ("stages", "gasp_core", "configs"):
         shutil.copytree(root / folder, dest / folder, ignore=ignore, dirs_exist_ok=True)
     shutil.copy2(root / "dvc.yaml", dest / "dvc.yaml")
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dest / ".gitignore").write_text("/data\n/models\n/outputs\n")
-    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
-                [sys.executable, "-m", "dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=gasp", "-c", "user.email=gasp@localhost", "commit", "-q", "-m", f"{name} preset"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)  # dvclive wants a commit to stand on
+    set_default_preset(dest / "configs" / "config.yaml", name)
+    (dest / ".gitignore").write_text("/data/raw\n/data/store\n/data/targets\n/data/tasks\n/data/eval\n/models\n/outputs\n")
+    py = sys.executable
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "gasp"], ["git", "config", "user.email", "gasp@localhost"],
+                [py, "-m", "dvc", "init", "-q"], [py, "-m", "dvc", "config", "core.analytics", "false"],
+                [py, "-m", "dvc", "config", "core.autostage", "true"],
+                [py, "-m", "dvc", "config", "hydra.enabled", "true"], [py, "-m", "dvc", "config", "hydra.config_dir", "configs"]):
+        _run(cmd, dest)
+    compose(dest / "params.yaml", overrides, root=dest)
     if generate_world:
-        generate(world["format"], dest / world["out"], int(world["logs"]), float(world["seconds"]), int(world["seed"]),
-                 int(world.get("workers", 1)), world.get("world") or {}, world.get("split", "train"))
+        world_config(name, root)  # fails early, naming the file, for a preset without a world
+        _run([py, "-m", "gasp_core.sim.embedded", "--config", f"configs/world/{name}.yaml"], dest)
+    _run(["git", "add", "-A"], dest)
+    _run(["git", "commit", "-q", "-m", f"{name} preset"], dest)  # dvclive and dvc exp want a commit to stand on
     return dest
 
 
@@ -70,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("preset")
     p.add_argument("dest", type=Path)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides on top of the preset (model=paper, finetune.steps=10)")
     a = p.parse_args(argv)
-    print(f"wrote {materialize(a.preset, a.dest)}; run `python -m dvc repro` there")
+    print(f"wrote {materialize(a.preset, a.dest, overrides=a.overrides)}; run `python -m dvc repro` there")
 
 
 if __name__ == "__main__":

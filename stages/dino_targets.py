@@ -15,7 +15,7 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--store", type=Path, required=True, help="the log store (ingest's output)")
     args = parser.parse_args()
-    cfg = dino_targets_config_from_dict(read_params(args.params)["dino_targets"])
+    cfg = dino_targets_config_from_dict(read_params(args.params)["dino_targets"], strict=True)
     write_metrics(args.metrics, build_dino_targets(args.store, args.out, cfg))
 
 

@@ -7,14 +7,11 @@ Reads ``scene``, ``splits`` and ``finetune``; writes the metrics (per run, and m
 
 from pathlib import Path
 
-import numpy as np
-
 from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
-from gasp_core.io import atomic_path
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import evaluate_runs
+from gasp_core.tasks.finetune import evaluate_runs, save_qualitative
 
 
 def main() -> None:
@@ -26,15 +23,12 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True, help="finetune outputs of this task (one folder per init)")
     args = parser.parse_args()
     params = read_params(args.params)
-    scene = from_dict(SceneConfig, params["scene"], "scene")
-    splits = from_dict(SplitsConfig, params["splits"], "splits")
-    cfg = finetune_config_from_dict(params["finetune"])
+    scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
+    splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
+    cfg = finetune_config_from_dict(params["finetune"], strict=True)
     inits = {name: args.models / name for name in cfg.inits}
     metrics, qualitative = evaluate_runs(args.task, inits, args.runs, args.labels, args.occupancy, scene, splits, cfg)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "qualitative.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{f"{init}/{k}": np.asarray(v) for init, q in qualitative.items() for k, v in q.items()})
+    save_qualitative(args.out / "qualitative.npz", qualitative)
     write_metrics(args.metrics, metrics)
 
 

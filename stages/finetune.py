@@ -24,9 +24,9 @@ def main() -> None:
     parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per init)")
     args = parser.parse_args()
     params = read_params(args.params)
-    scene = from_dict(SceneConfig, params["scene"], "scene")
-    splits = from_dict(SplitsConfig, params["splits"], "splits")
-    cfg = finetune_config_from_dict(params["finetune"])
+    scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
+    splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
+    cfg = finetune_config_from_dict(params["finetune"], strict=True)
     write_metrics(args.metrics, finetune(args.task, args.init, args.labels, args.occupancy, args.models / args.init, args.out,
                                          scene, splits, cfg))
 

@@ -11,7 +11,7 @@ from gasp_core.data.ingest import ingest, ingest_config_from_dict
 
 def main() -> None:
     args = stage_parser(__doc__).parse_args()
-    cfg = ingest_config_from_dict(read_params(args.params)["ingest"])
+    cfg = ingest_config_from_dict(read_params(args.params)["ingest"], strict=True)
     write_metrics(args.metrics, ingest(cfg, args.out))
 
 

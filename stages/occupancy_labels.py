@@ -18,8 +18,8 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True, help="the log store (ingest's output)")
     args = parser.parse_args()
     params = read_params(args.params)
-    scene = from_dict(SceneConfig, params["scene"], "scene")
-    cfg = occupancy_labels_config_from_dict(params["occupancy_labels"])
+    scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
+    cfg = occupancy_labels_config_from_dict(params["occupancy_labels"], strict=True)
     write_metrics(args.metrics, build_occupancy_labels(args.store, args.out, scene, cfg))
 
 

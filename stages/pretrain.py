@@ -27,10 +27,10 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, default=None, help="default: outputs/checkpoints/pretrain_<variant>")
     args = parser.parse_args()
     params = read_params(args.params)
-    scene = from_dict(SceneConfig, params["scene"], "scene")
-    cfg = pretrain_config_from_dict(params["pretrain"])
+    scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
+    cfg = pretrain_config_from_dict(params["pretrain"], strict=True)
     ckpt = args.checkpoints or Path("outputs/checkpoints") / f"pretrain_{args.variant}"
-    splits = from_dict(SplitsConfig, params["splits"], "splits")
+    splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     metrics = pretrain(args.variant, args.store, args.occupancy, args.dino, args.out, scene, cfg, ckpt, live_dir=args.live,
                        logs=splits.train)
     write_metrics(args.metrics, metrics)

@@ -1,21 +1,45 @@
-"""The whole DAG (ingest -> ... -> report) on the ``smoke`` preset, through ``dvc repro`` in a fresh project."""
+"""The whole DAG (ingest -> ... -> report) on the ``smoke`` preset, in a fresh git + DVC project, driven three ways
+that share one cache: ``dvc repro``, ``dvc exp run`` (a swept key reruns exactly its readers; a queued sweep) and
+Dagster (in process, and a headless ``dagster-webserver`` over GraphQL). The tests run in file order on one
+project; each leaves ``dvc status`` clean for the next."""
 
 import json
 import math
 import os
+import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from gasp_core.presets import deep_merge, load_preset, materialize
+from gasp_core.params import compose
+from gasp_core.presets import materialize, world_config
 from gasp_core.tasks.config import TASKS
 
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
 
-def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+def _dvc(cwd: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _status(project: Path) -> dict:
+    res = _dvc(project, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
 
 
 def _finite(obj) -> bool:
@@ -23,61 +47,188 @@ def _finite(obj) -> bool:
         return all(_finite(v) for v in obj.values())
     if isinstance(obj, list):
         return all(_finite(v) for v in obj)
-    return not (isinstance(obj, float) and math.isinf(obj))
+    return not (isinstance(obj, float) and not math.isfinite(obj))
 
 
-def test_preset_overrides_only_existing_keys():
-    params, world = load_preset("smoke")
-    assert params["finetune"]["steps"] == 3 and world["logs"] == 3
-    with pytest.raises(KeyError, match="finetune.stpes"):
-        deep_merge(params, {"finetune": {"stpes": 1}})
-
-
-@pytest.mark.slow
-def test_smoke_dag_end_to_end(tmp_path):
-    project = materialize("smoke", tmp_path / "smoke")
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    project = materialize("smoke", tmp_path_factory.mktemp("smoke") / "project")
     run = _dvc(project, "repro")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    # every stage ran, and a second look finds nothing stale
-    status = _dvc(project, "status", "--json")
-    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout
-    # one evaluation per task, with every init x budget x seed scored
-    params = json.loads(json.dumps(__import__("yaml").safe_load((project / "params.yaml").read_text())))
-    ft = params["finetune"]
-    for task in TASKS:
-        metrics = json.loads((project / "metrics" / "evaluate" / f"{task}.json").read_text())
+    return project
+
+
+def test_smoke_preset_project_is_composed_by_hydra(smoke):
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    assert params["finetune"]["steps"] == 3 and world_config("smoke")["logs"] == 3
+    assert "- preset: smoke" in (smoke / "configs" / "config.yaml").read_text()
+    with pytest.raises(FileNotFoundError, match="world/paper.yaml"):
+        world_config("paper")
+
+
+def test_smoke_dag_end_to_end(smoke):
+    assert _status(smoke) == {}  # every stage ran, and a second look finds nothing stale
+    ft = yaml.safe_load((smoke / "params.yaml").read_text())["finetune"]
+    for task in TASKS:  # one evaluation per task, with every init x budget x seed scored
+        metrics = json.loads((smoke / "metrics" / "evaluate" / f"{task}.json").read_text())
         assert set(metrics["results"]) == set(ft["inits"])
         for init in ft["inits"]:
             assert set(metrics["results"][init]) == set(ft["budgets"])
             for budget in ft["budgets"]:
                 assert set(metrics["results"][init][budget]["seeds"]) == {str(s) for s in ft["seeds"]}
         assert _finite(metrics)
-    report = (project / "reports" / "README.md").read_text()
+    report = (smoke / "reports" / "README.md").read_text()
     for title in ("BEV semantic forecasting", "4D occupancy", "4D semantic occupancy", "Map segmentation", "Ego trajectory"):
         assert title in report
     for fig in ("radar.png", "forecast.png", "map.png", "trajectory.png", "occupancy.png", "semantic_occupancy.png",
                 "dino_bev.png"):
-        assert (project / "reports" / fig).stat().st_size > 1000, fig
-    shown = _dvc(project, "metrics", "show", "--json")
+        assert (smoke / "reports" / fig).stat().st_size > 1000, fig
+    shown = _dvc(smoke, "metrics", "show", "--json")
     assert shown.returncode == 0 and "evaluate" in shown.stdout
-    plots = _dvc(project, "plots", "show", "--json")
+    plots = _dvc(smoke, "plots", "show", "--json")
     assert plots.returncode == 0, plots.stderr
-    # the same DAG from Dagster: DVC skips an up-to-date asset, reruns a stale one, and dvc status stays clean
+
+
+def test_dagster_materialize_reruns_only_the_stale_asset(smoke):
     import dagster as dg
 
     from orchestration.definitions import build_assets
 
-    assets, _ = build_assets(project)
+    assets, _ = build_assets(smoke)
 
     def materialize_asset(key: str) -> bool:
-        res = dg.materialize(assets, selection=dg.AssetSelection.keys(dg.AssetKey([key])), instance=dg.DagsterInstance.ephemeral())
+        res = dg.materialize(assets, selection=dg.AssetSelection.assets(dg.AssetKey([key])), instance=dg.DagsterInstance.ephemeral())
         assert res.success
         (event,) = res.get_asset_materialization_events()
         return event.materialization.metadata["dvc_skipped"].value
 
     assert materialize_asset("report") is True
-    (project / "reports" / "radar.png").unlink()
+    (smoke / "reports" / "radar.png").unlink()
     assert materialize_asset("report") is False
-    assert (project / "reports" / "radar.png").is_file()
-    status = _dvc(project, "status", "--json")
-    assert json.loads(status.stdout) == {}, status.stdout
+    assert (smoke / "reports" / "radar.png").is_file()
+    assert _status(smoke) == {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_headless_dagster_webserver_lists_assets_and_runs_one(smoke, tmp_path):
+    """What `make dagster` serves, driven over GraphQL (orchestration.client): the asset keys are DVC's stages,
+    and a run launched for one stale asset reruns that stage (through DVC) and leaves `dvc status` clean."""
+    from orchestration import client
+    from orchestration.definitions import dvc_stages
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
+    url = f"http://127.0.0.1:{_free_port()}"
+    log = (tmp_path / "webserver.log").open("w")
+    proc = subprocess.Popen([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1],
+                             "-m", "orchestration.definitions"],
+                            cwd=ROOT, env=_env(DAGSTER_HOME=str(home), GASP_REPO=str(smoke)), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client.wait_until_up(url, 180, alive=lambda: proc.poll() is None)
+        served = client.assets(url)
+        stages = dvc_stages(smoke)
+        assert set(served) == {s.key.to_user_string() for s in stages}
+        assert set(served.values()) == {s.group for s in stages}
+        (smoke / "reports" / "radar.png").unlink()  # make `report` stale; its upstream stays up to date
+        run_id = client.launch(url, ["report"])
+        assert client.wait(url, run_id, timeout_s=300) == "SUCCESS", (tmp_path / "webserver.log").read_text()[-3000:]
+        meta = client.materializations(url, run_id)
+        assert set(meta) == {"report"} and meta["report"]["dvc_skipped"] is False
+        # launched again with nothing stale, DVC skips it
+        again = client.launch(url, ["report"])
+        assert client.wait(url, again, timeout_s=300) == "SUCCESS"
+        assert client.materializations(url, again)["report"]["dvc_skipped"] is True
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    assert (smoke / "reports" / "radar.png").is_file()
+    assert _status(smoke) == {}
+
+
+def _readers(project: Path, key: str) -> set[str]:
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return {s.name for s in repo.index.stages if s.cmd
+                for dep in s.deps if hasattr(dep, "params")
+                for d in (dep.params or []) if key == d or key.startswith(d + ".")}
+
+
+def _downstream(project: Path, names: set[str]) -> set[str]:
+    from orchestration.definitions import dvc_stages
+
+    nodes = dvc_stages(project)
+    out, grew = set(names), True
+    while grew:
+        more = {n.name for n in nodes if n.name not in out and out & set(n.deps)}
+        out |= more
+        grew = bool(more)
+    return out
+
+
+SHOW = ["exp", "show", "--md", "--drop", ".*", "--keep", r"Experiment|.*dino_weight|.*/(low|full)/gasp/.*"]
+
+
+def test_swept_key_reruns_exactly_its_readers_and_exp_show_compares(smoke):
+    """`dvc exp run --queue -S` over a key: only the stages declaring it (then what their outputs feed) rerun."""
+    key = "pretrain.loss.dino_weight"
+    readers = _readers(smoke, key)
+    assert readers == {"pretrain@scratch", "pretrain@uno", "pretrain@gasp"}
+    # composing the override changes the params of exactly the stages that declare the key
+    original = (smoke / "params.yaml").read_text()
+    compose(smoke / "params.yaml", [f"{key}=1.0"], root=smoke)
+    changed = {name for name, entries in _status(smoke).items() if "params.yaml" in json.dumps(entries)}
+    (smoke / "params.yaml").write_text(original)
+    assert changed == readers and _status(smoke) == {}
+    # a queued sweep: the committed value (the baseline, nothing to rerun) and 1.0
+    assert yaml.safe_load(original)["pretrain"]["loss"]["dino_weight"] == 0.5
+    queued = _dvc(smoke, "exp", "run", "--queue", "-S", f"{key}=0.5,1.0")
+    said = queued.stdout + queued.stderr
+    assert queued.returncode == 0 and said.count("Queued experiment") == 2, said
+    started = _dvc(smoke, "queue", "start")
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 1200
+    while True:
+        status = _dvc(smoke, "queue", "status").stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = json.loads(_dvc(smoke, "exp", "show", "--json").stdout)
+    by_weight = {}
+    for exp in (e for commit in shown for e in (commit.get("experiments") or [])):
+        (rev,) = exp["revs"]
+        data = rev["data"]
+        weight = data["params"]["params.yaml"]["data"]["pretrain"]["loss"]["dino_weight"]
+        by_weight[weight] = (rev["name"], data["metrics"]["metrics/pretrain/gasp.json"]["data"])
+    assert sorted(by_weight) == [0.5, 1.0]
+    assert by_weight[0.5][1] != by_weight[1.0][1]  # the swept weight really changed GASP's pre-training
+
+    def ran(name: str) -> set[str]:
+        logs = _dvc(smoke, "queue", "logs", name).stdout
+        assert "Stage 'ingest'" in logs and "Reproducing experiment" in logs, logs[-3000:]  # skipped or restored
+        return set(re.findall(r"Running stage '([^']+)'", logs))
+
+    assert ran(by_weight[0.5][0]) == set()  # the baseline: every stage up to date
+    rerun = ran(by_weight[1.0][0])
+    assert readers <= rerun <= _downstream(smoke, readers), rerun
+    assert {"finetune@map-gasp", "evaluate@map", "report"} <= rerun  # GASP's weights changed, so its heads retrain
+    # uno and scratch ignore the DINO weight: their pre-training reran bit-identically, so DVC skipped their heads
+    assert not any(s.endswith(("-uno", "-scratch")) for s in rerun), rerun
+    md = _dvc(smoke, *SHOW)
+    rows = [line for line in md.stdout.splitlines() if line.startswith("|")]
+    assert md.returncode == 0 and "pretrain.loss.dino_weight" in rows[0] and "map/full/gasp/mIoU" in rows[0], md.stdout
+    weights = {line.rstrip(" |").split("|")[-1].strip() for line in rows[2:]}
+    assert {"0.5", "1"} <= weights, md.stdout

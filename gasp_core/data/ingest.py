@@ -69,8 +69,8 @@ class IngestConfig:
     """Override the ego vehicle's dimensions (default: the embedded world's, else the dataset's published ones)."""
 
 
-def ingest_config_from_dict(data) -> IngestConfig:
-    return from_dict(IngestConfig, data, "ingest")
+def ingest_config_from_dict(data, strict: bool = False) -> IngestConfig:
+    return from_dict(IngestConfig, data, "ingest", strict)
 
 
 @dataclass

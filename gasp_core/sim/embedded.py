@@ -3,7 +3,7 @@
 ``python -m gasp_core.sim.embedded`` (what ``make data`` runs):
 1. nothing to do when ``data/raw`` already matches ``data.dvc``;
 2. ``dvc pull data.dvc`` when a DVC remote is configured;
-3. otherwise generate the world from ``configs/embedded_world.yaml`` (deterministic per seed)
+3. otherwise generate the world from ``configs/world/demo.yaml`` (deterministic per seed)
    and ``dvc add data/raw``, so ``data.dvc`` tracks exactly what was generated.
 """
 
@@ -52,7 +52,7 @@ def track_raw_dir() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, default=Path("configs/embedded_world.yaml"))
+    p.add_argument("--config", type=Path, default=Path("configs/world/demo.yaml"))
     p.add_argument("--force", action="store_true", help="regenerate even when data/raw is up to date")
     a = p.parse_args(argv)
     if not Path(".dvc").is_dir():

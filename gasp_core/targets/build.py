@@ -38,8 +38,8 @@ class OccupancyLabelsConfig:
     """Query sampling seed (each log draws from its own stream derived from this and its id)."""
 
 
-def occupancy_labels_config_from_dict(data) -> OccupancyLabelsConfig:
-    return from_dict(OccupancyLabelsConfig, data, "occupancy_labels")
+def occupancy_labels_config_from_dict(data, strict: bool = False) -> OccupancyLabelsConfig:
+    return from_dict(OccupancyLabelsConfig, data, "occupancy_labels", strict)
 
 
 def log_rng(seed: int, log_id: str) -> np.random.Generator:

@@ -43,8 +43,8 @@ class DinoTargetsConfig:
     """Seed of the PCA frame draw."""
 
 
-def dino_targets_config_from_dict(data) -> DinoTargetsConfig:
-    return from_dict(DinoTargetsConfig, data, "dino_targets")
+def dino_targets_config_from_dict(data, strict: bool = False) -> DinoTargetsConfig:
+    return from_dict(DinoTargetsConfig, data, "dino_targets", strict)
 
 
 @dataclass

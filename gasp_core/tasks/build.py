@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from gasp_core.config import ConfigError
 from gasp_core.data.samples import Sample, SceneConfig
@@ -84,9 +86,6 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
     times = np.asarray(cfg.forecast_times_s, float)
     wp_times = np.asarray(cfg.waypoint_times_s, float)
     occ_file = Path(occupancy_dir) / log_.log_id / schema.OCCUPANCY_FILE
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
-
     reader = ipc.open_file(pa.memory_map(str(occ_file)))
     out: dict[str, list] = {k: [] for k in ("voxels", "forecast", "map", "waypoints", "ego_past", "boxes", "sem_xyzt", "sem_class",
                                             "sem_sample", "ray_origin", "ray_dir", "ray_t", "ray_range", "ray_sample")}

@@ -97,8 +97,8 @@ class FinetuneConfig:
     device: str = "auto"
 
 
-def finetune_config_from_dict(data) -> FinetuneConfig:
-    cfg = from_dict(FinetuneConfig, data, "finetune")
+def finetune_config_from_dict(data, strict: bool = False) -> FinetuneConfig:
+    cfg = from_dict(FinetuneConfig, data, "finetune", strict)
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown:
         raise ConfigError(f"finetune.tasks: unknown {unknown}; choose from {list(TASKS)}")

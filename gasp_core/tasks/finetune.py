@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.geometry.rays import ray_box_interval
 from gasp_core.io import atomic_path, write_json_atomic
@@ -45,8 +46,7 @@ class Task:
 
     def __init__(self, labels: TaskLabels, occupancy_dir: Path, scene: SceneConfig, cfg: FinetuneConfig) -> None:
         self.labels, self.occupancy_dir, self.scene, self.cfg = labels, Path(occupancy_dir), scene, cfg
-        lc = labels.manifest["config"]
-        self.label_cfg = TaskLabelsConfig(**{k: v for k, v in lc.items()})
+        self.label_cfg = from_dict(TaskLabelsConfig, labels.manifest["config"], f"{labels.root}/manifest.json config")
 
     def head(self, feat_dim: int) -> nn.Module:
         raise NotImplementedError
@@ -517,6 +517,25 @@ def finetune(task_name: str, init: str, labels_dir: Path, occupancy_dir: Path, i
             bar.update()
     bar.close()
     return result
+
+
+def save_qualitative(path: Path, qualitative: dict[str, dict]) -> Path:
+    """The evaluate stage's predictions per init (``{init: {name: array}}``) as one npz, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{f"{init}/{k}": np.asarray(v) for init, q in qualitative.items() for k, v in q.items()})
+    return path
+
+
+def load_qualitative(path: Path) -> dict[str, dict]:
+    """Inverse of :func:`save_qualitative` (plain arrays only: no pickles)."""
+    out: dict[str, dict] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            init, name = key.split("/", 1)
+            out.setdefault(init, {})[name] = z[key]
+    return out
 
 
 def evaluate_runs(task_name: str, inits: dict[str, Path], runs_root: Path, labels_dir: Path, occupancy_dir: Path,

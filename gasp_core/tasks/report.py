@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gasp_core.io import atomic_path  # noqa: E402
-from gasp_core.tasks.config import MAIN_METRIC  # noqa: E402
+from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 LABELS = {"scratch": "scratch", "uno": "UnO", "gasp": "GASP"}
@@ -290,3 +290,34 @@ def dino_bev(model, voxels: np.ndarray, z_m: float = 1.0) -> dict:
     z_bins = model.cfg.voxelizer.z_bins
     lidar = voxels[-z_bins:].max(0)  # the t0 sweep
     return {"rgb": rgb * (0.35 + 0.65 * lidar[..., None]), "lidar": lidar}
+
+
+def build_report(metrics_dir: Path, eval_dir: Path, labels_dir: Path, out: Path, splits: SplitsConfig, cfg: FinetuneConfig,
+                 plot: Path | None = None, gasp_model: Path | None = None) -> dict[str, float]:
+    """The report stage: read every ``evaluate@<task>`` output (``metrics_dir/<task>.json``,
+    ``eval_dir/<task>/qualitative.npz``), add GASP's DINO field in BEV when ``gasp_model`` has one, write the
+    report to ``out``; returns the main metric per task / budget / init, flat, for DVC's metrics."""
+    from gasp_core.models.gasp_model import load_pretrained
+    from gasp_core.tasks.build import TaskLabels
+    from gasp_core.tasks.finetune import load_qualitative
+
+    metrics, qualitative = {}, {}
+    for task in cfg.tasks:
+        path = Path(metrics_dir) / f"{task}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run the evaluate@{task} stage first")
+        metrics[task] = json.loads(path.read_text())
+        q = load_qualitative(Path(eval_dir) / task / "qualitative.npz")
+        if q:
+            qualitative[task] = q
+    if gasp_model is not None and (Path(gasp_model) / "config.json").is_file():
+        model = load_pretrained(gasp_model)
+        if model.dino is not None:
+            voxels = TaskLabels(labels_dir).log(splits.test[0])["voxels"][0]
+            qualitative["dino_bev"] = dino_bev(model, voxels)
+    extras = {"encoder": cfg.encoder,
+              "label budgets": ", ".join(f"{k} = {v:g} of the training logs" for k, v in cfg.budgets.items()),
+              "seeds": len(cfg.seeds), "test logs": len(splits.test), "test samples": metrics[cfg.tasks[0]]["samples"]}
+    summary = write_report(metrics, qualitative, out, cfg.inits, list(cfg.budgets), extras, plot)
+    return {f"{task}/{b}/{init}/{s['metric']}": v
+            for task, s in summary["tasks"].items() for b, per in s["mean"].items() for init, v in per.items()}

@@ -64,8 +64,8 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def pretrain_config_from_dict(data) -> PretrainConfig:
-    cfg = from_dict(PretrainConfig, data, "pretrain")
+def pretrain_config_from_dict(data, strict: bool = False) -> PretrainConfig:
+    cfg = from_dict(PretrainConfig, data, "pretrain", strict)
     for name in cfg.variants:
         variant(name)
     return cfg

@@ -1,0 +1,125 @@
+"""Drive a running `make dagster` webserver from a shell or a script, over its GraphQL API (no browser needed).
+
+    python -m orchestration.client assets                          # the asset keys it serves, with their groups
+    python -m orchestration.client materialize report evaluate/map # launch one run of these assets, wait, report
+
+``--url`` defaults to http://127.0.0.1:3000 (``make dagster``'s address; ``DAGSTER_PORT`` changes the port there).
+A launched run materialises the assets exactly as the UI's *Materialize selected* does: each runs
+``dvc repro --single-item`` of its stage, so DVC decides what actually reruns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+DONE = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30.0) -> dict:
+    req = urllib.request.Request(f"{url.rstrip('/')}/graphql", method="POST",
+                                 data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = json.loads(resp.read())
+    if body.get("errors"):
+        raise RuntimeError(f"{url}: GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+def wait_until_up(url: str, timeout_s: float = 180.0, alive=lambda: True) -> None:
+    """Poll until the webserver answers (``alive`` lets a caller stop early when its process died)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            graphql(url, "{ version }", timeout=5)
+            return
+        except (OSError, urllib.error.URLError, RuntimeError):
+            if not alive():
+                raise RuntimeError(f"{url}: the webserver exited before it answered")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url}: no answer in {timeout_s:.0f} s")
+            time.sleep(2)
+
+
+def assets(url: str) -> dict[str, str]:
+    """asset key ("finetune/map-uno") -> group ("finetune")."""
+    nodes = graphql(url, "{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    return {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
+
+
+def launch(url: str, keys: list[str]) -> str:
+    """Start one run materialising ``keys`` (user strings, "pretrain/gasp"); returns its run id."""
+    repos = graphql(url, "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }")
+    nodes = repos["repositoriesOrError"].get("nodes") or []
+    if len(nodes) != 1:
+        raise RuntimeError(f"{url}: expected one code location, found {repos['repositoriesOrError']}")
+    selector = {"repositoryLocationName": nodes[0]["location"]["name"], "repositoryName": nodes[0]["name"],
+                "jobName": "__ASSET_JOB", "assetSelection": [{"path": k.split("/")} for k in keys]}
+    res = graphql(url, """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+        ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }""",
+                  {"params": {"selector": selector}})["launchRun"]
+    if res["__typename"] != "LaunchRunSuccess":
+        raise RuntimeError(f"{url}: launching {keys} failed: {res}")
+    return res["run"]["runId"]
+
+
+def wait(url: str, run_id: str, timeout_s: float = 3600.0, poll_s: float = 2.0) -> str:
+    """Poll a run until it ends; returns its final status (SUCCESS, FAILURE or CANCELED)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                         {"id": run_id})["runOrError"]["status"]
+        if status in DONE:
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still {status} after {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def materializations(url: str, run_id: str) -> dict[str, dict]:
+    """asset key -> the metadata its materialisation in ``run_id`` recorded (dvc_skipped, seconds, metrics)."""
+    data = graphql(url, """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+        __typename ... on MaterializationEvent { assetKey { path } metadataEntries { label
+          ... on BoolMetadataEntry { boolValue } ... on FloatMetadataEntry { floatValue } } } } } } }""", {"id": run_id})
+    out = {}
+    for ev in data["logsForRun"]["events"]:
+        if ev["__typename"] == "MaterializationEvent":
+            out["/".join(ev["assetKey"]["path"])] = {m["label"]: m.get("boolValue", m.get("floatValue"))
+                                                     for m in ev["metadataEntries"] if "boolValue" in m or "floatValue" in m}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default=DEFAULT_URL)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("assets", help="list the served asset keys and groups")
+    m = sub.add_parser("materialize", help="launch one run of the given assets and wait for it")
+    m.add_argument("keys", nargs="+", help='asset keys as the UI writes them: "report", "finetune/map-uno"')
+    m.add_argument("--timeout", type=float, default=3600.0)
+    a = p.parse_args(argv)
+    if a.cmd == "assets":
+        served = assets(a.url)
+        for key in sorted(served):
+            print(f"{served[key]:<18} {key}")
+        print(f"{len(served)} assets in {len(set(served.values()))} groups")
+        return 0
+    run_id = launch(a.url, a.keys)
+    print(f"launched run {run_id} for {', '.join(a.keys)}")
+    status = wait(a.url, run_id, a.timeout)
+    for key, meta in materializations(a.url, run_id).items():
+        done = "skipped by DVC" if meta.get("dvc_skipped") else "ran"
+        print(f"{key}: {done} in {meta.get('seconds', float('nan')):.1f} s")
+    print(f"run {run_id}: {status}")
+    return 0 if status == "SUCCESS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""params.yaml is the Hydra composition of configs/, every key in it is read by a stage that declares it, and
+stage scripts reject unknown, missing and unset keys."""
+
+import ast
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gasp_core.config import ConfigError, from_dict
+from gasp_core.data.ingest import ingest_config_from_dict
+from gasp_core.data.samples import SceneConfig
+from gasp_core.params import ROOT, compose, stale_diff
+from gasp_core.targets.build import occupancy_labels_config_from_dict
+from gasp_core.targets.dino import dino_targets_config_from_dict
+from gasp_core.tasks.config import SplitsConfig, TaskLabelsConfig, finetune_config_from_dict
+from gasp_core.train.pretrain import pretrain_config_from_dict
+
+GROUPS = {g: sorted(p.stem for p in (ROOT / "configs" / g).glob("*.yaml")) for g in ("dataset", "model", "preset")}
+
+
+def _leaves(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k != "budgets":  # budgets: a name -> fraction table, swept as a whole
+            out += _leaves(v, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _declared() -> dict[str, set[str]]:
+    """stage name -> the params keys dvc.yaml declares for it (read through DVC itself)."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        out = {}
+        for stage in repo.index.stages:
+            if stage.cmd:
+                out[stage.name] = {k for dep in stage.deps if hasattr(dep, "params") for k in (dep.params or [])}
+        return out
+
+
+def _parse_all(p: dict) -> None:
+    """What the stage scripts do with each section (strict)."""
+    ingest_config_from_dict(p["ingest"], strict=True)
+    dino_targets_config_from_dict(p["dino_targets"], strict=True)
+    occupancy_labels_config_from_dict(p["occupancy_labels"], strict=True)
+    pretrain_config_from_dict(p["pretrain"], strict=True)
+    from_dict(SceneConfig, p["scene"], "scene", strict=True)
+    from_dict(TaskLabelsConfig, p["task_labels"], "task_labels", strict=True)
+    finetune_config_from_dict(p["finetune"], strict=True)
+    from_dict(SplitsConfig, p["splits"], "splits", strict=True)
+
+
+def test_committed_params_yaml_is_the_composition_of_configs():
+    diff = stale_diff(ROOT / "params.yaml")
+    assert diff == "", f"params.yaml is stale; run `make params`:\n{diff}"
+
+
+def test_a_stale_params_yaml_is_caught(tmp_path):
+    edited = tmp_path / "params.yaml"
+    edited.write_text((ROOT / "params.yaml").read_text().replace("dino_weight: 0.5", "dino_weight: 0.7"))
+    diff = stale_diff(edited)
+    assert "-    dino_weight: 0.7" in diff and "+    dino_weight: 0.5" in diff
+
+
+@pytest.mark.parametrize("dataset,model,preset", list(itertools.product(*GROUPS.values())))
+def test_every_group_combination_composes_and_parses(tmp_path, dataset, model, preset):
+    p = yaml.safe_load(compose(tmp_path / "p.yaml", [f"dataset={dataset}", f"model={model}", f"preset={preset}"]).read_text())
+    if dataset == "embedded" or preset == "smoke":  # the smoke preset brings the splits of its own tiny world
+        _parse_all(p)
+    else:  # real datasets leave the log splits to the user, and the stages say so
+        with pytest.raises(ConfigError, match=r"splits\.train is not set"):
+            _parse_all(p)
+    assert p["pretrain"]["model"] == yaml.safe_load((ROOT / "configs/model" / f"{model}.yaml").read_text())["pretrain"]["model"]
+
+
+def test_overrides_compose_and_typos_fail(tmp_path):
+    p = yaml.safe_load(compose(tmp_path / "p.yaml", ["pretrain.loss.dino_weight=0.25", "preset=smoke"]).read_text())
+    assert p["pretrain"]["loss"]["dino_weight"] == 0.25 and p["pretrain"]["train"]["steps"] == 3
+    with pytest.raises(Exception, match="dino_wieght"):
+        compose(tmp_path / "q.yaml", ["pretrain.loss.dino_wieght=0.25"])
+    assert not (tmp_path / "q.yaml").exists()  # nothing half-written
+
+
+def test_every_param_is_declared_by_a_stage_that_reads_it():
+    """No key of params.yaml is dead: a sweep over any of them changes what runs."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    declared = set().union(*_declared().values())
+    templated = {"pretrain.variants", "finetune.tasks", "finetune.inits", "ingest.root"}  # dvc.yaml's foreach/matrix/deps
+    dead = [k for k in _leaves(params)
+            if k not in templated and not any(k == d or k.startswith(d + ".") for d in declared)]
+    assert dead == [], f"params nobody declares (a sweep over them would be a no-op): {dead}"
+
+
+def _params_read_by(script: Path) -> set[str]:
+    """Dotted keys a stage script subscripts out of ``params`` / ``read_params(...)``: params["a"]["b"] -> a.b."""
+    keys = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if not isinstance(node, ast.Subscript):
+            continue
+        chain, cur = [], node
+        while isinstance(cur, ast.Subscript) and isinstance(cur.slice, ast.Constant):
+            chain.append(cur.slice.value)
+            cur = cur.value
+        base = cur.id if isinstance(cur, ast.Name) else getattr(getattr(cur, "func", None), "id", None)
+        if base in ("params", "read_params") and chain:
+            keys.add(".".join(reversed(chain)))
+    return {k for k in keys if not any(o != k and o.startswith(k + ".") for o in keys)}
+
+
+def test_every_stage_declares_the_params_it_reads():
+    declared = _declared()
+    checked = 0
+    for name, keys in declared.items():
+        script = ROOT / "stages" / f"{name.split('@')[0]}.py"
+        for read in _params_read_by(script):
+            # a whole section read for one key (pretrain reads splits for splits.train) must declare that key
+            assert any(read == d or read.startswith(d + ".") or d.startswith(read + ".") for d in keys), \
+                f"{script.name} reads params[{read!r}] but dvc.yaml's {name} declares only {sorted(keys)}"
+            checked += 1
+    assert checked > 20
+
+
+def test_strict_parsing_names_missing_unknown_and_unset_keys():
+    full = yaml.safe_load((ROOT / "params.yaml").read_text())["task_labels"]
+    from_dict(TaskLabelsConfig, full, "task_labels", strict=True)
+    partial = {k: v for k, v in full.items() if k != "render_rays"}
+    from_dict(TaskLabelsConfig, partial, "task_labels")  # a library caller may lean on the defaults
+    with pytest.raises(ConfigError, match=r"missing key\(s\) \['render_rays'\] in task_labels"):
+        from_dict(TaskLabelsConfig, partial, "task_labels", strict=True)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['render_ray'\]"):
+        from_dict(TaskLabelsConfig, {**full, "render_ray": 3}, "task_labels", strict=True)
+    with pytest.raises(ConfigError, match=r"splits\.val is not set"):
+        from_dict(SplitsConfig, {"train": ["a"], "val": "???", "test": ["b"]}, "splits", strict=True)
+
+
+def test_read_params_names_the_file_and_the_missing_section(tmp_path):
+    from gasp_core.cli import read_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("scene: {}\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: no `finetune` section"):
+        read_params(path)["finetune"]
