@@ -84,15 +84,17 @@ def wait(url: str, run_id: str, timeout_s: float = 3600.0, poll_s: float = 2.0) 
 
 
 def materializations(url: str, run_id: str) -> dict[str, dict]:
-    """asset key -> the metadata its materialisation in ``run_id`` recorded (dvc_skipped, seconds, metrics)."""
+    """asset key -> the metadata its materialisation in ``run_id`` recorded (dvc_action, dvc_skipped, seconds, metrics)."""
     data = graphql(url, """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
         __typename ... on MaterializationEvent { assetKey { path } metadataEntries { label
-          ... on BoolMetadataEntry { boolValue } ... on FloatMetadataEntry { floatValue } } } } } } }""", {"id": run_id})
+          ... on BoolMetadataEntry { boolValue } ... on FloatMetadataEntry { floatValue }
+          ... on TextMetadataEntry { text } } } } } } }""", {"id": run_id})
     out = {}
     for ev in data["logsForRun"]["events"]:
         if ev["__typename"] == "MaterializationEvent":
-            out["/".join(ev["assetKey"]["path"])] = {m["label"]: m.get("boolValue", m.get("floatValue"))
-                                                     for m in ev["metadataEntries"] if "boolValue" in m or "floatValue" in m}
+            out["/".join(ev["assetKey"]["path"])] = {
+                m["label"]: next(m[f] for f in ("boolValue", "floatValue", "text") if f in m)
+                for m in ev["metadataEntries"] if {"boolValue", "floatValue", "text"} & set(m) and m["label"] != "dvc_output"}
     return out
 
 
@@ -115,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"launched run {run_id} for {', '.join(a.keys)}")
     status = wait(a.url, run_id, a.timeout)
     for key, meta in materializations(a.url, run_id).items():
-        done = "skipped by DVC" if meta.get("dvc_skipped") else "ran"
-        print(f"{key}: {done} in {meta.get('seconds', float('nan')):.1f} s")
+        print(f"{key}: {meta.get('dvc_action', '?')} in {meta.get('seconds', float('nan')):.1f} s")
     print(f"run {run_id}: {status}")
     return 0 if status == "SUCCESS" else 1
 

@@ -3,7 +3,8 @@ dependencies, grouped by stage. Nothing here repeats the DAG.
 
 Materialising an asset runs ``python -m dvc --wait-for-lock repro --single-item <stage>`` with this
 interpreter's bin first on PATH, so DVC's cache decides what actually reruns and ``dvc status`` always agrees
-with the UI. Each materialisation records whether DVC skipped the stage, its duration and its metrics; asset
+with the UI. Each materialisation records what DVC did (``dvc_action``: ran, restored from the run cache, or
+skipped as up to date; ``dvc_skipped`` is true unless the command ran), its duration and its metrics; asset
 checks flag missing outputs and NaN metrics.
 
     dagster-webserver -m orchestration.definitions     # what `make dagster` starts
@@ -93,8 +94,12 @@ def _read_metrics(node: StageNode, repo: Path = REPO) -> dict[str, float]:
     return flat
 
 
+ACTIONS = {"ran": "ran", "restored": "restored from DVC's run cache", "skipped": "skipped by DVC (up to date)"}
+
+
 def run_stage(node: StageNode, repo: Path = REPO) -> dict:
-    """``dvc repro --single-item`` of one stage; returns what it did (skipped or ran, seconds, output tail)."""
+    """``dvc repro --single-item`` of one stage; returns what DVC did with it (``action``: "ran", "restored" from the
+    run cache, or "skipped" as up to date), the seconds it took and the output's tail."""
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", node.name],
                          cwd=repo, env=_env(), capture_output=True, text=True)
@@ -102,8 +107,13 @@ def run_stage(node: StageNode, repo: Path = REPO) -> dict:
     if res.returncode != 0:
         raise dg.Failure(description=f"dvc repro {node.name} failed (exit {res.returncode})",
                          metadata={"stderr": dg.MetadataValue.text(res.stderr[-4000:])})
-    skipped = "didn't change, skipping" in res.stdout and "Running stage" not in res.stdout
-    return {"skipped": skipped, "seconds": seconds, "stdout": res.stdout[-2000:]}
+    if "Running stage" in res.stdout:
+        action = "ran"
+    elif "is cached - skipping run" in res.stdout:
+        action = "restored"
+    else:
+        action = "skipped"
+    return {"action": action, "skipped": action != "ran", "seconds": seconds, "stdout": res.stdout[-2000:]}
 
 
 def _asset(node: StageNode, by_name: dict[str, StageNode], repo: Path) -> dg.AssetsDefinition:
@@ -111,8 +121,8 @@ def _asset(node: StageNode, by_name: dict[str, StageNode], repo: Path) -> dg.Ass
               description=f"DVC stage `{node.name}`: {node.cmd}", metadata={"dvc_stage": node.name, "outs": ", ".join(node.outs)})
     def _materialize(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         done = run_stage(node, repo)
-        context.log.info("%s %s in %.1f s", node.name, "skipped by DVC" if done["skipped"] else "ran", done["seconds"])
-        meta = {"dvc_skipped": done["skipped"], "seconds": round(done["seconds"], 2), "dvc_output": dg.MetadataValue.text(done["stdout"])}
+        context.log.info("%s: %s in %.1f s", node.name, ACTIONS[done["action"]], done["seconds"])
+        meta = {"dvc_action": ACTIONS[done["action"]], "dvc_skipped": done["skipped"], "seconds": round(done["seconds"], 2), "dvc_output": dg.MetadataValue.text(done["stdout"])}
         meta.update({f"metric/{k}": v for k, v in list(_read_metrics(node, repo).items())[:40]})
         return dg.MaterializeResult(metadata=meta)
 

@@ -96,16 +96,21 @@ def test_dagster_materialize_reruns_only_the_stale_asset(smoke):
 
     assets, _ = build_assets(smoke)
 
-    def materialize_asset(key: str) -> bool:
-        res = dg.materialize(assets, selection=dg.AssetSelection.assets(dg.AssetKey([key])), instance=dg.DagsterInstance.ephemeral())
+    def materialize_asset(*key: str) -> str:
+        res = dg.materialize(assets, selection=dg.AssetSelection.assets(dg.AssetKey(list(key))), instance=dg.DagsterInstance.ephemeral())
         assert res.success
         (event,) = res.get_asset_materialization_events()
-        return event.materialization.metadata["dvc_skipped"].value
+        meta = event.materialization.metadata
+        assert meta["dvc_skipped"].value == (meta["dvc_action"].value != "ran")
+        return meta["dvc_action"].value
 
-    assert materialize_asset("report") is True
+    assert materialize_asset("report").startswith("skipped")
     (smoke / "reports" / "radar.png").unlink()
-    assert materialize_asset("report") is False
+    assert materialize_asset("report") == "ran"  # reports/ is cache: false, so DVC reruns it
     assert (smoke / "reports" / "radar.png").is_file()
+    shutil.rmtree(smoke / "data" / "eval" / "map")
+    assert materialize_asset("evaluate", "map").startswith("restored")  # a cached out comes back from the run cache
+    assert (smoke / "data" / "eval" / "map" / "qualitative.npz").is_file()
     assert _status(smoke) == {}
 
 
@@ -140,11 +145,11 @@ def test_headless_dagster_webserver_lists_assets_and_runs_one(smoke, tmp_path):
         run_id = client.launch(url, ["report"])
         assert client.wait(url, run_id, timeout_s=300) == "SUCCESS", (tmp_path / "webserver.log").read_text()[-3000:]
         meta = client.materializations(url, run_id)
-        assert set(meta) == {"report"} and meta["report"]["dvc_skipped"] is False
+        assert set(meta) == {"report"} and meta["report"]["dvc_action"] == "ran"  # reports/ is not cached: a real rerun
         # launched again with nothing stale, DVC skips it
         again = client.launch(url, ["report"])
         assert client.wait(url, again, timeout_s=300) == "SUCCESS"
-        assert client.materializations(url, again)["report"]["dvc_skipped"] is True
+        assert client.materializations(url, again)["report"]["dvc_action"].startswith("skipped")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
