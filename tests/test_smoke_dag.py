@@ -55,6 +55,9 @@ def smoke(tmp_path_factory) -> Path:
     project = materialize("smoke", tmp_path_factory.mktemp("smoke") / "project")
     run = _dvc(project, "repro")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    # commit what the main repository commits (dvc.lock, metrics, reports/): the baseline experiments start from
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "dvc repro"], cwd=project, check=True)
     return project
 
 
