@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 import tempfile
 from pathlib import Path
+
+from gasp_core.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,18 +39,10 @@ def compose(out: Path, overrides: list[str] | tuple[str, ...] = (), root: Path =
     from dvc.utils.hydra import compose_and_dump
 
     settings = hydra_settings(root)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".yaml", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=Path(out).suffix) as tmp:  # DVC's dumper goes by the file's ending
         compose_and_dump(tmp, settings["config_dir"], None, settings["config_name"], settings["plugins_path"],
                          list(overrides))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return Path(out)
 
 
 def stale_diff(params: Path, overrides: list[str] | tuple[str, ...] = (), root: Path = ROOT) -> str:

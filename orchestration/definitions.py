@@ -34,6 +34,11 @@ class StageNode:
     outs: list[str] = field(default_factory=list)  # output paths relative to the repo
     metrics: list[str] = field(default_factory=list)  # metrics files relative to the repo
     cmd: str = ""
+    params: list[str] = field(default_factory=list)  # the params.yaml keys dvc.yaml declares for the stage
+
+    def reads(self, key: str) -> bool:
+        """Whether a change of ``key`` ("pretrain.loss.dino_weight") changes this stage's declared params."""
+        return any(key == p or key.startswith(p + ".") for p in self.params)
 
     @property
     def group(self) -> str:
@@ -64,7 +69,8 @@ def dvc_stages(repo: Path = REPO, wait_s: float = 60.0) -> list[StageNode]:
                     root = Path(repo).resolve()
                     outs = [str(Path(o.fs_path).relative_to(root)) for o in stage.outs]
                     metrics = [str(Path(o.fs_path).relative_to(root)) for o in stage.outs if o.metric]
-                    nodes.append(StageNode(stage.name, ups, outs, metrics, stage.cmd))
+                    params = sorted(k for d in stage.deps if hasattr(d, "params") for k in (d.params or []))
+                    nodes.append(StageNode(stage.name, ups, outs, metrics, stage.cmd, params))
                 return sorted(nodes, key=lambda n: n.name)
         except LockError:
             if time.monotonic() > deadline:
@@ -118,7 +124,7 @@ def run_stage(node: StageNode, repo: Path = REPO) -> dict:
 
 def _asset(node: StageNode, by_name: dict[str, StageNode], repo: Path) -> dg.AssetsDefinition:
     @dg.asset(key=node.key, group_name=node.group, deps=[by_name[d].key for d in node.deps if d in by_name],
-              description=f"DVC stage `{node.name}`: {node.cmd}", metadata={"dvc_stage": node.name, "outs": ", ".join(node.outs)})
+              description=f"DVC stage `{node.name}`: {node.cmd}", metadata={"dvc_stage": node.name, "outs": ", ".join(node.outs), "params": ", ".join(node.params)})
     def _materialize(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         done = run_stage(node, repo)
         context.log.info("%s: %s in %.1f s", node.name, ACTIONS[done["action"]], done["seconds"])

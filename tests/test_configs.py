@@ -32,14 +32,9 @@ def _leaves(d: dict, prefix: str = "") -> list[str]:
 
 def _declared() -> dict[str, set[str]]:
     """stage name -> the params keys dvc.yaml declares for it (read through DVC itself)."""
-    from dvc.repo import Repo
+    from orchestration.definitions import dvc_stages
 
-    with Repo(str(ROOT)) as repo:
-        out = {}
-        for stage in repo.index.stages:
-            if stage.cmd:
-                out[stage.name] = {k for dep in stage.deps if hasattr(dep, "params") for k in (dep.params or [])}
-        return out
+    return {s.name: set(s.params) for s in dvc_stages(ROOT)}
 
 
 def _parse_all(p: dict) -> None:
@@ -87,11 +82,12 @@ def test_overrides_compose_and_typos_fail(tmp_path):
 
 def test_every_param_is_declared_by_a_stage_that_reads_it():
     """No key of params.yaml is dead: a sweep over any of them changes what runs."""
+    from orchestration.definitions import dvc_stages
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    declared = set().union(*_declared().values())
+    stages = dvc_stages(ROOT)
     templated = {"pretrain.variants", "finetune.tasks", "finetune.inits", "ingest.root"}  # dvc.yaml's foreach/matrix/deps
-    dead = [k for k in _leaves(params)
-            if k not in templated and not any(k == d or k.startswith(d + ".") for d in declared)]
+    dead = [k for k in _leaves(params) if k not in templated and not any(s.reads(k) for s in stages)]
     assert dead == [], f"params nobody declares (a sweep over them would be a no-op): {dead}"
 
 

@@ -165,12 +165,9 @@ def test_headless_dagster_webserver_lists_assets_and_runs_one(smoke, tmp_path):
 
 
 def _readers(project: Path, key: str) -> set[str]:
-    from dvc.repo import Repo
+    from orchestration.definitions import dvc_stages
 
-    with Repo(str(project)) as repo:
-        return {s.name for s in repo.index.stages if s.cmd
-                for dep in s.deps if hasattr(dep, "params")
-                for d in (dep.params or []) if key == d or key.startswith(d + ".")}
+    return {s.name for s in dvc_stages(project) if s.reads(key)}
 
 
 def _downstream(project: Path, names: set[str]) -> set[str]:
