@@ -24,7 +24,7 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.perf import matmul_peak_gflops
 from gasp_core.tasks.build import TaskLabels
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import Features, _feat_dim, items_of, load_encoder, make_task
+from gasp_core.tasks.finetune import Features, _feat_dim, items_of, load_encoder, make_task, pretrained_dir
 from gasp_core.teacher.dinov2 import resolve_device
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     device = resolve_device(cfg.device)
     labels = TaskLabels(Path("data/tasks/labels"))
     items = items_of(labels, splits.train)
-    init_dir = Path("models/pretrain") / args.init
+    init_dir = pretrained_dir(Path("models/pretrain") / args.init, params["pretrain"]["seeds"][0])
     rng = np.random.default_rng(0)
     batches = [[items[i] for i in rng.integers(len(items), size=cfg.batch_size)] for _ in range(args.steps + 1)]
     frozen = Features(load_encoder(init_dir, device), labels, device, True)

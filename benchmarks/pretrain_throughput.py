@@ -39,7 +39,7 @@ def main() -> None:
     tc, var = cfg.train, variant(args.variant)
     device = resolve_device(tc.device)
     data = PretrainDataset("data/store", "data/targets/occupancy", "data/targets/dino" if var.dino else None, scene,
-                           cfg.model.voxelizer, tc.queries, var)
+                           cfg.model.voxelizer, tc.queries, var, dino_standardize=cfg.loss.dino_standardize)
     torch.manual_seed(0)
     model = GaspModel(scene, cfg.model, var, data.dino_dim).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -54,7 +54,7 @@ def assets(url: str) -> dict[str, str]:
 
 
 def launch(url: str, keys: list[str]) -> str:
-    """Start one run materialising ``keys`` (user strings, "pretrain/gasp"); returns its run id."""
+    """Start one run materialising ``keys`` (user strings, "pretrain/gasp-0"); returns its run id."""
     repos = graphql(url, "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }")
     nodes = repos["repositoriesOrError"].get("nodes") or []
     if len(nodes) != 1:

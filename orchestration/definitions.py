@@ -29,7 +29,7 @@ REPO = Path(os.environ.get("GASP_REPO", Path(__file__).resolve().parents[1]))
 class StageNode:
     """What the UI needs of one expanded DVC stage."""
 
-    name: str  # DVC's address: "ingest", "pretrain@gasp", "finetune@map-uno"
+    name: str  # DVC's address: "ingest", "pretrain@gasp-0", "finetune@map-uno"
     deps: list[str] = field(default_factory=list)  # upstream stage names
     outs: list[str] = field(default_factory=list)  # output paths relative to the repo
     metrics: list[str] = field(default_factory=list)  # metrics files relative to the repo

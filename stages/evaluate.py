@@ -1,8 +1,9 @@
-"""DVC stage ``evaluate@<task>``: score every fine-tuned run of a task (each init, budget and seed) on the test
-logs, which nothing before this stage has read.
+"""DVC stage ``evaluate@<task>``: score every fine-tuned run of a task (each init, pre-training seed, budget and
+fine-tuning seed) and the task's non-learned baseline on the test logs, which nothing before this stage has read.
 
-Reads ``scene``, ``splits`` and ``finetune``; writes the metrics (per run, and mean / std over seeds) to
-``--metrics`` and predictions of the first test sample per init to ``--out`` for the report's figures.
+Reads ``scene``, ``splits``, ``pretrain.seeds`` and ``finetune``; writes the metrics (per run, and mean / std over
+runs) to ``--metrics``; to ``--out``, predictions of the first test sample per init (``qualitative.npz``, the
+report's figures) and per-sample statistics of every run (``stats.npz``, the report's bootstrap intervals).
 """
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import evaluate_runs, save_qualitative
+from gasp_core.tasks.finetune import evaluate_runs, save_arrays, save_qualitative
 
 
 def main() -> None:
@@ -27,8 +28,10 @@ def main() -> None:
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
     inits = {name: args.models / name for name in cfg.inits}
-    metrics, qualitative = evaluate_runs(args.task, inits, args.runs, args.labels, args.occupancy, scene, splits, cfg)
+    metrics, qualitative, stats = evaluate_runs(args.task, inits, args.runs, args.labels, args.occupancy, scene, splits, cfg,
+                                                list(params["pretrain"]["seeds"]))
     save_qualitative(args.out / "qualitative.npz", qualitative)
+    save_arrays(args.out / "stats.npz", stats)
     write_metrics(args.metrics, metrics)
 
 

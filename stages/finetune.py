@@ -1,8 +1,8 @@
 """DVC stage ``finetune@<task>-<init>``: fine-tune one task's head on one encoder initialisation, for every label
 budget and seed of the ``finetune`` params section.
 
-Reads ``scene``, ``splits`` and ``finetune``; the task labels, the occupancy queries (4D occupancy) and the
-initialisation's model folder (``models/pretrain/<init>``). Writes heads (and fine-tuned encoders with
+Reads ``scene``, ``splits``, ``pretrain.seeds`` and ``finetune``; the task labels, the occupancy queries (4D occupancy)
+and the initialisation's model folders (``models/pretrain/<init>/seed_<p>``, one per pre-training seed). Writes heads (and fine-tuned encoders with
 ``finetune.encoder: full``) to ``--out`` and the training losses and validation metrics to ``--metrics``.
 """
 
@@ -27,8 +27,9 @@ def main() -> None:
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
+    seeds = list(params["pretrain"]["seeds"])
     write_metrics(args.metrics, finetune(args.task, args.init, args.labels, args.occupancy, args.models / args.init, args.out,
-                                         scene, splits, cfg))
+                                         scene, splits, cfg, seeds))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """DVC stage ``report``: the comparison table, radar chart and qualitative figures of the downstream runs.
 
 Reads the ``evaluate`` stages' metrics (``--metrics-dir``) and predictions (``--eval``), the task labels and the
-GASP model (its DINO field for the BEV PCA figure); the ``splits`` and ``finetune`` params. Writes ``--out``
+GASP model (its DINO field for the BEV PCA figure); the ``splits.test``, ``pretrain.seeds``, ``finetune`` and ``report``
+params (``report.bootstrap``: the intervals' replicates, resampling unit, level and seed). Writes ``--out``
 (README.md, summary.json, main_metrics.csv, PNGs), committed to git so the results are readable without a
 rebuild.
 """
@@ -12,6 +13,7 @@ from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
 from gasp_core.tasks.report import build_report
+from gasp_core.tasks.stats import BootstrapConfig
 
 
 def main() -> None:
@@ -20,12 +22,14 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, required=True, help="evaluate stages' outputs (<task>/qualitative.npz)")
     parser.add_argument("--labels", type=Path, required=True)
     parser.add_argument("--plot", type=Path, default=None, help="main metrics as CSV for dvc plots")
-    parser.add_argument("--gasp", type=Path, default=None, help="pre-trained GASP model folder (DINO figure)")
+    parser.add_argument("--gasp", type=Path, default=None, help="pre-trained GASP variant folder (DINO figure of its first seed)")
     args = parser.parse_args()
     params = read_params(args.params)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
-    write_metrics(args.metrics, build_report(args.metrics_dir, args.eval, args.labels, args.out, splits, cfg, args.plot, args.gasp))
+    bootstrap = from_dict(BootstrapConfig, params["report"]["bootstrap"], "report.bootstrap", strict=True)
+    write_metrics(args.metrics, build_report(args.metrics_dir, args.eval, args.labels, args.out, splits, cfg, args.plot, args.gasp,
+                                             list(params["pretrain"]["seeds"]), bootstrap))
 
 
 if __name__ == "__main__":

@@ -71,18 +71,30 @@ def test_smoke_preset_project_is_composed_by_hydra(smoke):
 
 def test_smoke_dag_end_to_end(smoke):
     assert _status(smoke) == {}  # every stage ran, and a second look finds nothing stale
-    ft = yaml.safe_load((smoke / "params.yaml").read_text())["finetune"]
-    for task in TASKS:  # one evaluation per task, with every init x budget x seed scored
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    ft = params["finetune"]
+    runs = {f"pretrain_{p}/seed_{s}" for p in params["pretrain"]["seeds"] for s in ft["seeds"]}
+    for task in TASKS:  # one evaluation per task, with every init x budget x run scored
         metrics = json.loads((smoke / "metrics" / "evaluate" / f"{task}.json").read_text())
         assert set(metrics["results"]) == set(ft["inits"])
         for init in ft["inits"]:
             assert set(metrics["results"][init]) == set(ft["budgets"])
             for budget in ft["budgets"]:
-                assert set(metrics["results"][init][budget]["seeds"]) == {str(s) for s in ft["seeds"]}
+                assert set(metrics["results"][init][budget]["runs"]) == runs
         assert _finite(metrics)
+        assert (task in ("occupancy", "trajectory")) == ("baseline" in metrics)
+        assert (smoke / "data" / "eval" / task / "stats.npz").stat().st_size > 100
     report = (smoke / "reports" / "README.md").read_text()
-    for title in ("BEV semantic forecasting", "4D occupancy", "4D semantic occupancy", "Map segmentation", "Ego trajectory"):
+    for title in ("BEV semantic forecasting", "4D occupancy", "4D semantic occupancy", "Map segmentation", "Ego trajectory",
+                  "Paired differences", "non-learned baseline", "GASP vs UnO", "UnO vs scratch"):
         assert title in report
+    summary = json.loads((smoke / "reports" / "summary.json").read_text())
+    for task, s in summary["tasks"].items():
+        for budget in ft["budgets"]:
+            assert set(s[budget]["interval"]) == set(ft["inits"])
+            assert {"gasp>uno", "uno>scratch"} <= set(s[budget]["pairs"])
+            for d in s[budget]["pairs"].values():
+                assert d["verdict"] in ("better", "worse", "inconclusive", "n/a")
     for fig in ("radar.png", "forecast.png", "map.png", "trajectory.png", "occupancy.png", "semantic_occupancy.png",
                 "dino_bev.png"):
         assert (smoke / "reports" / fig).stat().st_size > 1000, fig
@@ -189,7 +201,7 @@ def test_swept_key_reruns_exactly_its_readers_and_exp_show_compares(smoke):
     """`dvc exp run --queue -S` over a key: only the stages declaring it (then what their outputs feed) rerun."""
     key = "pretrain.loss.dino_weight"
     readers = _readers(smoke, key)
-    assert readers == {"pretrain@scratch", "pretrain@uno", "pretrain@gasp"}
+    assert readers == {"pretrain@scratch-0", "pretrain@uno-0", "pretrain@gasp-0"}
     # composing the override changes the params of exactly the stages that declare the key
     original = (smoke / "params.yaml").read_text()
     compose(smoke / "params.yaml", [f"{key}=1.0"], root=smoke)
@@ -217,7 +229,7 @@ def test_swept_key_reruns_exactly_its_readers_and_exp_show_compares(smoke):
         (rev,) = exp["revs"]
         data = rev["data"]
         weight = data["params"]["params.yaml"]["data"]["pretrain"]["loss"]["dino_weight"]
-        by_weight[weight] = (rev["name"], data["metrics"]["metrics/pretrain/gasp.json"]["data"])
+        by_weight[weight] = (rev["name"], data["metrics"]["metrics/pretrain/gasp/seed_0.json"]["data"])
     assert sorted(by_weight) == [0.5, 1.0]
     assert by_weight[0.5][1] != by_weight[1.0][1]  # the swept weight really changed GASP's pre-training
 

@@ -53,7 +53,9 @@ class LossConfig:
     ego_pos_weight: float = 1.0
     """Weight of inside queries in the ego-path BCE."""
     dino_loss: Literal["cosine", "l2"] = "cosine"
-    """Feature loss: 1 - cosine similarity, or MSE on per-dimension standardised targets."""
+    """Feature loss: 1 - cosine similarity, or MSE."""
+    dino_standardize: bool = False
+    """Standardise each PCA dimension of the DINO targets (reweights low-variance components); off: the PCA feature as is."""
 
 
 @dataclass
@@ -65,7 +67,9 @@ class ModelConfig:
 
 @dataclass
 class Variant:
-    """What a pre-training run supervises; ``uno`` and ``gasp`` are the paper's, the rest ablate GASP.
+    """What a pre-training run supervises. The paper's ladder: ``uno`` (UnO alone: occupancy, no rotation
+    augmentation, no missing rays), ``uno_enhanced`` (UnO plus GASP's rotation augmentation and missing-ray
+    supervision), ``gasp`` (plus ego path and DINO); the ``gasp_no_*`` variants ablate one part of GASP.
     ``scratch`` supervises nothing: its "pre-training" saves the seeded initialisation, the from-scratch baseline."""
 
     @property
@@ -81,7 +85,8 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "scratch": Variant(occupancy=False, ego=False, dino=False, rotation_augmentation=False, missing_rays=False),
-    "uno": Variant(ego=False, dino=False, missing_rays=False),
+    "uno": Variant(ego=False, dino=False, rotation_augmentation=False, missing_rays=False),
+    "uno_enhanced": Variant(ego=False, dino=False),
     "gasp": Variant(),
     "gasp_no_ego": Variant(ego=False),
     "gasp_no_dino": Variant(dino=False),

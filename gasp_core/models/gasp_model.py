@@ -41,7 +41,8 @@ class GaspModel(nn.Module):
         span = torch.tensor([*(scene.box_max - scene.box_min), scene.horizon_s], dtype=torch.float32)
         self.register_buffer("q_lo", lo, persistent=False)
         self.register_buffer("q_span", span, persistent=False)
-        # per-dimension scale of the DINO targets (the l2 loss works on standardised features)
+        # per-dimension scale of the DINO targets: 0 / 1 (the PCA feature as is) unless loss.dino_standardize;
+        # query() undoes it, so its features are in PCA units either way
         self.register_buffer("dino_mean", torch.zeros(max(dino_dim, 1)))
         self.register_buffer("dino_std", torch.ones(max(dino_dim, 1)))
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from gasp_core.config import from_dict
+from gasp_core.config import MISSING_VALUE, ConfigError, from_dict
 from gasp_core.data.store import LogStore, StoredLog
 from gasp_core.io import atomic_dir, write_json_atomic
 from gasp_core.targets import schema
@@ -36,7 +36,7 @@ class DinoTargetsConfig:
     pca_dim: int = 64
     """Dimension of the stored targets (PCA of the teacher's features)."""
     pca_fit_frames: int = 48
-    """Frames, drawn across all logs, whose patch features fit the PCA."""
+    """Frames, drawn across the training logs (``splits.train``), whose patch features fit the PCA."""
     frame_stride: int = 1
     """Use every n-th frame of each camera."""
     seed: int = 0
@@ -103,12 +103,36 @@ def fit_pca(teacher: DinoTeacher, frames: list[Frame], cfg: DinoTargetsConfig, d
     return FeaturePCA.fit(feats, cfg.pca_dim)
 
 
-def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, progress: bool = True) -> dict:
-    """Teacher features for every frame of every log, lifted onto lidar points; returns the stage metrics."""
+def fit_log_frames(frames: list[Frame], fit_logs: list[str], store: LogStore) -> list[Frame]:
+    """The frames of ``fit_logs`` (the training split): val and test images never shape the targets' PCA."""
+    if isinstance(fit_logs, str) or not fit_logs:
+        if fit_logs == MISSING_VALUE:
+            raise ConfigError("splits.train is not set ('???' in the composed config): the DINO PCA is fitted on the "
+                              "training logs; give them in configs/ or with -S splits.train=...")
+        raise ValueError(f"fit_logs: expected a non-empty list of training log ids (splits.train), got {fit_logs!r}")
+    missing = [lid for lid in fit_logs if lid not in store.log_ids]
+    if missing:
+        raise ValueError(f"{store.root}: the DINO PCA's fit logs (splits.train) {missing} are not in the log store "
+                         f"(it holds {store.log_ids})")
+    fit = set(fit_logs)
+    chosen = [f for f in frames if f.log_id in fit]
+    if not chosen:
+        raise ValueError(f"{store.root}: the DINO PCA's fit logs (splits.train) {sorted(fit)} have no camera frames")
+    return chosen
+
+
+def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_logs: list[str],
+                       progress: bool = True) -> dict:
+    """Teacher features for every frame of every log, lifted onto lidar points; returns the stage metrics.
+    The PCA is fitted on frames of ``fit_logs`` (the training split) only; every log is transformed."""
     start = time.perf_counter()
     if cfg.teacher.weights != "hub":
         hub_offline_guard()
     store = LogStore(store_dir)
+    frames = list_frames(store, cfg.frame_stride)
+    if not frames:
+        raise ValueError(f"no camera frames in the log store {store_dir}: DINO targets need images")
+    fit_frames = fit_log_frames(frames, fit_logs, store)
     out = Path(out)
     if out.exists():  # the PCA is fitted across logs: every log is redone together
         if any(out.iterdir()) and not (out / schema.MANIFEST_FILE).is_file() and not (out / schema.PCA_FILE).is_file():
@@ -116,12 +140,9 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, progr
                                   "refusing to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    frames = list_frames(store, cfg.frame_stride)
-    if not frames:
-        raise ValueError(f"no camera frames in the log store {store_dir}: DINO targets need images")
     device = resolve_device(cfg.teacher.device)
     teacher = DinoTeacher(cfg.teacher).to(device)
-    pca = fit_pca(teacher, frames, cfg, device)
+    pca = fit_pca(teacher, fit_frames, cfg, device)
     pca.save(out / schema.PCA_FILE)
     write_json_atomic(out / schema.TEACHER_FILE, {"model": cfg.teacher.model, "weights": teacher.weights_id,
                                                    "random_weights": teacher.is_random, "feature_dim": teacher.dim,
@@ -177,5 +198,6 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, progr
     }
     log.info("%d images in %.1f s: %.2f images/s (teacher forward alone %.2f images/s), %.0f lifted points/s on %s",
              len(frames), seconds, len(frames) / seconds, len(frames) / max(teacher_s, 1e-9), counts["points"] / seconds, device)
-    write_json_atomic(out / schema.MANIFEST_FILE, {"logs": store.log_ids, "config": asdict(cfg), "metrics": metrics})
+    write_json_atomic(out / schema.MANIFEST_FILE, {"logs": store.log_ids, "pca_fit_logs": list(fit_logs), "config": asdict(cfg),
+                                                   "metrics": metrics})
     return metrics

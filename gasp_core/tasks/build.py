@@ -11,7 +11,9 @@ samples:
   sweeps' times (odometry: the ego status a planner has); ``boxes``: (B, 7) objects at those times as
   (sample, step, x, y, yaw, length, width) for the collision check;
 - ``sem_xyzt``, ``sem_class``, ``sem_sample``: semantic-occupancy queries (0 background, 1 + UnifiedCategory);
-- ``ray_origin``, ``ray_dir``, ``ray_t``, ``ray_range``, ``ray_sample``: returned future rays for depth rendering.
+- ``ray_origin``, ``ray_dir``, ``ray_t``, ``ray_range``, ``ray_sample``: returned rays of the future sweeps (after t0's,
+  the newest input) for depth rendering;
+- ``occ_t_min``: (S,) the t0 sweep's last firing time: 4D occupancy is scored only on stored queries after it.
 
 ``manifest.json`` (written last) records the settings, shapes and counts.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,13 @@ def stored_samples(occupancy_dir: Path, log_id: str) -> list[Sample]:
     return [Sample(r["t0_ns"], r["batch"], list(r["past_ns"]), list(r["future_ns"])) for r in table.iter_rows(named=True)]
 
 
+def input_end_s(log_: StoredLog, sample: Sample) -> float:
+    """The last firing time of the t0 sweep (the newest input), in s after t0, as the stored float16 query times
+    round it: 4D-occupancy queries at or before it reconstruct the input rather than forecast."""
+    offsets = log_.sweep(sample.t0_ns).offset_ns
+    return float(np.float16(float(offsets.max()) / 1e9 if len(offsets) else 0.0))
+
+
 def _in_box_points(obj, rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` points spread over the objects' boxes (one object per point, chosen uniformly)."""
     if len(obj.category) == 0 or n <= 0:
@@ -88,9 +97,12 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
     occ_file = Path(occupancy_dir) / log_.log_id / schema.OCCUPANCY_FILE
     reader = ipc.open_file(pa.memory_map(str(occ_file)))
     out: dict[str, list] = {k: [] for k in ("voxels", "forecast", "map", "waypoints", "ego_past", "boxes", "sem_xyzt", "sem_class",
-                                            "sem_sample", "ray_origin", "ray_dir", "ray_t", "ray_range", "ray_sample")}
+                                            "sem_sample", "ray_origin", "ray_dir", "ray_t", "ray_range", "ray_sample",
+                                            "occ_t_min")}
     cache: dict = {}
+    future_only = replace(occ_cfg.occupancy, include_present=False)  # the t0 sweep is the model's input
     for s, sample in enumerate(samples):
+        out["occ_t_min"].append(np.float32(input_end_s(log_, sample)))
         sweeps = [log_.sweep_points_in(ts, sample.t0_ns) for ts in sample.past_ns]
         out["voxels"].append(np.packbits(voxelize(sweeps, scene, vox).astype(bool)))
         f = forecast_labels(log_, sample.t0_ns, times, fine)  # (T, 3, 2H, 2W) -> any-cover max-pool to (T, 3, H, W)
@@ -122,9 +134,8 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
         # returned future rays (after t0) whose return lies inside the extent: depth-rendering targets
         if not with_rays:
             continue
-        returned, _ = sample_rays(log_, sample, occ_cfg.occupancy, cache)
-        ok = np.flatnonzero(np.all((returned.endpoints >= scene.box_min) & (returned.endpoints <= scene.box_max), axis=1)
-                            & (returned.t_s > 0))
+        returned, _ = sample_rays(log_, sample, future_only, cache)
+        ok = np.flatnonzero(np.all((returned.endpoints >= scene.box_min) & (returned.endpoints <= scene.box_max), axis=1))
         pick = rng.choice(ok, min(len(ok), cfg.render_rays), replace=False)
         out["ray_origin"].append(returned.origins[pick].astype(np.float32))
         out["ray_dir"].append(returned.dirs[pick].astype(np.float32))
@@ -134,7 +145,7 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
     if not with_rays:
         out.update(ray_origin=[np.zeros((0, 3), np.float32)], ray_dir=[np.zeros((0, 3), np.float32)],
                    ray_t=[np.zeros(0, np.float32)], ray_range=[np.zeros(0, np.float32)], ray_sample=[np.zeros(0, np.int32)])
-    res = {k: (np.stack(v) if k in ("voxels", "forecast", "map", "waypoints", "ego_past") else np.concatenate(v))
+    res = {k: (np.stack(v) if k in ("voxels", "forecast", "map", "waypoints", "ego_past", "occ_t_min") else np.concatenate(v))
            for k, v in out.items()}
     res["boxes"] = res["boxes"].astype(np.float32).reshape(-1, 7)
     res["t0_ns"] = np.array([s.t0_ns for s in samples], np.int64)

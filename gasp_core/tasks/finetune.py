@@ -7,11 +7,12 @@ set of samples. :func:`finetune` trains every (label budget, seed) run of one (t
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +25,33 @@ from tqdm import tqdm
 
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
+from gasp_core.data.schema import MapLayer, UnifiedCategory
 from gasp_core.geometry.rays import ray_box_interval
 from gasp_core.io import atomic_path, write_json_atomic
 from gasp_core.models.gasp_model import load_pretrained
 from gasp_core.targets import schema
 from gasp_core.tasks import metrics as M
 from gasp_core.tasks.build import SEMANTIC_CLASSES, TaskLabels, forecast_grid
-from gasp_core.tasks.config import FinetuneConfig, SplitsConfig, TaskLabelsConfig
-from gasp_core.tasks.heads import ImplicitHead, MapHead, TrajectoryHead, constant_velocity
+from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig, TaskLabelsConfig
+from gasp_core.targets.occupancy import QuerySource
+from gasp_core.tasks.heads import ImplicitHead, MapHead, TrajectoryHeads, constant_velocity
 from gasp_core.tasks.labels import FORECAST_CLASSES, MAP_CLASSES
 from gasp_core.teacher.dinov2 import resolve_device
 
 log = logging.getLogger(__name__)
 Item = tuple[str, int]  # (log id, sample index in the log)
+
+
+@dataclass
+class Evaluation:
+    """What scoring a head (or a non-learned baseline) on a set of samples gives."""
+
+    metrics: dict[str, float]
+    qualitative: dict[str, np.ndarray] = field(default_factory=dict)
+    """Predictions on the first sample, for the report's figures."""
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per-sample statistics (leading axis = the samples) of the main metric: ``Task.main_from_stats`` of their
+    sum is the main metric; the report's bootstrap resamples them."""
 
 
 class Task:
@@ -48,14 +63,29 @@ class Task:
         self.labels, self.occupancy_dir, self.scene, self.cfg = labels, Path(occupancy_dir), scene, cfg
         self.label_cfg = from_dict(TaskLabelsConfig, labels.manifest["config"], f"{labels.root}/manifest.json config")
 
+    @property
+    def selection(self) -> dict[str, tuple[str, str]]:
+        """Model selection on validation: head part ('' = the whole head) -> (metric, better) it is chosen by."""
+        return {"": MAIN_METRIC[self.name]}
+
     def head(self, feat_dim: int) -> nn.Module:
         raise NotImplementedError
 
     def loss(self, head: nn.Module, bev: Tensor, items: list[Item], rng: np.random.Generator) -> Tensor:
         raise NotImplementedError
 
-    def evaluate(self, head: nn.Module, bev_of, items: list[Item]) -> tuple[dict, dict]:
-        """(metrics, qualitative arrays of the first item); ``bev_of(items)`` gives their BEV features."""
+    def evaluate(self, head: nn.Module, bev_of, items: list[Item]) -> Evaluation:
+        """Metrics, figures' arrays and bootstrap statistics; ``bev_of(items)`` gives the items' BEV features."""
+        raise NotImplementedError
+
+    def baseline(self, items: list[Item]) -> Evaluation | None:
+        """A non-learned reference scored like a head (same metrics and statistics), or None."""
+        return None
+
+    @staticmethod
+    def main_from_stats(stats: dict[str, np.ndarray], weight: np.ndarray) -> np.ndarray:
+        """The main metric from per-sample statistics summed over samples (leading axis: bootstrap replicates;
+        ``weight``: the number of samples in each)."""
         raise NotImplementedError
 
     def _arr(self, item: Item, key: str) -> np.ndarray:
@@ -79,7 +109,8 @@ def _batched_queries(head: nn.Module, bev: Tensor, q: np.ndarray, chunk: int = 6
 
 
 class ForecastTask(Task):
-    """BEV semantic forecasting: P(class covers (x, y) at t) for vehicle / pedestrian / cyclist."""
+    """BEV semantic forecasting: P(class covers (x, y) at t) for vehicle / pedestrian / cyclist. Main metric:
+    vehicle AP (UnO's protocol, with vehicle soft-IoU beside it); every class is reported."""
 
     name = "forecast"
 
@@ -115,12 +146,15 @@ class ForecastTask(Task):
     @torch.no_grad()
     def evaluate(self, head, bev_of, items):
         all_q = self._queries(np.arange(len(self.times) * len(self.centres)))
-        probs, truth = [], []
+        probs = []
         for it in items:
             p = torch.sigmoid(torch.from_numpy(_batched_queries(head, bev_of([it]), all_q))).numpy()
             probs.append(p.reshape(len(self.times), *self.grid.shape, -1).transpose(0, 3, 1, 2))  # (T, C, H, W)
-            truth.append(self._arr(it, "forecast"))
-        P, Y = np.stack(probs), np.stack(truth).astype(bool)
+        return self.score(np.stack(probs), items)
+
+    def score(self, P: np.ndarray, items: list[Item]) -> Evaluation:
+        """Metrics of probabilities ``P`` (S, T, C, H, W) against the items' forecasts."""
+        Y = np.stack([self._arr(it, "forecast") for it in items]).astype(bool)
         out: dict = {}
         aps = []
         for c, cls in enumerate(FORECAST_CLASSES):
@@ -133,15 +167,30 @@ class ForecastTask(Task):
             out[f"softIoU/{cls.label}"] = _nanmean([out[f"softIoU/{cls.label}/{t:g}s"] for t in self.times])
         out["mAP"] = _nanmean(aps)
         out["softIoU"] = _nanmean([out[f"softIoU/{cls.label}"] for cls in FORECAST_CLASSES])
-        return out, {"prob": P[0], "truth": Y[0], "times": self.times, "classes": [c.label for c in FORECAST_CLASSES]}
+        vehicle = FORECAST_CLASSES.index(UnifiedCategory.VEHICLE)
+        hist = np.stack([[M.score_histogram(P[s, k, vehicle], Y[s, k, vehicle]) for k in range(len(self.times))]
+                         for s in range(len(P))])  # (S, T, 2, bins)
+        return Evaluation(out, {"prob": P[0], "truth": Y[0], "times": self.times,
+                                "classes": np.array([c.label for c in FORECAST_CLASSES])}, {"vehicle_hist": hist})
+
+    @staticmethod
+    def main_from_stats(stats, weight):
+        with np.errstate(all="ignore"):
+            return np.nanmean(M.ap_from_histogram(stats["vehicle_hist"]), axis=-1)
 
 
 class OccupancyTask(Task):
-    """4D occupancy: P(occupied at (x, y, z, t)) from future lidar rays; depth of rays rendered through the field."""
+    """4D occupancy: P(occupied at (x, y, z, t)) from future lidar rays; depth of rays rendered through the field.
+
+    Scored only on queries and rays after the newest input sweep (t0's), from the lidar's returns (occupied
+    behind a return, free before it): AP and IoU overall and per horizon, depth L1 / AbsRel. Missing-ray queries
+    (free along rays that returned nothing, a label only GASP pre-trains on) are neither trained on nor mixed in:
+    how many of them the head calls free is reported apart."""
 
     name = "occupancy"
     eval_queries = 5000
     step_m = 0.5
+    horizons_s = (1.0, 2.0, 3.0)
 
     def __init__(self, *a, **k) -> None:
         super().__init__(*a, **k)
@@ -150,18 +199,31 @@ class OccupancyTask(Task):
     def head(self, feat_dim):
         return ImplicitHead(feat_dim, 1, (0, 1, 2, 3), self.scene, self.cfg.head)
 
-    def _queries(self, item: Item) -> tuple[np.ndarray, np.ndarray]:
+    def _queries(self, item: Item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(queries (Q, 4), occupied (Q,), source (Q,)) of the item's stored occupancy queries."""
         if item[0] not in self._files:
             self._files[item[0]] = ipc.open_file(pa.memory_map(str(self.occupancy_dir / item[0] / schema.OCCUPANCY_FILE)))
         b = self._files[item[0]].get_batch(item[1])
         q = np.column_stack([b.column(c).to_numpy().astype(np.float32) for c in ("x_m", "y_m", "z_m", "t_s")])
-        return q, b.column("occupied").to_numpy().astype(np.float32)
+        return q, b.column("occupied").to_numpy().astype(np.float32), b.column("source").to_numpy()
+
+    def eval_queries_of(self, item: Item) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The item's scored queries after its newest input sweep: ``lidar`` (returns and free space before them,
+        up to ``eval_queries``, a fixed draw) and ``missing`` (free along rays without a return)."""
+        q, y, src = self._queries(item)
+        future = q[:, 3] > self._arr(item, "occ_t_min")
+        out = {}
+        for name, keep in (("lidar", future & (src != QuerySource.MISSING)), ("missing", future & (src == QuerySource.MISSING))):
+            idx = np.flatnonzero(keep)
+            idx = np.sort(np.random.default_rng([item[1], len(q)]).choice(idx, min(len(idx), self.eval_queries), replace=False))
+            out[name] = (q[idx], y[idx])
+        return out
 
     def loss(self, head, bev, items, rng):
         qs, ys = [], []
         for it in items:
-            q, y = self._queries(it)
-            pick = rng.integers(len(q), size=self.cfg.queries)
+            q, y, src = self._queries(it)
+            pick = rng.choice(np.flatnonzero(src != QuerySource.MISSING), size=self.cfg.queries)
             qs.append(q[pick])
             ys.append(y[pick])
         logits = head(bev, _t(np.stack(qs), bev.device))[..., 0]
@@ -169,34 +231,89 @@ class OccupancyTask(Task):
 
     @torch.no_grad()
     def evaluate(self, head, bev_of, items):
-        scores, labels, l1, rel = [], [], [], []
+        def field(it):
+            bev = bev_of([it])
+            return lambda q: _sigmoid(_batched_queries(head, bev, q)[:, 0])
+
+        return self._score(field, items)
+
+    def baseline(self, items):
+        """Occupancy persists from the newest input sweep: P(occupied) at (x, y, z) is the t0 sweep's voxel there
+        (half weight) plus the occupied fraction of its 3 x 3 neighbourhood in that height bin, at every t."""
+        vox_cfg = self.labels.manifest["voxelizer"]
+        size, z_bins = float(vox_cfg["voxel_size_m"]), int(vox_cfg["z_bins"])
+        x0, _, y0, _, z0, z1 = self.scene.extent_m
+
+        def field(it):
+            last = self._arr(it, "voxels")[-z_bins:].astype(np.float32)  # (Z, H, W): the t0 sweep
+            pad = np.pad(last, ((0, 0), (1, 1), (1, 1)))
+            h, w = last.shape[1:]
+            near = sum(pad[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+            score = 0.5 * last + 0.5 * near
+
+            def prob(q):
+                ix = np.floor((q[:, 0] - x0) / size).astype(np.int64)
+                iy = np.floor((q[:, 1] - y0) / size).astype(np.int64)
+                iz = np.floor((q[:, 2] - z0) / ((z1 - z0) / z_bins)).astype(np.int64)
+                ok = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h) & (iz >= 0) & (iz < z_bins)
+                p = np.zeros(len(q))
+                p[ok] = score[iz[ok], iy[ok], ix[ok]]
+                return p
+            return prob
+
+        return self._score(field, items)
+
+    def _score(self, field_of, items: list[Item]) -> Evaluation:
+        """Metrics of the occupancy fields ``field_of(item)`` (queries (Q, 4) -> P(occupied) (Q,)) on the items."""
+        scores, labels, times, free_missing, l1, rel, hists = [], [], [], [], [], [], []
         qual = {}
         for it in items:
-            bev = bev_of([it])
-            q, y = self._queries(it)
-            pick = np.random.default_rng([it[1], len(q)]).choice(len(q), min(len(q), self.eval_queries), replace=False)
-            scores.append(_sigmoid(_batched_queries(head, bev, q[pick])[:, 0]))
-            labels.append(y[pick])
-            depth, true = self.render(head, bev, it)
+            field = field_of(it)
+            sets = self.eval_queries_of(it)
+            q, y = sets["lidar"]
+            s = field(q)
+            scores.append(s)
+            labels.append(y)
+            times.append(q[:, 3])
+            hists.append(M.score_histogram(s, y))
+            if len(sets["missing"][0]):
+                free_missing.append(field(sets["missing"][0]) < 0.5)
+            depth, true = self.render(field, it)
             l1.append(np.abs(depth - true))
             rel.append(np.abs(depth - true) / true)
             if not qual:
                 qual = {"depth": depth, "true_depth": true}
-        s, y = np.concatenate(scores), np.concatenate(labels).astype(bool)
+        s, y, t = np.concatenate(scores), np.concatenate(labels).astype(bool), np.concatenate(times)
         l1, rel = np.concatenate(l1), np.concatenate(rel)
-        return {"AP": M.average_precision(s, y), "IoU": M.iou(s >= 0.5, y), "depth_L1_m": float(l1.mean()),
-                "depth_AbsRel": float(rel.mean())}, qual
+        out = {"AP": M.average_precision(s, y), "IoU": M.iou(s >= 0.5, y), "depth_L1_m": float(l1.mean()) if len(l1) else None,
+               "depth_AbsRel": float(rel.mean()) if len(rel) else None,
+               "free_rate/missing": float(np.concatenate(free_missing).mean()) if free_missing else None}
+        lo = 0.0
+        for h in self.horizons_s:
+            if lo >= self.scene.horizon_s - 1e-9:
+                break
+            m = (t > lo) & (t <= h + 1e-6)
+            out[f"AP/{h:g}s"] = M.average_precision(s[m], y[m]) if m.any() else None
+            out[f"IoU/{h:g}s"] = M.iou(s[m] >= 0.5, y[m]) if m.any() else None
+            lo = h
+        return Evaluation(out, qual, {"hist": np.stack(hists)})
 
-    def render(self, head, bev, item: Item) -> tuple[np.ndarray, np.ndarray]:
-        """Depth of each stored future ray: the first point along it where P(occupied) >= 0.5 (linearly
-        interpolated between steps of ``step_m``), or where it leaves the scene."""
+    @staticmethod
+    def main_from_stats(stats, weight):
+        return M.ap_from_histogram(stats["hist"])
+
+    def render(self, field, item: Item) -> tuple[np.ndarray, np.ndarray]:
+        """Depth of each stored future ray: the first point along it where ``field`` (queries (Q, 4) ->
+        P(occupied)) reaches 0.5, linearly interpolated between steps of ``step_m``, or where it leaves the scene."""
         o, d = self._rows(item, "ray_origin", "ray_sample"), self._rows(item, "ray_dir", "ray_sample")
         t, true = self._rows(item, "ray_t", "ray_sample"), self._rows(item, "ray_range", "ray_sample")
+        if not len(o):
+            return np.zeros(0), np.zeros(0)
         _, t_out = ray_box_interval(o.astype(np.float64), d.astype(np.float64), self.scene.box_min, self.scene.box_max)
         steps = np.arange(self.step_m, float(t_out.max()) + self.step_m, self.step_m)
         pts = o[:, None, :] + d[:, None, :] * steps[None, :, None]
         q = np.concatenate([pts, np.broadcast_to(t[:, None, None], (*pts.shape[:2], 1))], axis=-1).reshape(-1, 4)
-        p = _sigmoid(_batched_queries(head, bev, q)[:, 0]).reshape(len(o), len(steps))
+        p = np.asarray(field(q), np.float64).reshape(len(o), len(steps))
         p[steps[None, :] > t_out[:, None]] = 0.0
         hit = p >= 0.5
         first = np.where(hit.any(1), hit.argmax(1), -1)
@@ -232,11 +349,14 @@ class SemanticOccupancyTask(Task):
 
     @torch.no_grad()
     def evaluate(self, head, bev_of, items):
-        probs, ys = [], []
+        probs, ys, hists = [], [], []
         for it in items:
             logits = _batched_queries(head, bev_of([it]), self._rows(it, "sem_xyzt", "sem_sample"))
-            probs.append(torch.softmax(torch.from_numpy(logits), -1).numpy())
-            ys.append(self._rows(it, "sem_class", "sem_sample"))
+            p = torch.softmax(torch.from_numpy(logits), -1).numpy()
+            y = self._rows(it, "sem_class", "sem_sample")
+            probs.append(p)
+            ys.append(y)
+            hists.append(np.stack([M.score_histogram(p[:, c], y == c) for c in range(1, len(SEMANTIC_CLASSES))]))
         P, y = np.concatenate(probs), np.concatenate(ys)
         pred = P.argmax(1)
         out = {}
@@ -246,7 +366,12 @@ class SemanticOccupancyTask(Task):
             out[f"IoU/{name}"] = M.iou(pred == c, y == c)
         out["mAP"] = _nanmean([out[f"AP/{n}"] for n in SEMANTIC_CLASSES[1:]])
         out["mIoU"] = _nanmean([out[f"IoU/{n}"] for n in SEMANTIC_CLASSES])
-        return out, self.bev_slice(head, bev_of, items[0])
+        return Evaluation(out, self.bev_slice(head, bev_of, items[0]), {"hist": np.stack(hists)})
+
+    @staticmethod
+    def main_from_stats(stats, weight):
+        with np.errstate(all="ignore"):
+            return np.nanmean(M.ap_from_histogram(stats["hist"]), axis=-1)
 
     def bev_slice(self, head, bev_of, item: Item, z_m: float = 0.75) -> dict:
         """The predicted class over the forecasting grid at t0 and height ``z_m``, beside the boxes' BEV cover."""
@@ -258,13 +383,15 @@ class SemanticOccupancyTask(Task):
         truth = np.zeros(grid.shape, np.int64)
         for c in range(len(cover)):
             truth[cover[c].astype(bool)] = c + 1
-        return {"pred": pred, "truth": truth, "classes": list(SEMANTIC_CLASSES)}
+        return {"pred": pred, "truth": truth, "classes": np.array(SEMANTIC_CLASSES)}
 
 
 class MapTask(Task):
-    """Map segmentation: drivable area, pedestrian crossings, lane dividers and road boundaries in BEV."""
+    """Map segmentation: main metric mIoU over the thin layers (crossings, lane dividers, road boundaries), the
+    usual protocol; drivable area reported apart."""
 
     name = "map"
+    main_layers = (MapLayer.PED_CROSSING, MapLayer.LANE_DIVIDER, MapLayer.ROAD_BOUNDARY)
 
     def head(self, feat_dim):
         return MapHead(feat_dim, len(MAP_CLASSES), tuple(self.labels.manifest["map_shape"][1:]), self.cfg.head)
@@ -283,55 +410,96 @@ class MapTask(Task):
         P = np.concatenate([torch.sigmoid(head(bev_of([it]))).float().cpu().numpy() for it in items])
         Y = np.stack([self._arr(it, "map") for it in items]).astype(bool)
         out = {f"IoU/{name}": M.iou(P[:, k] >= 0.5, Y[:, k]) for k, name in enumerate(MAP_CLASSES)}
-        out["mIoU"] = _nanmean([out[f"IoU/{n}"] for n in MAP_CLASSES])
-        return out, {"prob": P[0], "truth": Y[0], "classes": list(MAP_CLASSES)}
+        out["mIoU"] = _nanmean([out[f"IoU/{n}"] for n in self.main_layers])
+        out["mIoU_all"] = _nanmean([out[f"IoU/{n}"] for n in MAP_CLASSES])
+        main = [MAP_CLASSES.index(n) for n in self.main_layers]
+        counts = np.stack([[M.iou_counts(P[s, k] >= 0.5, Y[s, k]) for k in main] for s in range(len(P))])  # (S, L, 2)
+        return Evaluation(out, {"prob": P[0], "truth": Y[0], "classes": np.array(MAP_CLASSES)}, {"iou_counts": counts})
+
+    @staticmethod
+    def main_from_stats(stats, weight):
+        c = stats["iou_counts"]
+        with np.errstate(all="ignore"):
+            return np.nanmean(M.ratio(c[..., 0], c[..., 1]), axis=-1)
 
 
 class TrajectoryTask(Task):
-    """Ego trajectory: waypoints every 0.5 s to 3 s in the t0 frame; L2 at 1/2/3 s and collisions with objects."""
+    """Ego trajectory: waypoints every 0.5 s to 3 s in the t0 frame. L2 at 1 / 2 / 3 s and the collision rate up
+    to 1 / 2 / 3 s, for a head with the ego's odometry as input (main metric: its average L2) and one without
+    (``/no_odometry``); constant velocity is the non-learned baseline."""
 
     name = "trajectory"
+    heads = {"odometry": "", "blind": "/no_odometry"}
+
+    @property
+    def selection(self):
+        return {part: (f"L2_avg{suffix}", "lower") for part, suffix in self.heads.items()}
 
     def head(self, feat_dim):
         past_steps = self.labels.log(next(iter(self.labels.manifest["logs"])))["ego_past"].shape[1]
-        return TrajectoryHead(feat_dim, self.label_cfg.waypoint_times_s, past_steps, self.cfg.head)
+        return TrajectoryHeads(feat_dim, self.label_cfg.waypoint_times_s, past_steps, self.cfg.head)
 
     def _past(self, items, device) -> Tensor:
         return _t(np.stack([self._arr(it, "ego_past") for it in items]), device)
 
     def loss(self, head, bev, items, rng):
         y = _t(np.stack([self._arr(it, "waypoints") for it in items]), bev.device)
-        return F.smooth_l1_loss(head(bev, self._past(items, bev.device)).float(), y)
+        preds = head(bev, self._past(items, bev.device))
+        return sum(F.smooth_l1_loss(p.float(), y) for p in preds.values())
+
+    @property
+    def at_s(self) -> tuple[float, ...]:
+        times = np.asarray(self.label_cfg.waypoint_times_s)
+        return tuple(t for t in (1.0, 2.0, 3.0) if np.isclose(times, t).any()) or (float(times.max()),)
 
     @torch.no_grad()
     def evaluate(self, head, bev_of, items):
-        times = np.asarray(self.label_cfg.waypoint_times_s)
-        preds, trues, cvs, hits, true_hits = [], [], [], [], []
+        device = next(head.parameters()).device
+        preds: dict[str, list] = {part: [] for part in self.heads}
         for it in items:
-            bev, past = bev_of([it]), self._past([it], self.device_of(head))
-            pred = head(bev, past)[0].float().cpu().numpy().astype(np.float64)
-            true = self._arr(it, "waypoints").astype(np.float64)
-            preds.append(pred)
-            trues.append(true)
-            cvs.append(constant_velocity(past, head.times)[0].cpu().numpy().astype(np.float64))
-            hits.append(self.collides(it, pred))
-            true_hits.append(self.collides(it, true))
-        P, T, CV = np.stack(preds), np.stack(trues), np.stack(cvs)
-        at = tuple(t for t in (1.0, 2.0, 3.0) if t <= times.max() + 1e-9) or (float(times.max()),)
-        per_sample = [M.l2_at(p, t, times, at) for p, t in zip(P, T)]
-        out = {k: float(np.mean([d[k] for d in per_sample])) for k in per_sample[0]}
-        out["L2_avg"] = float(np.mean(list(out.values())))  # over 1, 2 and 3 s (those within the horizon)
-        # the reference every head starts from: constant-velocity extrapolation of the odometry
-        out["L2_avg_constant_velocity"] = float(np.mean([np.mean(list(M.l2_at(c, t, times, at).values())) for c, t in zip(CV, T)]))
-        out["collision_rate"] = float(np.mean(hits))
-        out["collision_rate_true_path"] = float(np.mean(true_hits))
-        return out, {"pred": P[0], "true": T[0], "constant_velocity": CV[0], "times": times}
+            out = head(bev_of([it]), self._past([it], device))
+            for part in self.heads:
+                preds[part].append(out[part][0].float().cpu().numpy().astype(np.float64))
+        metrics, stats, qual = {}, {}, {}
+        for part, suffix in self.heads.items():
+            m, l2 = self.score(np.stack(preds[part]), items)
+            metrics.update({f"{k}{suffix}": v for k, v in m.items()})
+            stats[f"l2{suffix}"] = l2
+        true = np.stack([self._arr(it, "waypoints") for it in items]).astype(np.float64)
+        metrics["collision_rate_true_path"] = float(np.mean([self.collisions(it, t).any() for it, t in zip(items, true)]))
+        qual = {"pred": preds["odometry"][0], "pred_no_odometry": preds["blind"][0], "true": true[0],
+                "constant_velocity": self._constant_velocity([items[0]])[0], "times": np.asarray(self.label_cfg.waypoint_times_s)}
+        return Evaluation(metrics, qual, {"l2": stats["l2"], "l2_blind": stats["l2/no_odometry"]})
+
+    def _constant_velocity(self, items: list[Item]) -> np.ndarray:
+        times = torch.tensor(self.label_cfg.waypoint_times_s, dtype=torch.float32)
+        return constant_velocity(self._past(items, torch.device("cpu")), times).numpy().astype(np.float64)
+
+    def baseline(self, items):
+        """Constant velocity: the odometry's last velocity held for 3 s."""
+        m, l2 = self.score(self._constant_velocity(items), items)
+        return Evaluation(m, {}, {"l2": l2})
+
+    def score(self, pred: np.ndarray, items: list[Item]) -> tuple[dict, np.ndarray]:
+        """Metrics of predicted waypoints (S, K, 2), and the per-sample L2 (S, len(at_s)) at ``at_s``."""
+        times = np.asarray(self.label_cfg.waypoint_times_s)
+        true = np.stack([self._arr(it, "waypoints") for it in items]).astype(np.float64)
+        l2 = np.array([list(M.l2_at(p, t, times, self.at_s).values()) for p, t in zip(pred, true)])
+        hits = np.stack([self.collisions(it, p) for it, p in zip(items, pred)])  # (S, K)
+        out = {f"l2_{t:g}s": float(l2[:, k].mean()) for k, t in enumerate(self.at_s)}
+        out["L2_avg"] = float(l2.mean())  # over 1, 2 and 3 s (those within the horizon)
+        for t in self.at_s:
+            k = int(np.argmin(np.abs(times - t)))
+            out[f"collision_{t:g}s"] = float(hits[:, : k + 1].any(1).mean())
+        out["collision_rate"] = float(hits.any(1).mean())
+        return out, l2
 
     @staticmethod
-    def device_of(module: nn.Module) -> torch.device:
-        return next(module.parameters()).device
+    def main_from_stats(stats, weight):
+        return stats["l2"].mean(-1) / weight
 
-    def collides(self, item: Item, xy: np.ndarray) -> bool:
+    def collisions(self, item: Item, xy: np.ndarray) -> np.ndarray:
+        """(K,) whether the ego footprint at each waypoint overlaps an object box of that step."""
         arrays = self.labels.log(item[0])
         length, width, overhang = (float(v) for v in arrays["ego_dims"])
         b = arrays["boxes"][arrays["boxes"][:, 0] == item[1]]
@@ -412,13 +580,18 @@ def load_encoder(init_dir: Path, device: torch.device) -> nn.Module:
 def _lr(step: int, cfg: FinetuneConfig) -> float:
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    return 0.5 * (1.0 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)))
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))))
 
 
 def train_run(task: Task, encoder_dir: Path, items: list[Item], cfg: FinetuneConfig, seed: int, device: torch.device,
-              features: Features | None = None) -> tuple[nn.Module, nn.Module, list[float]]:
-    """One fine-tuning run: returns (head, encoder, per-step losses). With a frozen encoder, ``features`` (shared
-    across runs of the same initialisation) caches the BEV features."""
+              features: Features | None = None, val_items: list[Item] | None = None) -> tuple[nn.Module, nn.Module, list[float], dict]:
+    """One fine-tuning run: returns (head, encoder, per-step losses, model selection record). With a frozen encoder,
+    ``features`` (shared across runs of the same initialisation) caches the BEV features.
+
+    With ``cfg.val_every[task]`` steps and ``val_items``, the head is scored on validation before the first step,
+    every that many steps and at the end; each part of ``task.selection`` keeps its best state (ties go to the
+    later step), so a head that starts as a baseline (trajectory: constant velocity) never ends worse than it on
+    validation. With ``encoder: full`` the encoder follows the first part's choice."""
     torch.manual_seed(seed)
     frozen = cfg.encoder == "frozen"
     if features is None or not frozen:
@@ -435,8 +608,37 @@ def train_run(task: Task, encoder_dir: Path, items: list[Item], cfg: FinetuneCon
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr(s, cfg))
     rng = np.random.default_rng([seed, 1])
     use_amp = device.type == "cuda"
+    every = int(cfg.val_every.get(task.name, 0)) if val_items else 0
+    best: dict[str, tuple[float, dict, int]] = {}
+    history: list[dict] = []
+    val_features = features if frozen else Features(encoder, task.labels, device, False)
+    first_part = next(iter(task.selection))
+
+    def validate(step: int) -> None:
+        head.eval()
+        encoder.eval()
+        ev = task.evaluate(head, val_features, val_items)
+        head.train()
+        encoder.train(not frozen)
+        record = {"step": step}
+        for part, (metric, better) in task.selection.items():
+            value = ev.metrics.get(metric)
+            record[metric] = value
+            if value is None or math.isnan(value):
+                continue
+            score = value if better == "higher" else -value
+            if part not in best or score >= best[part][0]:
+                module = head if part == "" else getattr(head, part)
+                state = {"head": copy.deepcopy(module.state_dict())}
+                if not frozen and part == first_part:
+                    state["encoder"] = copy.deepcopy(encoder.state_dict())
+                best[part] = (score, state, step)
+        history.append(record)
+
     losses = []
-    for _ in range(cfg.steps):
+    if every:
+        validate(0)
+    for step in range(cfg.steps):
         batch = [items[i] for i in rng.integers(len(items), size=cfg.batch_size)]
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             bev = features(batch)
@@ -447,17 +649,33 @@ def train_run(task: Task, encoder_dir: Path, items: list[Item], cfg: FinetuneCon
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if every and ((step + 1) % every == 0 or step + 1 == cfg.steps):
+            validate(step + 1)
+    for part, (_, state, _) in best.items():
+        (head if part == "" else getattr(head, part)).load_state_dict(state["head"])
+        if "encoder" in state:
+            encoder.load_state_dict(state["encoder"])
     head.eval()
     encoder.eval()
-    return head, encoder, losses
+    selection = {"selected_step": {part or "head": step for part, (_, _, step) in best.items()}, "history": history} if every else {}
+    return head, encoder, losses, selection
 
 
 def _feat_dim(encoder: nn.Module) -> int:
     return encoder.lateral[0].out_channels
 
 
-def run_dir(root: Path, budget: str, seed: int) -> Path:
-    return Path(root) / budget / f"seed_{seed}"
+def pretrained_dir(init_dir: Path, pretrain_seed: int) -> Path:
+    """The model folder of one pre-training seed of an initialisation (``models/pretrain/<init>/seed_<p>``)."""
+    return Path(init_dir) / f"seed_{pretrain_seed}"
+
+
+def run_name(pretrain_seed: int, seed: int) -> str:
+    return f"pretrain_{pretrain_seed}/seed_{seed}"
+
+
+def run_dir(root: Path, budget: str, pretrain_seed: int, seed: int) -> Path:
+    return Path(root) / budget / run_name(pretrain_seed, seed)
 
 
 def save_run(path: Path, head: nn.Module, encoder: nn.Module | None, info: dict) -> None:
@@ -489,85 +707,136 @@ def load_run(task: Task, path: Path, encoder_dir: Path, device: torch.device) ->
 
 
 def finetune(task_name: str, init: str, labels_dir: Path, occupancy_dir: Path, init_dir: Path, out_dir: Path,
-             scene: SceneConfig, splits: SplitsConfig, cfg: FinetuneConfig, progress: bool = True) -> dict:
-    """Every (budget, seed) run of one task and initialisation; saves heads under ``out_dir`` and returns
-    metrics: the final training loss and the validation metrics of each run, and their mean over seeds."""
+             scene: SceneConfig, splits: SplitsConfig, cfg: FinetuneConfig, pretrain_seeds: list[int] = (0,),
+             progress: bool = True) -> dict:
+    """Every (pre-training seed, budget, seed) run of one task and initialisation (``init_dir/seed_<p>`` holds
+    pre-training seed p); saves heads under ``out_dir`` and returns metrics: the first and final training loss
+    and the validation metrics of each run."""
     device = resolve_device(cfg.device)
     labels = TaskLabels(labels_dir)
     task = make_task(task_name, labels, occupancy_dir, scene, cfg)
     val_items = items_of(labels, splits.val)
-    shared = Features(load_encoder(init_dir, device), labels, device, True) if cfg.encoder == "frozen" else None
     result: dict = {"task": task_name, "init": init, "encoder": cfg.encoder, "runs": {}}
-    bar = tqdm(total=len(cfg.budgets) * len(cfg.seeds), desc=f"finetune {task_name}/{init}", unit="run", disable=not progress)
-    for budget, fraction in cfg.budgets.items():
-        logs = budget_logs(splits.train, fraction)
-        items = items_of(labels, logs)
-        for seed in cfg.seeds:
-            start = time.perf_counter()
-            head, encoder, losses = train_run(task, init_dir, items, cfg, seed, device, shared)
-            val, _ = task.evaluate(head, shared if shared is not None else Features(encoder, labels, device, False), val_items)
-            info = {"task": task_name, "init": init, "budget": budget, "fraction": fraction, "seed": seed, "labelled_logs": logs,
-                    "samples": len(items), "feat_dim": _feat_dim(encoder), "loss_first": losses[0],
-                    "loss_final": float(np.mean(losses[-10:])), "val": val, "config": asdict(cfg)}
-            save_run(run_dir(out_dir, budget, seed), head, None if cfg.encoder == "frozen" else encoder, info)
-            result["runs"][f"{budget}/seed_{seed}"] = {"loss_first": round(losses[0], 5), "loss_final": round(info["loss_final"], 5),
-                                                       "val": _round(val)}
-            # timings go to the log only: metrics stay byte-identical across reruns
-            log.info("%s/%s %s seed %d: %d steps in %.1f s", task_name, init, budget, seed, cfg.steps, time.perf_counter() - start)
-            bar.update()
+    bar = tqdm(total=len(pretrain_seeds) * len(cfg.budgets) * len(cfg.seeds), desc=f"finetune {task_name}/{init}", unit="run",
+               disable=not progress)
+    for p in pretrain_seeds:
+        encoder_dir = pretrained_dir(init_dir, p)
+        shared = Features(load_encoder(encoder_dir, device), labels, device, True) if cfg.encoder == "frozen" else None
+        for budget, fraction in cfg.budgets.items():
+            logs = budget_logs(splits.train, fraction)
+            items = items_of(labels, logs)
+            for seed in cfg.seeds:
+                start = time.perf_counter()
+                head, encoder, losses, selection = train_run(task, encoder_dir, items, cfg, seed, device, shared, val_items)
+                val = task.evaluate(head, shared if shared is not None else Features(encoder, labels, device, True), val_items).metrics
+                info = {"task": task_name, "init": init, "pretrain_seed": p, "budget": budget, "fraction": fraction, "seed": seed,
+                        "labelled_logs": logs, "samples": len(items), "feat_dim": _feat_dim(encoder), "loss_first": losses[0],
+                        "loss_final": float(np.mean(losses[-10:])), "val": val, **selection, "config": asdict(cfg)}
+                save_run(run_dir(out_dir, budget, p, seed), head, None if cfg.encoder == "frozen" else encoder, info)
+                result["runs"][f"{budget}/{run_name(p, seed)}"] = {
+                    "loss_first": round(losses[0], 5), "loss_final": round(info["loss_final"], 5), "val": _round(val),
+                    **({"selected_step": selection["selected_step"]} if selection else {})}
+                # timings go to the log only: metrics stay byte-identical across reruns
+                log.info("%s/%s pretrain seed %d %s seed %d: %d steps in %.1f s", task_name, init, p, budget, seed, cfg.steps,
+                         time.perf_counter() - start)
+                bar.update()
     bar.close()
     return result
 
 
-def save_qualitative(path: Path, qualitative: dict[str, dict]) -> Path:
-    """The evaluate stage's predictions per init (``{init: {name: array}}``) as one npz, written atomically."""
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Plain arrays (no pickles) as one compressed npz, written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{f"{init}/{k}": np.asarray(v) for init, q in qualitative.items() for k, v in q.items()})
+            np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
     return path
 
 
-def load_qualitative(path: Path) -> dict[str, dict]:
-    """Inverse of :func:`save_qualitative` (plain arrays only: no pickles)."""
-    out: dict[str, dict] = {}
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
-        for key in z.files:
-            init, name = key.split("/", 1)
-            out.setdefault(init, {})[name] = z[key]
+        return {k: z[k] for k in z.files}
+
+
+def save_qualitative(path: Path, qualitative: dict[str, dict]) -> Path:
+    """The evaluate stage's predictions per init (``{init: {name: array}}``) as one npz, written atomically."""
+    return save_arrays(path, {f"{init}/{k}": v for init, q in qualitative.items() for k, v in q.items()})
+
+
+def load_qualitative(path: Path) -> dict[str, dict]:
+    """Inverse of :func:`save_qualitative`."""
+    out: dict[str, dict] = {}
+    for key, value in load_arrays(path).items():
+        init, name = key.split("/", 1)
+        out.setdefault(init, {})[name] = value
+    return out
+
+
+STATS_SEP = "|"
+BASELINE = "baseline"
+
+
+def stats_key(init: str, budget: str, run: str, name: str) -> str:
+    return STATS_SEP.join((init, budget, run, name))
+
+
+def split_stats(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, dict[str, np.ndarray]]]]:
+    """``{init: {budget: {run: {name: array}}}}`` from what :func:`evaluate_runs` stores (the baseline under
+    init ``baseline``, budget and run ``-``)."""
+    out: dict = {}
+    for key, value in arrays.items():
+        if STATS_SEP not in key:
+            continue
+        init, budget, run, name = key.split(STATS_SEP)
+        out.setdefault(init, {}).setdefault(budget, {}).setdefault(run, {})[name] = value
     return out
 
 
 def evaluate_runs(task_name: str, inits: dict[str, Path], runs_root: Path, labels_dir: Path, occupancy_dir: Path,
-                  scene: SceneConfig, splits: SplitsConfig, cfg: FinetuneConfig, split: str = "test",
-                  progress: bool = True) -> tuple[dict, dict]:
-    """Score every saved run of a task on ``split``: per init / budget / seed, and mean and std over seeds.
-    Returns (metrics, qualitative arrays per init of the first budget's first seed on the split's first sample)."""
+                  scene: SceneConfig, splits: SplitsConfig, cfg: FinetuneConfig, pretrain_seeds: list[int] = (0,),
+                  split: str = "test", progress: bool = True) -> tuple[dict, dict, dict]:
+    """Score every saved run of a task on ``split``, and the task's non-learned baseline where it has one.
+
+    Returns (metrics: per init / budget the mean and std over runs and each run's metrics, plus ``baseline``;
+    qualitative arrays per init of its first run on the split's first sample; per-sample statistics of every run
+    and of the baseline for the report's bootstrap, keyed by :func:`stats_key`, with ``sample_log`` giving each
+    sample's log index in the split)."""
     device = resolve_device(cfg.device)
     labels = TaskLabels(labels_dir)
     task = make_task(task_name, labels, occupancy_dir, scene, cfg)
-    items = items_of(labels, getattr(splits, split))
-    metrics: dict = {"task": task_name, "split": split, "samples": len(items), "results": {}}
+    logs = list(getattr(splits, split))
+    items = items_of(labels, logs)
+    metrics: dict = {"task": task_name, "split": split, "samples": len(items), "logs": len(logs), "results": {}}
     qualitative: dict = {}
-    bar = tqdm(total=len(inits) * len(cfg.budgets) * len(cfg.seeds), desc=f"evaluate {task_name}", unit="run", disable=not progress)
+    stats: dict[str, np.ndarray] = {"sample_log": np.array([logs.index(lid) for lid, _ in items], np.int64)}
+    runs = [(p, s) for p in pretrain_seeds for s in cfg.seeds]
+    bar = tqdm(total=len(inits) * len(cfg.budgets) * len(runs), desc=f"evaluate {task_name}", unit="run", disable=not progress)
     for init, init_dir in inits.items():
-        shared = Features(load_encoder(init_dir, device), labels, device, True)
-        for budget in cfg.budgets:
-            per_seed = {}
-            for seed in cfg.seeds:
-                head, encoder = load_run(task, run_dir(Path(runs_root) / init, budget, seed), init_dir, device)
-                feats = shared if encoder is None else Features(encoder, labels, device, True)
-                per_seed[seed], qual = task.evaluate(head, feats, items)
-                if init not in qualitative and qual:
-                    qualitative[init] = qual
-                bar.update()
-            keys = per_seed[cfg.seeds[0]].keys()
+        per_run: dict[str, dict[str, dict]] = {b: {} for b in cfg.budgets}
+        for p in pretrain_seeds:
+            encoder_dir = pretrained_dir(init_dir, p)
+            shared = Features(load_encoder(encoder_dir, device), labels, device, True)
+            for budget in cfg.budgets:
+                for seed in cfg.seeds:
+                    head, encoder = load_run(task, run_dir(Path(runs_root) / init, budget, p, seed), encoder_dir, device)
+                    ev = task.evaluate(head, shared if encoder is None else Features(encoder, labels, device, True), items)
+                    per_run[budget][run_name(p, seed)] = ev.metrics
+                    stats.update({stats_key(init, budget, run_name(p, seed), k): v for k, v in ev.stats.items()})
+                    if init not in qualitative and ev.qualitative:
+                        qualitative[init] = ev.qualitative
+                    bar.update()
+        for budget, by_run in per_run.items():
+            keys = next(iter(by_run.values())).keys()
             metrics["results"].setdefault(init, {})[budget] = {
-                "mean": _round({k: _nanmean([per_seed[s][k] for s in cfg.seeds]) for k in keys}),
-                "std": _round({k: _nanstd([per_seed[s][k] for s in cfg.seeds]) for k in keys}),
-                "seeds": {str(s): _round(v) for s, v in per_seed.items()}}
+                "mean": _round({k: _nanmean([r[k] for r in by_run.values()]) for k in keys}),
+                "std": _round({k: _nanstd([r[k] for r in by_run.values()]) for k in keys}),
+                "runs": {name: _round(r) for name, r in by_run.items()}}
     bar.close()
-    return metrics, qualitative
+    base = task.baseline(items)
+    if base is not None:
+        metrics["baseline"] = _round(base.metrics)
+        stats.update({stats_key(BASELINE, "-", "-", k): v for k, v in base.stats.items()})
+    return metrics, qualitative, stats
 
 
 def _round(d: dict, digits: int = 5) -> dict:

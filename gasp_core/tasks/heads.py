@@ -44,31 +44,52 @@ class MapHead(nn.Module):
 
 
 class TrajectoryHead(nn.Module):
-    """BEV features and the ego's past positions -> ``steps`` future waypoints (x, y) in metres.
+    """BEV features (and, with ``odometry``, the ego's past positions) -> ``steps`` future waypoints (x, y) in metres.
 
-    The prediction is a residual on constant-velocity extrapolation of the past positions (the ego-motion
-    compensated sweeps do not show the ego's own speed; odometry does): strided convolutions over the whole map,
-    pooled to a 4 x 4 grid (keeping where things are relative to the ego), with the past positions, into an MLP
-    whose last layer starts at zero, so an untrained head is the constant-velocity baseline."""
+    With odometry the prediction is a residual on constant-velocity extrapolation of the past positions (the
+    ego-motion compensated sweeps do not show the ego's own speed; odometry does). Strided convolutions over the
+    whole map, pooled to a 4 x 4 grid (keeping where things are relative to the ego), feed an MLP whose last layer
+    starts at zero: an untrained head with odometry is the constant-velocity baseline, one without stands still.
+    The residual is bounded by ``tanh`` to +-``scale_m``."""
 
-    def __init__(self, feat_dim: int, times_s: list[float], past_steps: int, cfg: DecoderConfig, scale_m: float = 10.0) -> None:
+    def __init__(self, feat_dim: int, times_s: list[float], past_steps: int, cfg: DecoderConfig, scale_m: float = 10.0,
+                 odometry: bool = True) -> None:
         super().__init__()
         h = cfg.hidden
-        self.scale_m = scale_m
+        self.scale_m, self.odometry = scale_m, odometry
         self.register_buffer("times", torch.tensor(times_s, dtype=torch.float32), persistent=False)
         self.conv = nn.Sequential(nn.Conv2d(feat_dim, h, 3, stride=2, padding=1), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
                                   nn.Conv2d(h, h, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(4))
-        self.mlp = nn.Sequential(nn.Linear(16 * h + 3 * past_steps, 2 * h), nn.ReLU(inplace=True), nn.Linear(2 * h, 2 * len(times_s)))
+        extra = 3 * past_steps if odometry else 0
+        self.mlp = nn.Sequential(nn.Linear(16 * h + extra, 2 * h), nn.ReLU(inplace=True), nn.Linear(2 * h, 2 * len(times_s)))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, bev: Tensor, past: Tensor) -> Tensor:
-        """``past``: (B, P, 3) = (x, y, t <= 0) of the ego at the input sweeps, oldest first, in the t0 frame."""
-        return constant_velocity(past, self.times) + self.residual(bev, past)
+        """``past``: (B, P, 3) = (x, y, t <= 0) of the ego at the input sweeps, oldest first, in the t0 frame
+        (ignored without ``odometry``)."""
+        base = constant_velocity(past, self.times) if self.odometry else bev.new_zeros(len(bev), len(self.times), 2)
+        return base + self.residual(bev, past)
 
     def residual(self, bev: Tensor, past: Tensor) -> Tensor:
-        x = torch.cat([self.conv(bev).flatten(1), (past / past.new_tensor([self.scale_m, self.scale_m, 1.0])).flatten(1)], dim=1)
-        return self.mlp(x).view(len(bev), -1, 2) * self.scale_m
+        x = self.conv(bev).flatten(1)
+        if self.odometry:
+            x = torch.cat([x, (past / past.new_tensor([self.scale_m, self.scale_m, 1.0])).flatten(1)], dim=1)
+        return torch.tanh(self.mlp(x).view(len(bev), -1, 2)) * self.scale_m
+
+
+class TrajectoryHeads(nn.Module):
+    """The planning protocol's two heads, trained side by side on the same features: ``odometry`` (past ego
+    positions as input) and ``blind`` (BEV features only, which is where pre-training shows)."""
+
+    def __init__(self, feat_dim: int, times_s: list[float], past_steps: int, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.odometry = TrajectoryHead(feat_dim, times_s, past_steps, cfg, odometry=True)
+        self.blind = TrajectoryHead(feat_dim, times_s, past_steps, cfg, scale_m=40.0, odometry=False)  # whole path: up to 40 m
+        self.times = self.odometry.times
+
+    def forward(self, bev: Tensor, past: Tensor) -> dict[str, Tensor]:
+        return {"odometry": self.odometry(bev, past), "blind": self.blind(bev, past)}
 
 
 def constant_velocity(past: Tensor, times: Tensor) -> Tensor:

@@ -137,23 +137,41 @@ def ego_waypoints(log: StoredLog, t0_ns: int, times_s: np.ndarray) -> np.ndarray
     return poses[:, :2, 3]
 
 
-def semantic_occupancy(log: StoredLog, t0_ns: int, xyzt: np.ndarray, time_bins_s: float = 0.1) -> np.ndarray:
-    """(N,) class of each 4D query: 1 + UnifiedCategory inside an object's box at its time, else 0.
+def semantic_occupancy(log: StoredLog, t0_ns: int, xyzt: np.ndarray, max_gap_s: float = 0.6) -> np.ndarray:
+    """(N,) class of each 4D query: 1 + UnifiedCategory inside an object's box at the query's own time, else 0.
 
-    Query times are grouped into ``time_bins_s`` bins; objects are interpolated at each bin's centre.
+    Boxes are those of :func:`objects_at` at each query's time (to the nanosecond). Between two consecutive
+    annotation times the set of tracks and their bracketing annotations is fixed, so each such interval takes one
+    lookup and the interpolation is done per query.
     """
+    tr = tracks_of(log)
     label = np.zeros(len(xyzt), np.int64)
-    bins = np.floor(xyzt[:, 3] / time_bins_s).astype(np.int64)
-    for b in np.unique(bins):
-        m = bins == b
-        obj = objects_at(log, t0_ns, t0_ns + int(round((b + 0.5) * time_bins_s * 1e9)))
-        pts = xyzt[m, :3]
-        lab = np.zeros(m.sum(), np.int64)
-        for c, yaw, size, cat in zip(obj.center, obj.yaw, obj.size_lwh, obj.category):
-            d = pts - c
-            lx = np.cos(yaw) * d[:, 0] + np.sin(yaw) * d[:, 1]
-            ly = -np.sin(yaw) * d[:, 0] + np.cos(yaw) * d[:, 1]
-            inside = (np.abs(lx) <= size[0] / 2) & (np.abs(ly) <= size[1] / 2) & (np.abs(d[:, 2]) <= size[2] / 2)
-            lab[inside] = cat + 1
-        label[m] = lab
+    if not len(tr.ts) or not len(xyzt):
+        return label
+    t_ns = t0_ns + np.round(np.asarray(xyzt[:, 3], np.float64) * 1e9).astype(np.int64)
+    ann = np.unique(tr.ts)
+    pos = np.searchsorted(ann, t_ns)
+    exact = (pos < len(ann)) & (ann[np.minimum(pos, len(ann) - 1)] == t_ns)
+    group = np.where(exact, 2 * pos, 2 * pos - 1)  # even: at annotation time pos; odd: between pos - 1 and pos
+    t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
+    yaw_offset = np.arctan2(t0_T_city[1, 0], t0_T_city[0, 0])
+    for g in np.unique(group):
+        m = np.flatnonzero(group == g)
+        tracks, lo, hi, _ = tr.at(int(t_ns[m[0]]), max_gap_s)
+        if not len(tracks):
+            continue
+        span = (tr.ts[hi] - tr.ts[lo]).astype(np.float64)
+        w = np.where(span > 0, (t_ns[m, None] - tr.ts[lo]) / np.where(span > 0, span, 1.0), 0.0)  # (M, N)
+        centre = (1 - w)[..., None] * tr.center[lo] + w[..., None] * tr.center[hi]
+        centre = centre @ t0_T_city[:3, :3].T + t0_T_city[:3, 3]
+        dyaw = np.arctan2(np.sin(tr.yaw[hi] - tr.yaw[lo]), np.cos(tr.yaw[hi] - tr.yaw[lo]))
+        yaw = tr.yaw[lo] + w * dyaw + yaw_offset
+        d = xyzt[m, None, :3] - centre
+        c, s = np.cos(yaw), np.sin(yaw)
+        lx, ly = c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]
+        size = tr.size[lo]
+        inside = (np.abs(lx) <= size[:, 0] / 2) & (np.abs(ly) <= size[:, 1] / 2) & (np.abs(d[..., 2]) <= size[:, 2] / 2)
+        hit = inside.any(1)
+        last = inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)  # the last containing box wins
+        label[m[hit]] = tr.category[lo][last[hit]] + 1
     return label

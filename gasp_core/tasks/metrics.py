@@ -1,19 +1,49 @@
-"""Downstream metrics: average precision, IoU and soft IoU, trajectory L2 and collision rate."""
+"""Downstream metrics: average precision, IoU and soft IoU, trajectory L2 and collision rate.
+
+Besides the metrics themselves, each has a per-sample *statistic* form (score histograms for AP, intersection and
+union counts for IoU) whose sums over any resampling of the test samples give the metric of that resample: what
+the paired bootstrap of :mod:`gasp_core.tasks.stats` needs.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import shapely
+from shapely.geometry import Polygon
+from sklearn.metrics import average_precision_score
+
+AP_BINS = 2048
+"""Score bins of the AP histograms: uniform in logit over [-AP_LOGIT_RANGE, AP_LOGIT_RANGE]."""
+AP_LOGIT_RANGE = 10.0
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the precision-recall curve (step-wise, as sklearn's average_precision_score)."""
-    scores, labels = np.ravel(scores), np.ravel(labels)
-    order = np.argsort(-scores, kind="stable")
-    hits = labels[order].astype(np.float64)
-    if hits.sum() == 0:
+    """scikit-learn's ``average_precision_score`` (tied scores form one threshold); nan without positives."""
+    scores, labels = np.ravel(scores).astype(np.float64), np.ravel(labels).astype(bool)
+    if not labels.any():
         return float("nan")
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / hits.sum())
+    return float(average_precision_score(labels, scores))
+
+
+def score_histogram(prob: np.ndarray, labels: np.ndarray, bins: int = AP_BINS) -> np.ndarray:
+    """(2, bins) counts of positives (row 0) and negatives (row 1) per score bin, bins uniform in logit."""
+    p = np.clip(np.ravel(prob).astype(np.float64), 1e-12, 1 - 1e-12)
+    logit = np.clip(np.log(p) - np.log1p(-p), -AP_LOGIT_RANGE, AP_LOGIT_RANGE)
+    b = np.minimum(((logit + AP_LOGIT_RANGE) / (2 * AP_LOGIT_RANGE) * bins).astype(np.int64), bins - 1)
+    y = np.ravel(labels).astype(bool)
+    return np.stack([np.bincount(b[y], minlength=bins), np.bincount(b[~y], minlength=bins)]).astype(np.int32)
+
+
+def ap_from_histogram(hist: np.ndarray) -> np.ndarray:
+    """AP of histograms (..., 2, bins) as :func:`score_histogram` writes them (each bin one threshold, as
+    scikit-learn treats tied scores); nan where there are no positives."""
+    pos = np.flip(hist[..., 0, :], -1).astype(np.float64)
+    neg = np.flip(hist[..., 1, :], -1).astype(np.float64)
+    tp, called = np.cumsum(pos, -1), np.cumsum(pos + neg, -1)
+    precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
+    total = pos.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (pos * precision).sum(-1) / total, np.nan)
 
 
 def iou(pred: np.ndarray, target: np.ndarray) -> float:
@@ -21,6 +51,18 @@ def iou(pred: np.ndarray, target: np.ndarray) -> float:
     pred, target = np.asarray(pred, bool), np.asarray(target, bool)
     union = (pred | target).sum()
     return float((pred & target).sum() / union) if union else float("nan")
+
+
+def iou_counts(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(2,) intersection and union counts of two boolean masks: the summable form of :func:`iou`."""
+    pred, target = np.asarray(pred, bool), np.asarray(target, bool)
+    return np.array([(pred & target).sum(), (pred | target).sum()], np.int64)
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, nan where den is 0."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den > 0)
 
 
 def soft_iou(prob: np.ndarray, target: np.ndarray) -> float:
@@ -31,36 +73,44 @@ def soft_iou(prob: np.ndarray, target: np.ndarray) -> float:
 
 
 def l2_at(pred_xy: np.ndarray, true_xy: np.ndarray, times_s: np.ndarray, at_s: tuple[float, ...] = (1.0, 2.0, 3.0)) -> dict[str, float]:
-    """L2 error of predicted waypoints (K, 2) at the waypoint times closest to ``at_s``."""
+    """L2 error of predicted waypoints (K, 2) at the waypoint times ``at_s`` (each must be one of ``times_s``)."""
     err = np.linalg.norm(np.asarray(pred_xy) - np.asarray(true_xy), axis=-1)
-    return {f"l2_{t:g}s": float(err[int(np.argmin(np.abs(np.asarray(times_s) - t)))]) for t in at_s}
+    return {f"l2_{t:g}s": float(err[_time_index(times_s, t)]) for t in at_s}
+
+
+def _time_index(times_s: np.ndarray, t: float) -> int:
+    times_s = np.asarray(times_s, np.float64)
+    k = int(np.argmin(np.abs(times_s - t)))
+    if abs(times_s[k] - t) > 1e-6:
+        raise ValueError(f"no waypoint at {t:g} s (waypoint times: {times_s.tolist()})")
+    return k
 
 
 def collides(traj_xy: np.ndarray, traj_yaw: np.ndarray, ego_lw: tuple[float, float], rear_overhang_m: float,
-             boxes_per_step: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> bool:
-    """Whether the ego footprint along a trajectory overlaps any object box at the same step.
+             boxes_per_step: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(K,) whether the ego footprint at each waypoint overlaps any object box at the same step.
 
-    ``boxes_per_step[k]`` = (centres (N, 2), yaws (N,), length-width (N, 2)) at waypoint k. Separating-axis
-    test between oriented rectangles.
+    ``traj_xy`` (K, 2) are rear-axle positions with headings ``traj_yaw``; the footprint reaches
+    ``rear_overhang_m`` behind the rear axle and ``length - rear_overhang_m`` ahead of it.
+    ``boxes_per_step[k]`` = (centres (N, 2), yaws (N,), length-width (N, 2)) at waypoint k. Polygon
+    intersection with shapely (touching counts as overlap).
     """
     length, width = ego_lw
-    for (x, y), yaw, (centres, yaws, lw) in zip(traj_xy, traj_yaw, boxes_per_step):
-        ego_c = np.array([x, y]) + (length / 2 - rear_overhang_m) * np.array([np.cos(yaw), np.sin(yaw)])
-        for c, a, (l, w) in zip(centres, yaws, lw):
-            if _rects_overlap(ego_c, yaw, length, width, np.asarray(c), a, l, w):
-                return True
-    return False
+    out = np.zeros(len(traj_xy), bool)
+    for k, ((x, y), yaw, (centres, yaws, lw)) in enumerate(zip(traj_xy, traj_yaw, boxes_per_step)):
+        if not len(centres):
+            continue
+        ego = _rectangle(np.array([x, y]) + (length / 2 - rear_overhang_m) * np.array([np.cos(yaw), np.sin(yaw)]),
+                         yaw, length, width)
+        others = shapely.polygons([_corners(np.asarray(c), a, l, w) for c, a, (l, w) in zip(centres, yaws, lw)])
+        out[k] = bool(shapely.intersects(ego, others).any())
+    return out
 
 
-def _rects_overlap(c1, a1, l1, w1, c2, a2, l2, w2) -> bool:
-    def corners(c, a, l, w):
-        u, v = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
-        return np.array([c + sx * l / 2 * u + sy * w / 2 * v for sx in (-1, 1) for sy in (-1, 1)])
+def _corners(c: np.ndarray, a: float, length: float, width: float) -> np.ndarray:
+    u, v = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+    return np.array([c + sx * length / 2 * u + sy * width / 2 * v for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
 
-    p1, p2 = corners(c1, a1, l1, w1), corners(c2, a2, l2, w2)
-    for a in (a1, a2):
-        for axis in (np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])):
-            s1, s2 = p1 @ axis, p2 @ axis
-            if s1.max() < s2.min() or s2.max() < s1.min():
-                return False
-    return True
+
+def _rectangle(c: np.ndarray, a: float, length: float, width: float) -> Polygon:
+    return Polygon(_corners(c, a, length, width))

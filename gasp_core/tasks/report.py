@@ -19,16 +19,26 @@ import numpy as np  # noqa: E402
 
 from gasp_core.io import atomic_path  # noqa: E402
 from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig  # noqa: E402
+from gasp_core.tasks.finetune import BASELINE  # noqa: E402
+from gasp_core.tasks.stats import Bootstrap, BootstrapConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
-LABELS = {"scratch": "scratch", "uno": "UnO", "gasp": "GASP"}
+LABELS = {"scratch": "scratch", "uno": "UnO", "uno_enhanced": "UnO+", "gasp": "GASP"}
 TASK_TITLES = {"forecast": "BEV semantic forecasting", "occupancy": "4D occupancy", "semantic_occupancy": "4D semantic occupancy",
                "map": "Map segmentation", "trajectory": "Ego trajectory"}
-SECONDARY = {"forecast": ["softIoU", "AP/vehicle", "AP/pedestrian", "AP/cyclist"],
-             "occupancy": ["IoU", "depth_L1_m", "depth_AbsRel"],
-             "semantic_occupancy": ["mIoU", "AP/vehicle", "AP/pedestrian", "AP/cyclist"],
+METRIC_TITLES = {"AP/vehicle": "vehicle AP", "AP": "AP, future lidar queries", "mAP": "mAP",
+                 "mIoU": "mIoU: crossings, dividers, boundaries", "L2_avg": "L2 avg 1-3 s, with odometry, m"}
+SECONDARY = {"forecast": ["softIoU/vehicle", "AP/pedestrian", "AP/cyclist", "mAP", "softIoU"],
+             "occupancy": ["IoU", "AP/1s", "AP/2s", "AP/3s", "IoU/1s", "IoU/2s", "IoU/3s", "depth_L1_m", "depth_AbsRel",
+                           "free_rate/missing"],
+             "semantic_occupancy": ["mIoU", "AP/vehicle", "AP/pedestrian", "AP/cyclist", "AP/other"],
              "map": ["IoU/drivable_area", "IoU/ped_crossing", "IoU/lane_divider", "IoU/road_boundary"],
-             "trajectory": ["l2_1s", "l2_2s", "l2_3s", "collision_rate", "L2_avg_constant_velocity"]}
+             "trajectory": ["l2_1s", "l2_2s", "l2_3s", "collision_1s", "collision_2s", "collision_3s",
+                            "L2_avg/no_odometry", "l2_3s/no_odometry", "collision_3s/no_odometry"]}
+
+
+def _label(init: str) -> str:
+    return LABELS.get(init, init)
 
 
 def _fmt(mean, std) -> str:
@@ -37,77 +47,123 @@ def _fmt(mean, std) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
 
 
-def ordering(results: dict, task: str, budget: str, chain: tuple[str, ...] = ("gasp", "uno", "scratch")) -> dict:
-    """Whether each init beats the next in ``chain`` on the task's main metric: ``beyond spread`` when the
-    difference of means exceeds both seed std devs, ``within spread`` when it is positive but smaller,
-    ``reversed`` otherwise."""
-    metric, better = MAIN_METRIC[task]
-    sign = 1.0 if better == "higher" else -1.0
-    out = {}
-    for a, b in zip(chain, chain[1:]):
-        if a not in results or b not in results:
-            continue
-        ma, mb = results[a][budget]["mean"][metric], results[b][budget]["mean"][metric]
-        sa, sb = results[a][budget]["std"][metric], results[b][budget]["std"][metric]
-        if ma is None or mb is None:
-            out[f"{a}>{b}"] = "n/a"
-            continue
-        diff = sign * (ma - mb)
-        out[f"{a}>{b}"] = "beyond spread" if diff > max(sa or 0.0, sb or 0.0) else ("within spread" if diff > 0 else "reversed")
+def _fmt_ci(d: dict | None, signed: bool = False) -> str:
+    if not d:
+        return "n/a"
+    value = d.get("estimate", d.get("difference"))
+    if value is None or np.isnan(value):
+        return "n/a"
+    f = "{:+.2g}" if signed and abs(value) < 0.01 else ("{:+.3f}" if signed else "{:.3f}")
+    if np.isnan(d["low"]):
+        return f.format(value)
+    return f"{f.format(value)} [{f.format(d['low'])}, {f.format(d['high'])}]"
+
+
+def comparison_pairs(inits: list[str]) -> list[tuple[str, str]]:
+    """Each initialisation against the one below it on the ladder (``inits`` lists weakest first), and the paper's
+    two comparisons, GASP vs UnO and UnO vs scratch, when present."""
+    chain = list(reversed(inits))
+    pairs = list(zip(chain, chain[1:]))
+    for pair in (("gasp", "uno"), ("uno", "scratch")):
+        if pair[0] in inits and pair[1] in inits and pair not in pairs:
+            pairs.append(pair)
+    return pairs
+
+
+def compare(task: str, stats: dict, groups: np.ndarray, inits: list[str], budgets: list[str], fn, cfg: BootstrapConfig) -> dict:
+    """Per budget: each init's main-metric interval, the paired differences of :func:`comparison_pairs`, and each init
+    against the non-learned baseline (when the task has one), from the evaluate stage's per-sample statistics."""
+    better = MAIN_METRIC[task][1] == "higher"
+    base = list(stats.get(BASELINE, {}).get("-", {}).values())
+    out: dict = {}
+    for b in budgets:
+        boot = Bootstrap(groups, cfg)
+        runs = {i: [stats[i][b][r] for r in sorted(stats[i][b])] for i in inits if i in stats and b in stats[i]}
+        res: dict = {"interval": {i: boot.interval(r, fn) for i, r in runs.items()}, "pairs": {}, "vs_baseline": {}}
+        if base:
+            res["baseline"] = boot.interval(base, fn)
+        for a, c in comparison_pairs(inits):
+            if a in runs and c in runs:
+                res["pairs"][f"{a}>{c}"] = boot.difference(runs[a], runs[c], fn, better)
+        for i, r in runs.items():
+            if base:
+                res["vs_baseline"][i] = boot.difference(r, base, fn, better)
+        out[b] = res
     return out
 
 
 def write_report(eval_metrics: dict[str, dict], qualitative: dict[str, dict], out: Path, inits: list[str], budgets: list[str],
-                 extras: dict | None = None, plot_csv: Path | None = None) -> dict:
+                 comparisons: dict[str, dict], extras: dict | None = None, plot_csv: Path | None = None,
+                 level: float = 0.95) -> dict:
     """Tables, radar chart and figures into ``out``; returns the summary (also written as summary.json). The main
-    metrics also go to ``plot_csv`` (a ``dvc plots`` file outside ``out``) when given."""
+    metrics also go to ``plot_csv`` (a ``dvc plots`` file outside ``out``) when given. ``comparisons[task]`` is what
+    :func:`compare` gives."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = [t for t in MAIN_METRIC if t in eval_metrics]
-    summary: dict = {"tasks": {}, "inits": inits, "budgets": budgets}
+    pct = f"{100 * level:g}%"
+    summary: dict = {"tasks": {}, "inits": inits, "budgets": budgets, "level": level}
     lines = ["# Downstream comparison: scratch vs UnO vs GASP pre-training", "",
-             "Test split, mean ± std over fine-tuning seeds. Built by `dvc repro` (stage `report`).", ""]
+             f"Test split. Each cell: the main metric averaged over runs (pre-training seed x fine-tuning seed) with its "
+             f"{pct} bootstrap interval (test samples and runs resampled). Built by `dvc repro` (stage `report`).", ""]
     if extras:
         lines += [f"- {k}: {v}" for k, v in extras.items()] + [""]
-    header = "| task (metric) | " + " | ".join(f"{LABELS.get(i, i)} ({b})" for b in budgets for i in inits) + " |"
-    lines += ["## Main metric per task", "", header, "|" + "---|" * (1 + len(budgets) * len(inits))]
+    has_base = any("baseline" in comparisons[t][b] for t in tasks for b in budgets)
+    header = "| task (metric) | " + " | ".join(f"{_label(i)} ({b})" for b in budgets for i in inits)
+    header += (" | non-learned baseline |" if has_base else " |")
+    lines += ["## Main metric per task", "", header, "|" + "---|" * (1 + len(budgets) * len(inits) + has_base)]
     csv_rows = ["task,budget,init,value"]
     for task in tasks:
-        res = eval_metrics[task]["results"]
         metric, better = MAIN_METRIC[task]
-        cells = []
+        cmp = comparisons[task]
+        cells = [_fmt_ci(cmp[b]["interval"].get(i)) for b in budgets for i in inits]
         for b in budgets:
-            for i in inits:
-                r = res.get(i, {}).get(b)
-                cells.append(_fmt(r["mean"][metric], r["std"][metric]) if r else "n/a")
-                if r and r["mean"][metric] is not None:
-                    csv_rows.append(f"{task},{b},{i},{r['mean'][metric]}")
+            for i, d in cmp[b]["interval"].items():
+                if d["estimate"] is not None and not np.isnan(d["estimate"]):
+                    csv_rows.append(f"{task},{b},{i},{d['estimate']}")
+        if has_base:
+            cells.append(_fmt_ci(cmp[budgets[0]].get("baseline")))
         arrow = "↑" if better == "higher" else "↓"
-        lines.append(f"| {TASK_TITLES[task]} ({metric} {arrow}) | " + " | ".join(cells) + " |")
-        summary["tasks"][task] = {"metric": metric, "better": better,
-                                  "ordering": {b: ordering(res, task, b) for b in budgets},
-                                  "mean": {b: {i: res[i][b]["mean"][metric] for i in inits if i in res} for b in budgets},
-                                  "std": {b: {i: res[i][b]["std"][metric] for i in inits if i in res} for b in budgets}}
-    lines += ["", "## Does the paper's ordering hold? (GASP ≥ UnO ≥ scratch on the main metric)", "",
-              "| task | budget | GASP vs UnO | UnO vs scratch |", "|---|---|---|---|"]
+        lines.append(f"| {TASK_TITLES[task]} ({METRIC_TITLES.get(metric, metric)} {arrow}) | " + " | ".join(cells) + " |")
+        summary["tasks"][task] = {"metric": metric, "better": better, **{b: cmp[b] for b in budgets}}
+    pairs = [p for p in comparison_pairs(inits)]
+    lines += ["", f"## Does the paper's ordering hold? Paired differences of the main metric, {pct} intervals", "",
+              "Positive = the first is better (for L2, lower). *better* / *worse*: the interval excludes 0; *inconclusive*: "
+              "it does not.", "",
+              "| task | budget | " + " | ".join(f"{_label(a)} vs {_label(c)}" for a, c in pairs) + " |",
+              "|---|---|" + "---|" * len(pairs)]
     for task in tasks:
         for b in budgets:
-            o = summary["tasks"][task]["ordering"][b]
-            lines.append(f"| {TASK_TITLES[task]} | {b} | {o.get('gasp>uno', 'n/a')} | {o.get('uno>scratch', 'n/a')} |")
-    lines += ["", "*beyond spread*: the difference of means is larger than both seeds' standard deviations.", ""]
-    lines += ["## Secondary metrics", ""]
+            cells = []
+            for a, c in pairs:
+                d = comparisons[task][b]["pairs"].get(f"{a}>{c}")
+                cells.append(f"{_fmt_ci(d, signed=True)} **{d['verdict']}**" if d else "n/a")
+            lines.append(f"| {TASK_TITLES[task]} | {b} | " + " | ".join(cells) + " |")
+    if has_base:
+        lines += ["", "### Against the non-learned baseline (constant velocity; occupancy persisting from the last input sweep)",
+                  "", "| task | budget | " + " | ".join(f"{_label(i)} vs baseline" for i in inits) + " |",
+                  "|---|---|" + "---|" * len(inits)]
+        for task in tasks:
+            for b in budgets:
+                vs = comparisons[task][b]["vs_baseline"]
+                if vs:
+                    lines.append(f"| {TASK_TITLES[task]} | {b} | " + " | ".join(
+                        f"{_fmt_ci(vs[i], signed=True)} **{vs[i]['verdict']}**" if i in vs else "n/a" for i in inits) + " |")
+    lines += ["", "## Secondary metrics (mean ± std over runs)", ""]
     for task in tasks:
         res = eval_metrics[task]["results"]
+        base = eval_metrics[task].get("baseline")
         keys = [k for k in SECONDARY[task] if any(k in res[i][b]["mean"] for i in res for b in budgets)]
         lines += [f"### {TASK_TITLES[task]}", "", "| init | budget | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
         for i in inits:
             for b in budgets:
                 if i in res and b in res[i]:
                     r = res[i][b]
-                    lines.append(f"| {LABELS.get(i, i)} | {b} | " + " | ".join(_fmt(r["mean"].get(k), r["std"].get(k)) for k in keys) + " |")
+                    lines.append(f"| {_label(i)} | {b} | " + " | ".join(_fmt(r["mean"].get(k), r["std"].get(k)) for k in keys) + " |")
+        if base:
+            lines.append("| baseline | - | " + " | ".join(_fmt(base.get(k), None) for k in keys) + " |")
         lines.append("")
-    figures = []
-    figures.append(radar(summary, out / "radar.png"))
+    figures = [radar(summary, out / "radar.png")]
     for name, fn in (("forecast", _forecast_figure), ("map", _map_figure), ("trajectory", _trajectory_figure),
                      ("occupancy", _depth_figure), ("semantic_occupancy", _semantic_figure)):
         if name in qualitative and qualitative[name]:
@@ -118,12 +174,22 @@ def write_report(eval_metrics: dict[str, dict], qualitative: dict[str, dict], ou
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text("\n".join(lines))
     with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.write_text(json.dumps(_rounded(summary), indent=1))
     for csv in (out / "main_metrics.csv", plot_csv):
         if csv is not None:
             with atomic_path(Path(csv)) as tmp:
                 tmp.write_text("\n".join(csv_rows) + "\n")
     return summary
+
+
+def _rounded(x, digits: int = 5):
+    if isinstance(x, dict):
+        return {k: _rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v, digits) for v in x]
+    if isinstance(x, float):
+        return None if np.isnan(x) else round(x, digits)
+    return x
 
 
 def _save(fig, path: Path) -> Path:
@@ -135,36 +201,40 @@ def _save(fig, path: Path) -> Path:
 
 def radar(summary: dict, path: Path) -> Path:
     """One axis per task, each init's main metric relative to the best init on that axis (1 = best), as in the
-    paper's radar summary; one panel per label budget."""
+    paper's radar summary, with its bootstrap interval as a band; one panel per label budget."""
     tasks = list(summary["tasks"])
     budgets, inits = summary["budgets"], summary["inits"]
     angles = np.linspace(0, 2 * np.pi, len(tasks), endpoint=False)
     fig, axes = plt.subplots(1, len(budgets), subplot_kw={"polar": True}, figsize=(5 * len(budgets), 5))
     for ax, b in zip(np.atleast_1d(axes), budgets):
         for i in inits:
-            vals = []
+            rel = {k: [] for k in ("estimate", "low", "high")}
             for t in tasks:
-                m = summary["tasks"][t]["mean"][b]
-                present = [v for v in m.values() if v is not None]
-                v = m.get(i)
-                if v is None or not present:
-                    vals.append(0.0)
-                elif summary["tasks"][t]["better"] == "higher":
-                    vals.append(v / max(present) if max(present) > 0 else 0.0)
-                else:
-                    vals.append(min(present) / v if v > 0 else 1.0)
-            ax.plot(np.r_[angles, angles[:1]], np.r_[vals, vals[:1]], label=LABELS.get(i, i))
-            ax.fill(np.r_[angles, angles[:1]], np.r_[vals, vals[:1]], alpha=0.1)
+                ivals = summary["tasks"][t][b]["interval"]
+                present = [d["estimate"] for d in ivals.values() if d["estimate"] is not None and not np.isnan(d["estimate"])]
+                d = ivals.get(i)
+                for k in rel:
+                    v = None if d is None else d[k]
+                    if v is None or np.isnan(v) or not present:
+                        rel[k].append(0.0)
+                    elif summary["tasks"][t]["better"] == "higher":
+                        rel[k].append(v / max(present) if max(present) > 0 else 0.0)
+                    else:
+                        rel[k].append(min(present) / v if v > 0 else 1.0)
+            ring = np.r_[angles, angles[:1]]
+            line, = ax.plot(ring, np.r_[rel["estimate"], rel["estimate"][:1]], label=_label(i))
+            lo, hi = np.minimum(rel["low"], rel["high"]), np.maximum(rel["low"], rel["high"])
+            ax.fill_between(ring, np.r_[lo, lo[:1]], np.r_[hi, hi[:1]], color=line.get_color(), alpha=0.15)
         ax.set_xticks(angles)
         ax.set_xticklabels([f"{TASK_TITLES[t]}\n({summary['tasks'][t]['metric']})" for t in tasks], fontsize=8)
-        ax.set_ylim(0, 1.05)
-        ax.set_title(f"{b} labels (1 = best init per task)")
+        ax.set_ylim(0, 1.15)
+        ax.set_title(f"{b} labels (1 = best init per task; bands: {100 * summary['level']:g}% intervals)", fontsize=9)
     np.atleast_1d(axes)[0].legend(loc="lower left", bbox_to_anchor=(-0.2, -0.15))
     return _save(fig, path)
 
 
 def _inits(q: dict) -> list[str]:
-    return [i for i in ("scratch", "uno", "gasp") if i in q]
+    return list(q)
 
 
 def _forecast_figure(q: dict, path: Path) -> Path:
@@ -172,7 +242,7 @@ def _forecast_figure(q: dict, path: Path) -> Path:
     inits = _inits(q)
     truth = q[inits[0]]["truth"].astype(float)
     times = q[inits[0]]["times"]
-    rows = [("ground truth", truth)] + [(LABELS[i], q[i]["prob"]) for i in inits]
+    rows = [("ground truth", truth)] + [(_label(i), q[i]["prob"]) for i in inits]
     fig, axes = plt.subplots(len(rows), len(times), figsize=(2.6 * len(times), 2.6 * len(rows)), squeeze=False)
     for r, (name, arr) in enumerate(rows):
         for c, t in enumerate(times):
@@ -189,7 +259,7 @@ def _forecast_figure(q: dict, path: Path) -> Path:
 def _map_figure(q: dict, path: Path) -> Path:
     inits = _inits(q)
     classes = [str(c) for c in q[inits[0]]["classes"]]
-    rows = [("ground truth", q[inits[0]]["truth"].astype(float))] + [(LABELS[i], q[i]["prob"]) for i in inits]
+    rows = [("ground truth", q[inits[0]]["truth"].astype(float))] + [(_label(i), q[i]["prob"]) for i in inits]
     fig, axes = plt.subplots(len(rows), len(classes), figsize=(2.6 * len(classes), 2.6 * len(rows)), squeeze=False)
     for r, (name, arr) in enumerate(rows):
         for c, cls in enumerate(classes):
@@ -213,7 +283,11 @@ def _trajectory_figure(q: dict, path: Path) -> Path:
         ax.plot(np.r_[0, cv[:, 0]], np.r_[0, cv[:, 1]], "k:", label="constant velocity")
     for i in inits:
         p = q[i]["pred"]
-        ax.plot(np.r_[0, p[:, 0]], np.r_[0, p[:, 1]], "-o", label=LABELS[i], alpha=0.8)
+        line, = ax.plot(np.r_[0, p[:, 0]], np.r_[0, p[:, 1]], "-o", label=f"{_label(i)} (odometry)", alpha=0.8)
+        if "pred_no_odometry" in q[i]:
+            p = q[i]["pred_no_odometry"]
+            ax.plot(np.r_[0, p[:, 0]], np.r_[0, p[:, 1]], "--x", color=line.get_color(), label=f"{_label(i)} (no odometry)",
+                    alpha=0.6)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (m, t0 frame)")
     ax.set_ylabel("y (m)")
@@ -229,7 +303,7 @@ def _depth_figure(q: dict, path: Path) -> Path:
         ax.scatter(q[i]["true_depth"], q[i]["depth"], s=6)
         hi = float(max(q[i]["true_depth"].max(), q[i]["depth"].max()))
         ax.plot([0, hi], [0, hi], "k--", lw=0.8)
-        ax.set_title(f"{LABELS[i]}: rendered vs true depth")
+        ax.set_title(f"{_label(i)}: rendered vs true depth")
         ax.set_xlabel("true range (m)")
     axes[0, 0].set_ylabel("depth rendered through the field (m)")
     return _save(fig, path)
@@ -242,7 +316,7 @@ def _semantic_figure(q: dict, path: Path) -> Path:
     inits = _inits(q)
     classes = [str(c) for c in q[inits[0]]["classes"]]
     cmap = ListedColormap(["#f2f2f2", "#d62728", "#2ca02c", "#1f77b4", "#9467bd"][: len(classes)])
-    panels = [("ground truth (box cover)", q[inits[0]]["truth"])] + [(LABELS[i], q[i]["pred"]) for i in inits]
+    panels = [("ground truth (box cover)", q[inits[0]]["truth"])] + [(_label(i), q[i]["pred"]) for i in inits]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     for ax, (name, arr) in zip(axes, panels):
         ax.imshow(arr, origin="lower", cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5, interpolation="nearest")
@@ -293,15 +367,18 @@ def dino_bev(model, voxels: np.ndarray, z_m: float = 1.0) -> dict:
 
 
 def build_report(metrics_dir: Path, eval_dir: Path, labels_dir: Path, out: Path, splits: SplitsConfig, cfg: FinetuneConfig,
-                 plot: Path | None = None, gasp_model: Path | None = None) -> dict[str, float]:
+                 plot: Path | None = None, gasp_model: Path | None = None, pretrain_seeds: list[int] = (0,),
+                 bootstrap: BootstrapConfig | None = None) -> dict[str, float]:
     """The report stage: read every ``evaluate@<task>`` output (``metrics_dir/<task>.json``,
-    ``eval_dir/<task>/qualitative.npz``), add GASP's DINO field in BEV when ``gasp_model`` has one, write the
-    report to ``out``; returns the main metric per task / budget / init, flat, for DVC's metrics."""
+    ``eval_dir/<task>/{qualitative,stats}.npz``), bootstrap the intervals, add GASP's DINO field in BEV when
+    ``gasp_model`` (the variant's folder; its first pre-training seed is drawn) has one, write the report to ``out``;
+    returns the main metric and the paired differences per task / budget, flat, for DVC's metrics."""
     from gasp_core.models.gasp_model import load_pretrained
     from gasp_core.tasks.build import TaskLabels
-    from gasp_core.tasks.finetune import load_qualitative
+    from gasp_core.tasks.finetune import TASK_CLASSES, load_arrays, load_qualitative, split_stats
 
-    metrics, qualitative = {}, {}
+    bootstrap = bootstrap or BootstrapConfig()
+    metrics, qualitative, comparisons = {}, {}, {}
     for task in cfg.tasks:
         path = Path(metrics_dir) / f"{task}.json"
         if not path.is_file():
@@ -310,14 +387,29 @@ def build_report(metrics_dir: Path, eval_dir: Path, labels_dir: Path, out: Path,
         q = load_qualitative(Path(eval_dir) / task / "qualitative.npz")
         if q:
             qualitative[task] = q
-    if gasp_model is not None and (Path(gasp_model) / "config.json").is_file():
-        model = load_pretrained(gasp_model)
+        arrays = load_arrays(Path(eval_dir) / task / "stats.npz")
+        groups = arrays["sample_log"] if bootstrap.unit == "log" else np.arange(len(arrays["sample_log"]))
+        comparisons[task] = compare(task, split_stats(arrays), groups, cfg.inits, list(cfg.budgets),
+                                    TASK_CLASSES[task].main_from_stats, bootstrap)
+        log.info("%s: bootstrap intervals done", task)
+    model_dir = Path(gasp_model) / f"seed_{pretrain_seeds[0]}" if gasp_model is not None else None
+    if model_dir is not None and (model_dir / "config.json").is_file():
+        model = load_pretrained(model_dir)
         if model.dino is not None:
             voxels = TaskLabels(labels_dir).log(splits.test[0])["voxels"][0]
             qualitative["dino_bev"] = dino_bev(model, voxels)
+    first = metrics[cfg.tasks[0]]
     extras = {"encoder": cfg.encoder,
               "label budgets": ", ".join(f"{k} = {v:g} of the training logs" for k, v in cfg.budgets.items()),
-              "seeds": len(cfg.seeds), "test logs": len(splits.test), "test samples": metrics[cfg.tasks[0]]["samples"]}
-    summary = write_report(metrics, qualitative, out, cfg.inits, list(cfg.budgets), extras, plot)
-    return {f"{task}/{b}/{init}/{s['metric']}": v
-            for task, s in summary["tasks"].items() for b, per in s["mean"].items() for init, v in per.items()}
+              "runs per init and budget": f"{len(pretrain_seeds)} pre-training seed(s) x {len(cfg.seeds)} fine-tuning seeds",
+              "test logs": len(splits.test), "test samples": first["samples"],
+              "bootstrap": f"{bootstrap.replicates} replicates resampling test {bootstrap.unit}s and runs; percentile intervals"}
+    summary = write_report(metrics, qualitative, out, cfg.inits, list(cfg.budgets), comparisons, extras, plot, bootstrap.level)
+    flat: dict[str, float] = {}
+    for task, s in summary["tasks"].items():
+        for b in cfg.budgets:
+            for init, d in s[b]["interval"].items():
+                flat[f"{task}/{b}/{init}/{s['metric']}"] = d["estimate"]
+            for pair, d in s[b]["pairs"].items():
+                flat[f"{task}/{b}/{pair}/difference"] = d["difference"]
+    return {k: (None if v is None or np.isnan(v) else round(float(v), 5)) for k, v in flat.items()}

@@ -16,7 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from gasp_core.config import from_dict
+from gasp_core.config import ConfigError, from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path, write_json_atomic
 from gasp_core.models.config import LossConfig, ModelConfig, variant
@@ -51,14 +51,15 @@ class TrainConfig:
     """Data-loading processes per training process."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda'."""
-    seed: int = 0
-    """Seeds the initialisation and every data draw."""
 
 
 @dataclass
 class PretrainConfig:
     variants: list[str] = field(default_factory=lambda: ["uno", "gasp"])
     """Variants that dvc.yaml builds (gasp_core.models.config.VARIANTS)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Pre-training seeds: dvc.yaml trains every variant once per seed (``models/pretrain/<variant>/seed_<s>``) and
+    fine-tuning runs on each, so the comparison's intervals cover pre-training variance."""
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -68,6 +69,8 @@ def pretrain_config_from_dict(data, strict: bool = False) -> PretrainConfig:
     cfg = from_dict(PretrainConfig, data, "pretrain", strict)
     for name in cfg.variants:
         variant(name)
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"pretrain.seeds = {cfg.seeds}: give at least one seed, each once")
     return cfg
 
 
@@ -78,25 +81,25 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def batch_items(step: int, rank: int, world: int, n: int, cfg: TrainConfig) -> list[tuple[int, int]]:
+def batch_items(step: int, rank: int, world: int, n: int, cfg: TrainConfig, seed: int = 0) -> list[tuple[int, int]]:
     """The (sample index, draw seed) pairs of one step on one rank: epochs are seeded permutations."""
     per_step = cfg.batch_size * world
     start = step * per_step + rank * cfg.batch_size
     items = []
     for g in range(start, start + cfg.batch_size):
         epoch, pos = divmod(g, n)
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        items.append((int(perm[pos]), int(np.random.default_rng([cfg.seed, g]).integers(2**31))))
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        items.append((int(perm[pos]), int(np.random.default_rng([seed, g]).integers(2**31))))
     return items
 
 
 class _StepSampler(torch.utils.data.Sampler):
-    def __init__(self, first: int, last: int, rank: int, world: int, n: int, cfg: TrainConfig) -> None:
-        self.first, self.last, self.rank, self.world, self.n, self.cfg = first, last, rank, world, n, cfg
+    def __init__(self, first: int, last: int, rank: int, world: int, n: int, cfg: TrainConfig, seed: int) -> None:
+        self.first, self.last, self.rank, self.world, self.n, self.cfg, self.seed = first, last, rank, world, n, cfg, seed
 
     def __iter__(self):
         for step in range(self.first, self.last):
-            yield batch_items(step, self.rank, self.world, self.n, self.cfg)
+            yield batch_items(step, self.rank, self.world, self.n, self.cfg, self.seed)
 
     def __len__(self) -> int:
         return self.last - self.first
@@ -124,11 +127,12 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str, logs: list[str] | None = None) -> str:
+def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str, logs: list[str] | None = None,
+                    seed: int = 0) -> str:
     """What a checkpoint must share with this run to be resumed: variant, settings, inputs and code."""
     blob = json.dumps({"variant": variant_name, "scene": asdict(scene), "model": asdict(cfg.model), "loss": asdict(cfg.loss),
                        "train": {k: v for k, v in asdict(cfg.train).items() if k not in ("num_workers", "checkpoint_every", "log_every")},
-                       "inputs": inputs, "logs": logs, "code": code_digest()}, sort_keys=True, default=str)
+                       "inputs": inputs, "logs": logs, "seed": seed, "code": code_digest()}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -150,7 +154,7 @@ def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> dict | None:
 
 def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, out_dir: Path,
              scene: SceneConfig, cfg: PretrainConfig, ckpt_dir: Path, live_dir: Path | None = None,
-             stop_after: int | None = None, progress: bool = True, logs: list[str] | None = None) -> dict:
+             stop_after: int | None = None, progress: bool = True, logs: list[str] | None = None, seed: int = 0) -> dict:
     """Train one variant on ``logs`` (default: every log of the store); writes ``out_dir`` (safetensors +
     config.json) and returns the final metrics. A variant with no objective (``scratch``) saves its seeded
     initialisation: the encoder the from-scratch baseline fine-tunes.
@@ -160,7 +164,7 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
     """
     var = variant(variant_name)
     tc = cfg.train
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(seed)
     if not var.trains:
         if int(os.environ.get("RANK", "0")) == 0:
             GaspModel(scene, cfg.model, var).save_pretrained(out_dir)
@@ -172,7 +176,7 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
         return {"variant": variant_name, "steps": 0, "samples_seen": 0}
     info = distributed.setup(tc.device)
     data = PretrainDataset(store_dir, occupancy_dir, dino_dir if var.dino else None, scene, cfg.model.voxelizer, tc.queries, var,
-                           logs)
+                           logs, dino_standardize=cfg.loss.dino_standardize)
     model = GaspModel(scene, cfg.model, var, data.dino_dim)
     if var.dino:
         model.dino_mean.copy_(torch.from_numpy(data.dino_mean))
@@ -181,7 +185,7 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
     fingerprint = run_fingerprint(variant_name, scene, cfg, inputs_digest(store_dir, occupancy_dir, dino_dir if var.dino else None),
-                                  logs)
+                                  logs, seed)
     ckpt_dir = Path(ckpt_dir)
     start = 0
     history: dict[str, list[float]] = {}  # per-step losses and learning rate, from step 0
@@ -195,7 +199,7 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
         log.info("resuming %s from step %d", variant_name, start)
     net = DistributedDataParallel(model) if info.world_size > 1 else model
     last = tc.steps if stop_after is None else min(tc.steps, stop_after)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=_StepSampler(start, last, info.rank, info.world_size, len(data), tc),
+    loader = torch.utils.data.DataLoader(data, batch_sampler=_StepSampler(start, last, info.rank, info.world_size, len(data), tc, seed),
                                          num_workers=tc.num_workers,
                                          # spawn: forking after torch has started its thread pools can deadlock
                                          multiprocessing_context="spawn" if tc.num_workers > 0 else None)
@@ -243,7 +247,7 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
     bar.close()
     seconds = time.perf_counter() - t_start
     done = last >= tc.steps
-    metrics = {"variant": variant_name, "steps": tc.steps, "samples_seen": last * tc.batch_size * info.world_size}
+    metrics = {"variant": variant_name, "seed": seed, "steps": tc.steps, "samples_seen": last * tc.batch_size * info.world_size}
     window = max(1, tc.log_every)
     metrics.update({f"final_loss_{k}": round(float(np.mean(v[-window:])), 5) for k, v in history.items() if k != "lr"})
     log.info("%s: %d steps in %.1f s, %.2f samples/s on %s x%d", variant_name, last - start, seconds,

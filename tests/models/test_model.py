@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -44,7 +45,8 @@ def test_fourier_encoding():
     np.testing.assert_allclose(out[0, 2].item(), np.sin(np.pi * 0.25), atol=1e-6)
 
 
-@pytest.mark.parametrize("name, heads", [("uno", {"occupancy_logits"}), ("gasp", {"occupancy_logits", "ego_logits", "dino"}),
+@pytest.mark.parametrize("name, heads", [("uno", {"occupancy_logits"}), ("uno_enhanced", {"occupancy_logits"}),
+                                         ("gasp", {"occupancy_logits", "ego_logits", "dino"}),
                                          ("gasp_no_ego", {"occupancy_logits", "dino"}), ("gasp_no_dino", {"occupancy_logits", "ego_logits"})])
 def test_heads_and_shapes_per_variant(name, heads):
     model = GaspModel(TINY_SCENE, TINY_MODEL, variant(name), dino_dim=8)
@@ -60,6 +62,21 @@ def test_heads_and_shapes_per_variant(name, heads):
     losses = pretrain_losses(out, batch, LossConfig())
     assert set(losses) == {"total"} | {k.removesuffix("_logits") for k in heads}
     losses["total"].backward()
+
+
+def test_variants_form_the_papers_ladder():
+    uno = variant("uno")  # UnO alone: occupancy without GASP's rotation augmentation or missing-ray supervision
+    assert asdict(uno) == {"occupancy": True, "ego": False, "dino": False, "rotation_augmentation": False, "missing_rays": False}
+    enhanced, gasp = variant("uno_enhanced"), variant("gasp")
+    assert asdict(enhanced) == {**asdict(uno), "rotation_augmentation": True, "missing_rays": True}
+    assert all(asdict(gasp).values())
+    for lower, upper in ((uno, enhanced), (enhanced, gasp)):  # each rung keeps everything below and adds to it
+        on_lower = {k for k, v in asdict(lower).items() if v}
+        on_upper = {k for k, v in asdict(upper).items() if v}
+        assert on_lower < on_upper
+    assert not variant("scratch").trains
+    for name in ("gasp_no_ego", "gasp_no_dino", "gasp_no_rotation", "gasp_no_missing_rays"):
+        assert sum(asdict(variant(name)).values()) == 4
 
 
 def test_unknown_variant():

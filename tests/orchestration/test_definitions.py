@@ -25,7 +25,7 @@ def test_definitions_load_with_one_asset_per_stage():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {s.key.to_user_string() for s in stages}
-    assert {"ingest", "pretrain/gasp", "finetune/map-uno", "evaluate/trajectory", "report"} <= keys
+    assert {"ingest", "pretrain/gasp-0", "finetune/map-uno", "evaluate/trajectory", "report"} <= keys
     groups = {graph.get(s.key).group_name for s in stages if s.name.startswith("finetune@")}
     assert groups == {"finetune"}
 

@@ -59,20 +59,21 @@ def test_occupancy_labels_shards(store_dir, tmp_path, sim_log):
     assert {k: v for k, v in again.items() if not k.startswith("logs_")} == {k: v for k, v in metrics.items() if not k.startswith("logs_")}
 
 
-def test_outputs_never_delete_foreign_folders(store_dir, tmp_path):
+def test_outputs_never_delete_foreign_folders(store_dir, tmp_path, sim_log):
     keep = tmp_path / "occ" / "my_notes"
     keep.mkdir(parents=True)
     build_occupancy_labels(store_dir, tmp_path / "occ", SCENE, SMALL, progress=False)
     assert keep.is_dir()  # not a labelled log: left alone
     (tmp_path / "dino" / "thesis").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="does not look like DINO targets"):
-        build_dino_targets(store_dir, tmp_path / "dino", DinoTargetsConfig(pca_dim=8, pca_fit_frames=2), progress=False)
+        build_dino_targets(store_dir, tmp_path / "dino", DinoTargetsConfig(pca_dim=8, pca_fit_frames=2), [sim_log.log_id],
+                           progress=False)
     assert (tmp_path / "dino" / "thesis").is_dir()
 
 
 def test_dino_targets(store_dir, tmp_path, sim_log):
     cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
-    metrics = build_dino_targets(store_dir, tmp_path, cfg, progress=False)
+    metrics = build_dino_targets(store_dir, tmp_path, cfg, [sim_log.log_id], progress=False)
     assert metrics["teacher_random_weights"] is True and metrics["teacher_weights"] == "random"
     assert metrics["frames"] == len(sim_log.frames) and metrics["frames_skipped_no_sweep"] == 0
     assert metrics["points"] > 50 * metrics["frames"]
@@ -90,7 +91,7 @@ def test_dino_targets(store_dir, tmp_path, sim_log):
         assert ((t - frames["sweep_ns"][3]) >= 0).all() and ((t - frames["sweep_ns"][3]) < 100_000_000).all()
     assert json.loads((tmp_path / schema.TEACHER_FILE).read_text())["random_weights"] is True
     # reruns are byte-identical (random weights are seeded), so DVC sees the same outputs
-    again = build_dino_targets(store_dir, tmp_path / "again", cfg, progress=False)
+    again = build_dino_targets(store_dir, tmp_path / "again", cfg, [sim_log.log_id], progress=False)
     assert again == metrics
     for name in (schema.PCA_FILE, f"{sim_log.log_id}/{schema.DINO_POINTS_FILE}"):
         assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
@@ -100,7 +101,7 @@ def test_stage_scripts_and_dvc_declarations(store_dir, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages["occupancy_labels"]["params"] == ["scene", "occupancy_labels"]
-    assert stages["dino_targets"]["params"] == ["dino_targets"]
+    assert stages["dino_targets"]["params"] == ["dino_targets", "splits.train"]  # the PCA is fitted on the training logs
     for name in ("occupancy_labels", "dino_targets"):
         assert {f"stages/{name}.py", "gasp_core", "data/store"} <= set(stages[name]["deps"])
     params["scene"] = {"extent_m": [-40, 40, -40, 40, -3, 5], "past_sweeps": 2, "horizon_s": 0.5}

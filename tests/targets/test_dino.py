@@ -136,3 +136,49 @@ def test_hub_offline_fails_fast_instead_of_hanging():
             "DinoTeacher(TeacherConfig(weights='hub'))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0
+
+
+@pytest.fixture(scope="module")
+def two_log_split(av2_split, tmp_path_factory):
+    """The simulated AV2 split plus a "val" twin of its log whose camera images are noise: (split, train id, val id)."""
+    import shutil
+
+    from PIL import Image
+
+    split = tmp_path_factory.mktemp("two_logs") / "train"
+    shutil.copytree(av2_split, split)
+    train_id = next(p.name for p in split.iterdir() if p.is_dir())
+    val_id = "00000000-0000-0000-0000-0000000000fa"
+    shutil.copytree(split / train_id, split / val_id)
+    rng = np.random.default_rng(0)
+    for jpg in (split / val_id / "sensors" / "cameras").rglob("*.jpg"):
+        with Image.open(jpg) as im:
+            size = im.size
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(jpg)
+    return split, train_id, val_id
+
+
+def test_dino_pca_is_fitted_on_the_training_logs_only(two_log_split, tmp_path):
+    import json
+
+    from gasp_core.data.ingest import IngestConfig, ingest
+    from gasp_core.targets import schema
+    from gasp_core.targets.dino import DinoTargetsConfig, build_dino_targets
+
+    split, train_id, val_id = two_log_split
+    both, train_only = tmp_path / "store_both", tmp_path / "store_train"
+    ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1), both, progress=False)
+    ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name, logs=[train_id], workers=1), train_only,
+           progress=False)
+    cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=4, pca_fit_frames=6)
+    build_dino_targets(both, tmp_path / "dino_both", cfg, [train_id], progress=False)
+    build_dino_targets(train_only, tmp_path / "dino_train", cfg, [train_id], progress=False)
+    # the val log's images do not move the PCA: it is the one fitted on a store holding the training log alone
+    assert (tmp_path / "dino_both" / schema.PCA_FILE).read_bytes() == (tmp_path / "dino_train" / schema.PCA_FILE).read_bytes()
+    manifest = json.loads((tmp_path / "dino_both" / schema.MANIFEST_FILE).read_text())
+    assert manifest["pca_fit_logs"] == [train_id] and sorted(manifest["logs"]) == sorted([train_id, val_id])
+    for log_id in (train_id, val_id):  # every log is still transformed
+        assert (tmp_path / "dino_both" / log_id / schema.DINO_POINTS_FILE).is_file()
+    with pytest.raises(ValueError, match=r"\['not-a-log'\] are not in the log store"):
+        build_dino_targets(both, tmp_path / "dino_bad", cfg, [train_id, "not-a-log"], progress=False)
+    assert not (tmp_path / "dino_bad").exists()  # checked before anything is written

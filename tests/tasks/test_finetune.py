@@ -13,12 +13,13 @@ from gasp_core.models.config import ModelConfig, VoxelizerConfig, EncoderConfig,
 from gasp_core.models.gasp_model import GaspModel
 from gasp_core.tasks.build import MANIFEST, TaskLabels
 from gasp_core.tasks.config import FinetuneConfig, SplitsConfig, TaskLabelsConfig
-from gasp_core.tasks.finetune import (OccupancyTask, budget_logs, evaluate_runs, finetune, items_of, make_task)
-from gasp_core.tasks.report import ordering
+from gasp_core.tasks.finetune import (OccupancyTask, budget_logs, evaluate_runs, finetune, items_of, make_task, split_stats,
+                                      train_run, Features, load_encoder)
+from gasp_core.tasks.heads import constant_velocity
 
 SCENE = SceneConfig(extent_m=(-16.0, 16.0, -16.0, 16.0, -2.0, 4.0), past_sweeps=2, horizon_s=1.0)
 VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=2)
-LOGS = {"train_a": 4, "train_b": 4, "val": 2, "test": 3}
+LOGS = {"train_a": 4, "train_b": 4, "val": 6, "test": 3}
 
 
 def _write_labels(root: Path, rng: np.random.Generator) -> None:
@@ -33,11 +34,19 @@ def _write_labels(root: Path, rng: np.random.Generator) -> None:
                 vox[s, :, r:r + 5, q:q + 5] = True
         mp = np.zeros((n, 4, h, w), bool)
         mp[:, 0] = vox[:, 0]
+        # the ego drives straight at a speed of its own; its future path turns at random (odometry can't tell how)
+        speed = rng.uniform(2.0, 10.0, n)
+        past_t = np.array([-0.1, 0.0])
+        ego_past = np.stack([np.column_stack([v * past_t, np.zeros(2), past_t]) for v in speed]).astype(np.float32)
+        wp_t = np.array([0.5, 1.0])
+        turn = rng.normal(0.0, 2.0, n)
+        waypoints = np.stack([np.column_stack([v * wp_t, c * wp_t**2]) for v, c in zip(speed, turn)]).astype(np.float32)
         arrays = {"voxels": np.stack([np.packbits(v) for v in vox]), "map": np.stack([np.packbits(m) for m in mp]),
                   "forecast": np.stack([np.packbits(np.zeros((2, 3, 32, 32), bool)) for _ in range(n)]),
-                  "t0_ns": np.arange(n, dtype=np.int64)}
+                  "waypoints": waypoints, "ego_past": ego_past, "boxes": np.zeros((0, 7), np.float32),
+                  "ego_dims": np.array([4.5, 2.0, 1.0], np.float32), "t0_ns": np.arange(n, dtype=np.int64)}
         np.savez(root / f"{log_id}.npz", **arrays)
-    cfg = TaskLabelsConfig(bev_resolution_m=1.0, forecast_times_s=[0.0, 1.0], map_resolution_m=1.0)
+    cfg = TaskLabelsConfig(bev_resolution_m=1.0, forecast_times_s=[0.0, 1.0], map_resolution_m=1.0, waypoint_times_s=[0.5, 1.0])
     manifest = {"logs": LOGS, "config": cfg.__dict__, "voxel_shape": [c, h, w], "forecast_shape": [2, 3, 32, 32],
                 "map_shape": [4, h, w]}
     (root / MANIFEST).write_text(json.dumps(manifest))
@@ -50,7 +59,7 @@ def project(tmp_path_factory):
     model_cfg = ModelConfig(VOX, EncoderConfig(backbone="resnet10t", out_indices=(0, 1, 2), width=16, out_stride=2),
                             DecoderConfig(hidden=16, blocks=1, offsets=0))
     torch.manual_seed(0)
-    GaspModel(SCENE, model_cfg, variant("scratch")).save_pretrained(root / "models" / "scratch")
+    GaspModel(SCENE, model_cfg, variant("scratch")).save_pretrained(root / "models" / "scratch" / "seed_0")
     splits = SplitsConfig(train=["train_a", "train_b"], val=["val"], test=["test"])
     return root, splits
 
@@ -69,14 +78,16 @@ def test_map_head_learns_and_evaluates(project, encoder):
     res = finetune("map", "scratch", root / "labels", root, root / "models" / "scratch", out, SCENE, splits, cfg, progress=False)
     for run in res["runs"].values():
         assert run["loss_final"] < 0.7 * run["loss_first"]
-    saved = {p.name for p in (out / "full" / "seed_0").iterdir()}
+    saved = {p.name for p in (out / "full" / "pretrain_0" / "seed_0").iterdir()}
     assert ("encoder.safetensors" in saved) == (encoder == "full")
-    metrics, qual = evaluate_runs("map", {"scratch": root / "models" / "scratch"}, out.parent, root / "labels", root, SCENE,
+    metrics, qual, stats = evaluate_runs("map", {"scratch": root / "models" / "scratch"}, out.parent, root / "labels", root, SCENE,
                                   splits, cfg, progress=False)
     full = metrics["results"]["scratch"]["full"]["mean"]
     assert metrics["samples"] == LOGS["test"]
     assert full["IoU/drivable_area"] > 0.5  # the blobs are learnt; an untrained head scores ~0
     assert qual["scratch"]["prob"].shape == (4, 32, 32)
+    runs = split_stats(stats)["scratch"]["full"]
+    assert list(runs) == ["pretrain_0/seed_0"] and runs["pretrain_0/seed_0"]["iou_counts"].shape == (LOGS["test"], 3, 2)
 
 
 def test_budgets_are_nested_and_fixed():
@@ -102,18 +113,45 @@ def test_depth_rendering_finds_the_wall(project):
                   ray_range=np.array([7.0, 7.0 / np.cos(0.3)], np.float32), ray_sample=np.zeros(2, np.int32))
     task = make_task("occupancy", labels, root, SCENE, _cfg())
     assert isinstance(task, OccupancyTask)
-    depth, true = task.render(_Wall(), torch.zeros(1, 1, 4, 4), ("test", 0))
+    wall = _Wall()
+    depth, true = task.render(lambda q: torch.sigmoid(wall(None, torch.from_numpy(q))).numpy()[:, 0], ("test", 0))
     # the first 0.5 m step at or past the wall, interpolated between the steps around it
     np.testing.assert_allclose(depth, true, atol=task.step_m)
     assert items_of(labels, ["test"]) == [("test", 0), ("test", 1), ("test", 2)]
 
 
-def test_ordering_respects_direction_and_spread():
-    def res(means, stds):
-        return {i: {"b": {"mean": {"L2_avg": m}, "std": {"L2_avg": s}}} for i, m, s in zip(("gasp", "uno", "scratch"), means, stds)}
+def test_trajectory_selection_never_ends_worse_than_constant_velocity_on_val(project):
+    """The future path turns at random: the odometry head can only overfit the training turns. Selected on
+    validation, it ends no worse there than the constant-velocity extrapolation it starts from."""
+    root, splits = project
+    labels = TaskLabels(root / "labels")
+    task = make_task("trajectory", labels, root, SCENE, _cfg(val_every={"trajectory": 5}, lr=3e-2, steps=40))
+    val = items_of(labels, splits.val)
+    past = torch.from_numpy(np.stack([labels.log("val")["ego_past"][s] for _, s in val]))
+    cv = constant_velocity(past, torch.tensor([0.5, 1.0])).numpy()
+    true = np.stack([labels.log("val")["waypoints"][s] for _, s in val])
+    cv_l2 = np.linalg.norm(cv - true, axis=-1)[:, 1].mean()  # the horizon (1 s) is the only L2 time here
+    items = items_of(labels, splits.train)
+    head, _, losses, selection = train_run(task, root / "models" / "scratch" / "seed_0", items, task.cfg, 0, torch.device("cpu"),
+                                           val_items=val)
+    features = Features(load_encoder(root / "models" / "scratch" / "seed_0", torch.device("cpu")), labels, torch.device("cpu"), True)
+    scored = task.evaluate(head, features, val).metrics
+    assert scored["L2_avg"] <= cv_l2 + 1e-6
+    assert selection["history"][0]["step"] == 0 and selection["history"][0]["L2_avg"] == pytest.approx(cv_l2, abs=1e-5)
+    assert {"odometry", "blind"} == set(selection["selected_step"])
 
-    assert ordering(res([1.0, 2.0, 3.0], [0.1, 0.1, 0.1]), "trajectory", "b") == {"gasp>uno": "beyond spread", "uno>scratch": "beyond spread"}
-    assert ordering(res([1.9, 2.0, 1.0], [0.5, 0.1, 0.1]), "trajectory", "b") == {"gasp>uno": "within spread", "uno>scratch": "reversed"}
+
+def test_selection_ties_go_to_the_later_step(project):
+    """With lr = 0 the heads never move (their last layers start at zero), so every validation scores the same:
+    ties go to the later step."""
+    root, splits = project
+    labels = TaskLabels(root / "labels")
+    task = make_task("trajectory", labels, root, SCENE, _cfg(val_every={"trajectory": 5}, lr=0.0, steps=10))
+    _, _, _, selection = train_run(task, root / "models" / "scratch" / "seed_0", items_of(labels, splits.train), task.cfg, 0,
+                                   torch.device("cpu"), val_items=items_of(labels, splits.val))
+    assert [r["step"] for r in selection["history"]] == [0, 5, 10]
+    assert len({r["L2_avg"] for r in selection["history"]}) == 1  # all tied
+    assert selection["selected_step"] == {"odometry": 10, "blind": 10}
 
 
 def test_trajectory_head_starts_at_constant_velocity():

@@ -88,7 +88,7 @@ def test_forecast_and_semantic_occupancy_cover_the_objects(log):
     obj = objects_at(log, t0, t0 + 250_000_000)
     q = np.column_stack([obj.center, np.full(len(obj.center), 0.25)])
     far = np.array([[0.0, 0.0, 30.0, 0.25]])
-    lab = semantic_occupancy(log, t0, np.vstack([q, far]), time_bins_s=0.5)
+    lab = semantic_occupancy(log, t0, np.vstack([q, far]))
     np.testing.assert_array_equal(lab[:-1], obj.category + 1)
     assert lab[-1] == 0
 

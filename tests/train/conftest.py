@@ -8,6 +8,7 @@ import pytest
 
 from gasp_core.data.ingest import IngestConfig, ingest
 from gasp_core.data.samples import SceneConfig
+from gasp_core.data.store import LogStore
 from gasp_core.models.config import DecoderConfig, EncoderConfig, ModelConfig, VoxelizerConfig
 from gasp_core.targets.build import OccupancyLabelsConfig, build_occupancy_labels
 from gasp_core.targets.dino import DinoTargetsConfig, build_dino_targets
@@ -38,5 +39,5 @@ def pretrain_inputs(av2_split, tmp_path_factory) -> dict[str, Path]:
                                 ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50), workers=1)
     build_occupancy_labels(root / "store", root / "occupancy", TINY_SCENE, occ, progress=False)
     dino = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
-    build_dino_targets(root / "store", root / "dino", dino, progress=False)
+    build_dino_targets(root / "store", root / "dino", dino, LogStore(root / "store").log_ids, progress=False)
     return {"store": root / "store", "occupancy": root / "occupancy", "dino": root / "dino"}
