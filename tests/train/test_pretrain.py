@@ -91,7 +91,7 @@ def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(REPO / "stages" / "pretrain.py"),
-           "--params", str(tmp_path / "params.yaml"), "--variant", "gasp", "--store", str(pretrain_inputs["store"]),
+           "--params", str(tmp_path / "params.yaml"), "--variant", "gasp", "--seed", "0", "--store", str(pretrain_inputs["store"]),
            "--occupancy", str(pretrain_inputs["occupancy"]), "--dino", str(pretrain_inputs["dino"]), "--out", str(tmp_path / "model"),
            "--live", str(tmp_path / "live"), "--metrics", str(tmp_path / "metrics.json"), "--checkpoints", str(tmp_path / "ckpt")]
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
