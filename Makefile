@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test clean-data dagster params
+.PHONY: setup demo data test clean-data dagster params ladder
 
 setup: $(STAMP)
 
@@ -46,3 +46,13 @@ params: setup
 
 clean-data:
 	rm -rf data/raw
+
+# The paper's variant ladder and GASP's ablations on the demo world, 2 pre-training seeds each, in its own project
+# (LADDER_DIR, outside this checkout's DVC state); its report is copied to studies/ladder/ (committed).
+LADDER_DIR ?= /tmp/gasp-ladder
+LADDER_VARIANTS ?= [scratch,uno,uno_enhanced,gasp_no_dino,gasp_no_ego,gasp]
+ladder: setup
+	rm -rf $(LADDER_DIR)
+	$(PY) -m gasp_core.presets demo $(LADDER_DIR) 'pretrain.variants=$(LADDER_VARIANTS)' 'finetune.inits=$(LADDER_VARIANTS)' 'pretrain.seeds=[0,1]'
+	cd $(LADDER_DIR) && python -m dvc repro
+	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder
