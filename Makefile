@@ -55,4 +55,4 @@ ladder: setup
 	rm -rf $(LADDER_DIR)
 	$(PY) -m gasp_core.presets demo $(LADDER_DIR) 'pretrain.variants=$(LADDER_VARIANTS)' 'finetune.inits=$(LADDER_VARIANTS)' 'pretrain.seeds=[0,1]'
 	cd $(LADDER_DIR) && python -m dvc repro
-	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder
+	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder && cp $(LADDER_DIR)/params.yaml studies/ladder/
