@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test clean-data dagster params ladder
+.PHONY: setup demo data test clean-data dagster params ladder mutants
 
 setup: $(STAMP)
 
@@ -56,3 +56,10 @@ ladder: setup
 	$(PY) -m gasp_core.presets demo $(LADDER_DIR) 'pretrain.variants=$(LADDER_VARIANTS)' 'finetune.inits=$(LADDER_VARIANTS)' 'pretrain.seeds=[0,1]'
 	cd $(LADDER_DIR) && python -m dvc repro
 	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder && cp $(LADDER_DIR)/params.yaml studies/ladder/
+
+# Mutation score of metrics, statistics, task labels, sample windows, occupancy and ego labels (cosmic-ray, in a
+# scratch copy of the checkout; not part of `make test`): MODULES="metrics stats" narrows it.
+MODULES ?=
+mutants: setup
+	$(PY) -m pip install --quiet -e ".[mutation]"
+	$(PY) benchmarks/mutation_score.py $(MODULES)

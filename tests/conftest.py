@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,21 @@ def nuscenes_root(sim_log, tmp_path_factory) -> Path:
     return root
 
 
+def in_ci() -> bool:
+    """CI sets ``CI=true`` (.ci/run): there, missing shared data is a failure, not a skip."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` (data under ../shared beside the checkout) or, when it is absent, a skip locally and a failure in CI."""
+    if not path.exists():
+        message = f"{what} not found at {path} (it lives in ../shared beside the checkout)"
+        if in_ci():
+            pytest.fail(f"CI=true and {message}: CI must provide it, tests needing it may not skip", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture(scope="session")
 def av2_sample() -> Path:
-    if not AV2_SAMPLE.is_dir():
-        pytest.skip(f"real AV2 sample not found at {AV2_SAMPLE} (it lives in ../shared beside the checkout)")
-    return AV2_SAMPLE
+    return require_shared(AV2_SAMPLE, "real AV2 sample")

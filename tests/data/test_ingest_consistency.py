@@ -72,6 +72,8 @@ def test_boxes_at_keyframes(pair):
     key_times = n.boxes["timestamp_ns"].unique().sort().to_numpy()
     assert len(key_times) == 2  # 1 s at 2 Hz
     matched = 0
+    tracks: dict[str, str] = {}  # AV2 track id -> nuScenes instance token
+    seen: dict[str, int] = {}
     for tn in key_times:
         ta = a.sweep_timestamps_ns[np.argmin(np.abs(us(a.sweep_timestamps_ns) - us(tn)))]
         ba, bn = a.boxes.filter(pl.col("timestamp_ns") == ta), n.boxes.filter(pl.col("timestamp_ns") == tn)
@@ -85,10 +87,15 @@ def test_boxes_at_keyframes(pair):
         ra = quat_wxyz_to_rotation(ba.select("qw", "qx", "qy", "qz").to_numpy())
         rn = quat_wxyz_to_rotation(bn.select("qw", "qx", "qy", "qz").to_numpy())[pairing]
         np.testing.assert_allclose(rn, ra, atol=1e-6)
-        assert bn["category"].to_list() == [bn["category"][int(j)] for j in pairing] or True
+        # the paired boxes are the same object: its track keeps one identity across key frames in both formats
+        for track_a, track_n in zip(ba["track_id"].to_list(), [bn["track_id"][int(j)] for j in pairing]):
+            assert tracks.setdefault(track_a, track_n) == track_n, f"AV2 track {track_a} pairs with two nuScenes tracks"
+            seen[track_a] = seen.get(track_a, 0) + 1
         assert [bn["category"][int(j)] for j in pairing] == ba["category"].to_list()  # one unified mapping
         matched += len(pairing)
     assert matched > 5
+    assert len(set(tracks.values())) == len(tracks)  # one-to-one over the whole log
+    assert sum(n == len(key_times) for n in seen.values()) > 5  # tracks seen at every key frame: the check has teeth
 
 
 def _polys(log: StoredLog, layer: str) -> list[Polygon]:

@@ -130,12 +130,24 @@ def test_wrong_weights_fail_loudly(tmp_path):
         DinoTeacher(TeacherConfig(weights=str(tmp_path / "missing.safetensors")))
 
 
-def test_hub_offline_fails_fast_instead_of_hanging():
+def test_hub_offline_fails_fast_instead_of_hanging(tmp_path):
+    """Offline, 'hub' weights fail at once with Hugging Face's "not in the local cache" error: not a hang, and not some
+    other failure (an ImportError, a bad config) that a bare non-zero exit would also accept."""
+    import os
+    import time
+
     code = ("import os; os.environ['HF_HUB_OFFLINE'] = '1'\n"
             "from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig\n"
             "DinoTeacher(TeacherConfig(weights='hub'))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # an empty cache: a DINOv2 checkpoint cached on this machine must not make the load succeed
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert time.monotonic() - start < 60
     assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("huggingface_hub.errors.LocalEntryNotFoundError"), res.stderr[-2000:]
+    assert "cannot find the requested files in the local cache" in last
 
 
 @pytest.fixture(scope="module")

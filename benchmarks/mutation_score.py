@@ -1,0 +1,107 @@
+"""Mutation score of the modules where a silent bug costs most, with cosmic-ray, in a scratch copy of the checkout.
+
+    make mutants                                    # every module below
+    python benchmarks/mutation_score.py metrics stats [--timeout 120] [--keep DIR]
+
+For each module, cosmic-ray applies its operators one mutant at a time to a copy of the checkout (the working tree is
+never touched) and runs the fast tests that claim to cover the module; the score is the share of mutants they kill.
+Survivors are listed (line, operator, occurrence) so that each can be killed by a test or justified. Not part of
+`make test`: it runs the tests once per mutant (minutes per module on 2 cores). Needs `pip install cosmic-ray`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "metrics": ("gasp_core/tasks/metrics.py", ["tests/tasks/test_metrics.py", "tests/tasks/test_evaluation.py",
+                                               "tests/tasks/test_labels.py", "tests/tasks/test_oracles.py"]),
+    "stats": ("gasp_core/tasks/stats.py", ["tests/tasks/test_stats.py", "tests/tasks/test_report.py"]),
+    "labels": ("gasp_core/tasks/labels.py", ["tests/tasks/test_labels.py", "tests/tasks/test_evaluation.py"]),
+    "samples": ("gasp_core/data/samples.py", ["tests/train/test_windows.py", "tests/targets/test_build.py"]),
+    "occupancy": ("gasp_core/targets/occupancy.py", ["tests/targets/test_occupancy.py"]),
+    "ego_path": ("gasp_core/targets/ego_path.py", ["tests/targets/test_ego_path.py", "tests/train/test_dataset.py"]),
+}
+COPIED = ("gasp_core", "tests", "configs", "stages", "orchestration", "pyproject.toml", "params.yaml", "dvc.yaml")
+
+
+def _copy_checkout(dest: Path) -> Path:
+    """The checkout's code and tests under dest/checkout, with ../shared beside it as in CI."""
+    work = dest / "checkout"
+    work.mkdir(parents=True)
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif src.is_file():
+            shutil.copy2(src, work / name)
+    shared = ROOT.parent / "shared"
+    if shared.exists():
+        (dest / "shared").symlink_to(shared)
+    return work
+
+
+def score(name: str, work: Path, timeout: float) -> dict:
+    module, tests = MODULES[name]
+    tests = [t for t in tests if (work / t).is_file()]
+    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(tests)
+    cfg = work / f"cr_{name}.toml"
+    cfg.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {timeout}\nexcluded-modules = []\n'
+                   f'test-command = "{command}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
+    session = work / f"cr_{name}.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(work)}
+    env.pop("CI", None)
+    cr = [sys.executable, "-m", "cosmic_ray.cli"]
+    for step in (["init", str(cfg), str(session)], ["baseline", str(cfg)], ["exec", str(cfg), str(session)]):
+        res = subprocess.run(cr + step, cwd=work, env=env, capture_output=True, text=True)
+        if res.returncode:
+            raise RuntimeError(f"cosmic-ray {step[0]} failed for {module}:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    dump = subprocess.run(cr + ["dump", str(session)], cwd=work, env=env, capture_output=True, text=True, check=True)
+    killed, survived, other = 0, [], 0
+    for line in dump.stdout.splitlines():
+        item, result = json.loads(line)
+        outcome = (result or {}).get("test_outcome")
+        if outcome == "killed":
+            killed += 1
+        elif outcome == "survived":
+            m = item["mutations"][0]
+            survived.append(f"{m['module_path']}:{m['start_pos'][0]} {m['operator_name']} #{m['occurrence']}")
+        else:
+            other += 1
+    total = killed + len(survived)
+    return {"module": module, "tests": tests, "mutants": total, "killed": killed, "score": killed / total if total else None,
+            "not_run": other, "survivors": survived}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", default=list(MODULES), help=f"of {list(MODULES)}")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant's test run")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the scratch copy here (default: a temporary folder)")
+    args = parser.parse_args()
+    scratch = args.keep or Path(tempfile.mkdtemp(prefix="gasp-mutants-"))
+    work = _copy_checkout(scratch)
+    results = []
+    for name in args.modules:
+        r = score(name, work, args.timeout)
+        results.append(r)
+        print(f"{name:<10} {r['module']:<34} {r['killed']:>4}/{r['mutants']:<4} killed  score "
+              f"{(r['score'] or 0):.2f}  ({r['not_run']} timed out or incompetent)", flush=True)
+        for s in r["survivors"]:
+            print(f"    survived: {s}", flush=True)
+    (scratch / "mutation_score.json").write_text(json.dumps(results, indent=1))
+    print(f"details: {scratch / 'mutation_score.json'}")
+    if args.keep is None:
+        shutil.rmtree(scratch / "checkout", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

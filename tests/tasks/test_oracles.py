@@ -1,0 +1,286 @@
+"""Every task's evaluation scores a head that returns the truth perfectly and one that returns its negation badly;
+depth rendering finds an analytic field's 0.5 crossing exactly.
+
+The labels are hand-made (random blobs, paths and queries); the oracle heads read them back from the arrays this
+file wrote, mapping each query to its label on their own (never through the task's query code)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from torch import nn
+
+from gasp_core.data.samples import SceneConfig
+from gasp_core.targets import schema
+from gasp_core.targets.occupancy import QuerySource
+from gasp_core.tasks.build import MANIFEST, SEMANTIC_CLASSES, TaskLabels
+from gasp_core.tasks.config import FinetuneConfig, TaskLabelsConfig
+from gasp_core.tasks.finetune import (ForecastTask, MapTask, OccupancyTask, SemanticOccupancyTask, TrajectoryTask, items_of,
+                                      make_task)
+
+# not square, so a swap of rows and columns cannot pass unnoticed
+SCENE = SceneConfig(extent_m=(-16.0, 16.0, -12.0, 12.0, -2.0, 4.0), past_sweeps=2, horizon_s=3.0)
+ROWS, COLS = 24, 32  # 1 m cells
+F_TIMES = [0.0, 1.0, 3.0]
+WP_TIMES = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+LOGS = {"a": 3, "b": 2}
+EGO = (4.5, 2.0, 1.0)  # length, width, rear overhang
+
+
+def _blobs(rng, shape, n=4, size=(2, 6)) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    for _ in range(n):
+        h, w = rng.integers(*size, size=2)
+        r, c = rng.integers(0, shape[0] - h), rng.integers(0, shape[1] - w)
+        out[r:r + h, c:c + w] = True
+    return out
+
+
+def _write(root: Path, rng: np.random.Generator) -> dict:
+    """Labels (and stored occupancy queries) of LOGS; returns the raw arrays per log for the oracles."""
+    (root / "labels").mkdir(parents=True)
+    raw = {}
+    for log_id, n in LOGS.items():
+        forecast = np.stack([[[_blobs(rng, (ROWS, COLS)) for _ in range(3)] for _ in F_TIMES] for _ in range(n)])
+        maps = np.stack([[_blobs(rng, (ROWS, COLS), n=6, size=(1, 8)) for _ in range(4)] for _ in range(n)])
+        speed = rng.uniform(3.0, 10.0, n)
+        wp_t, past_t = np.array(WP_TIMES), np.array([-0.1, 0.0])
+        curve = rng.normal(0.0, 0.5, n)
+        waypoints = np.stack([np.column_stack([v * wp_t, c * wp_t**2]) for v, c in zip(speed, curve)]).astype(np.float32)
+        ego_past = np.stack([np.column_stack([v * past_t, np.zeros(2), past_t]) for v in speed]).astype(np.float32)
+        # a box on the true path at waypoint 3 (1 m ahead of the rear axle) for the first sample, none elsewhere
+        wp = waypoints[0, 3]
+        boxes = np.array([[0, 3, wp[0] + 1.0, wp[1], 0.0, 2.0, 1.0]], np.float32)
+        # semantic queries: random points and classes
+        sem_n = 40 * n
+        sem_xyzt = np.column_stack([rng.uniform(-15, 15, (sem_n, 2)), rng.uniform(-1, 3, sem_n),
+                                    rng.uniform(0, 3, sem_n)]).astype(np.float32)
+        sem_class = rng.integers(0, len(SEMANTIC_CLASSES), sem_n).astype(np.int8)
+        sem_sample = np.repeat(np.arange(n), 40).astype(np.int32)
+        arrays = {"voxels": np.packbits(np.zeros((n, 4, ROWS, COLS), bool).reshape(n, -1), axis=1),
+                  "forecast": np.packbits(forecast.reshape(n, -1), axis=1), "map": np.packbits(maps.reshape(n, -1), axis=1),
+                  "waypoints": waypoints, "ego_past": ego_past, "boxes": boxes, "ego_dims": np.array(EGO, np.float32),
+                  "t0_ns": np.arange(n, dtype=np.int64), "sem_xyzt": sem_xyzt, "sem_class": sem_class, "sem_sample": sem_sample,
+                  "ray_origin": np.zeros((0, 3), np.float32), "ray_dir": np.zeros((0, 3), np.float32),
+                  "ray_t": np.zeros(0, np.float32), "ray_range": np.zeros(0, np.float32), "ray_sample": np.zeros(0, np.int32),
+                  "occ_t_min": np.full(n, 0.1, np.float32)}
+        np.savez(root / "labels" / f"{log_id}.npz", **arrays)
+        # stored occupancy queries, one batch per sample: returns and free space (some before t0's sweep ends),
+        # and missing-ray queries (free)
+        occ_dir = root / "occupancy" / log_id
+        occ_dir.mkdir(parents=True)
+        batches, occ_raw = [], []
+        for s in range(n):
+            m = 300
+            q = np.column_stack([rng.uniform(-15, 15, (m, 2)), rng.uniform(-1, 3, m), rng.uniform(0, 3, m)]).astype(np.float32)
+            src = rng.choice([QuerySource.RETURN, QuerySource.FREE, QuerySource.MISSING], m, p=[0.3, 0.5, 0.2]).astype(np.uint8)
+            occupied = (src == QuerySource.RETURN).astype(np.uint8)
+            batches.append(pa.record_batch({"x_m": q[:, 0], "y_m": q[:, 1], "z_m": q[:, 2], "t_s": q[:, 3],
+                                            "occupied": occupied, "source": src}))
+            occ_raw.append((q, occupied))
+        with pa.OSFile(str(occ_dir / schema.OCCUPANCY_FILE), "wb") as sink, pa.ipc.new_file(sink, batches[0].schema) as w:
+            for b in batches:
+                w.write_batch(b)
+        raw[log_id] = {"forecast": forecast, "map": maps, "waypoints": waypoints, "occ": occ_raw,
+                       "sem": (sem_xyzt, sem_class, sem_sample)}
+    cfg = TaskLabelsConfig(bev_resolution_m=1.0, forecast_times_s=F_TIMES, map_resolution_m=1.0, waypoint_times_s=WP_TIMES)
+    manifest = {"logs": LOGS, "config": cfg.__dict__, "voxel_shape": [4, ROWS, COLS], "forecast_shape": [len(F_TIMES), 3, ROWS, COLS],
+                "map_shape": [4, ROWS, COLS], "voxelizer": {"voxel_size_m": 1.0, "z_bins": 2}}
+    (root / "labels" / MANIFEST).write_text(json.dumps(manifest))
+    return raw
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("oracles")
+    raw = _write(root, np.random.default_rng(7))
+    labels = TaskLabels(root / "labels")
+    items = items_of(labels, list(LOGS))
+
+    def task(name):
+        return make_task(name, labels, root / "occupancy", SCENE, FinetuneConfig(device="cpu"))
+
+    def bev_of(its):  # the "features" of an item: its index, so the oracle heads know whose labels to return
+        assert len(its) == 1
+        return torch.tensor([[float(items.index(its[0]))]])
+
+    return raw, items, task, bev_of
+
+
+class _Oracle(nn.Module):
+    """Logits +-20 from the truth (``sign`` -1: the negated truth)."""
+
+    def __init__(self, raw, items, sign=1.0):
+        super().__init__()
+        self.raw, self.items, self.sign = raw, items, sign
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def item(self, bev):
+        return self.items[int(bev[0, 0])]
+
+    def logits(self, truth: np.ndarray) -> np.ndarray:
+        return self.sign * np.where(truth, 20.0, -20.0)
+
+
+class _ForecastOracle(_Oracle):
+    def forward(self, bev, q):
+        log_id, s = self.item(bev)
+        q = q[0].numpy().astype(np.float64)
+        col = np.floor(q[:, 0] + 16.0).astype(int)
+        row = np.floor(q[:, 1] + 12.0).astype(int)
+        k = np.array([F_TIMES.index(t) for t in np.round(q[:, 2], 6)])
+        y = self.raw[log_id]["forecast"][s][k, :, row, col]  # (N, 3)
+        return torch.from_numpy(self.logits(y))[None].float()
+
+
+class _MapOracle(_Oracle):
+    def forward(self, bev):
+        log_id, s = self.item(bev)
+        return torch.from_numpy(self.logits(self.raw[log_id]["map"][s]))[None].float()
+
+
+class _TrajectoryOracle(_Oracle):
+    def __init__(self, raw, items, odometry=1.0, blind=1.0):
+        super().__init__(raw, items)
+        self.signs = {"odometry": odometry, "blind": blind}
+
+    def forward(self, bev, past):
+        log_id, s = self.item(bev)
+        wp = torch.from_numpy(self.raw[log_id]["waypoints"][s].astype(np.float32))
+        return {part: (sign * wp)[None] for part, sign in self.signs.items()}
+
+
+class _SemanticOracle(_Oracle):
+    def forward(self, bev, q):
+        log_id, s = self.item(bev)
+        xyzt, cls, sample = self.raw[log_id]["sem"]
+        lookup = {row.tobytes(): c for row, c in zip(xyzt[sample == s], cls[sample == s])}
+        y = np.array([lookup.get(row.tobytes(), 0) for row in q[0].numpy().astype(np.float32)])
+        onehot = np.eye(len(SEMANTIC_CLASSES), dtype=bool)[y]
+        return torch.from_numpy(self.logits(onehot))[None].float()
+
+
+def test_forecast_oracle(world):
+    raw, items, task, bev_of = world
+    t = task("forecast")
+    assert isinstance(t, ForecastTask)
+    good = t.evaluate(_ForecastOracle(raw, items), bev_of, items)
+    for cls in ("vehicle", "pedestrian", "cyclist"):
+        for time in F_TIMES:
+            assert good.metrics[f"AP/{cls}/{time:g}s"] == pytest.approx(1.0)
+            assert good.metrics[f"softIoU/{cls}/{time:g}s"] == pytest.approx(1.0, abs=1e-6)
+    assert good.metrics["mAP"] == pytest.approx(1.0)
+    assert t.main_from_stats({k: v.sum(0)[None] for k, v in good.stats.items()}, np.array([len(items)]))[0] == pytest.approx(1.0)
+    bad = t.evaluate(_ForecastOracle(raw, items, sign=-1.0), bev_of, items)
+    prevalence = np.concatenate([raw[lid]["forecast"][s] for lid, s in items]).mean()
+    assert bad.metrics["mAP"] < 2 * prevalence < 0.5
+    assert bad.metrics["softIoU"] < 1e-6
+
+
+def test_map_oracle(world):
+    raw, items, task, bev_of = world
+    t = task("map")
+    assert isinstance(t, MapTask)
+    good = t.evaluate(_MapOracle(raw, items), bev_of, items)
+    assert all(good.metrics[k] == pytest.approx(1.0) for k in good.metrics)  # every layer's IoU, mIoU, mIoU_all
+    counts = good.stats["iou_counts"]
+    assert (counts[..., 0] == counts[..., 1]).all() and (counts[..., 1] > 0).all()
+    np.testing.assert_array_equal(good.qualitative["truth"], raw[items[0][0]]["map"][items[0][1]])
+    bad = t.evaluate(_MapOracle(raw, items, sign=-1.0), bev_of, items)
+    assert all(bad.metrics[k] == 0.0 for k in bad.metrics)
+
+
+def test_trajectory_oracle(world):
+    raw, items, task, bev_of = world
+    t = task("trajectory")
+    assert isinstance(t, TrajectoryTask) and t.at_s == (1.0, 2.0, 3.0)
+    good = t.evaluate(_TrajectoryOracle(raw, items), bev_of, items)
+    for suffix in ("", "/no_odometry"):
+        for key in ("l2_1s", "l2_2s", "l2_3s", "L2_avg"):
+            assert good.metrics[f"{key}{suffix}"] == pytest.approx(0.0, abs=1e-6)
+    # the true path hits the box placed on it (each log's first sample, waypoint at 2 s), so does the oracle
+    assert good.metrics["collision_rate_true_path"] == pytest.approx(2 / len(items))
+    assert good.metrics["collision_rate"] == pytest.approx(2 / len(items))
+    assert good.metrics["collision_1s"] == 0.0 and good.metrics["collision_2s"] == pytest.approx(2 / len(items))
+    np.testing.assert_allclose(good.stats["l2"], 0.0, atol=1e-6)
+    # odometry head true, blind head negated: each head is scored on its own output
+    mixed = t.evaluate(_TrajectoryOracle(raw, items, blind=-1.0), bev_of, items)
+    assert mixed.metrics["L2_avg"] == pytest.approx(0.0, abs=1e-6)
+    true = np.stack([raw[lid]["waypoints"][s] for lid, s in items]).astype(np.float64)
+    expected = 2 * np.linalg.norm(true[:, [1, 3, 5]], axis=-1)  # |wp - (-wp)| at 1, 2, 3 s
+    np.testing.assert_allclose(mixed.stats["l2_blind"], expected, rtol=1e-5)
+    assert mixed.metrics["L2_avg/no_odometry"] == pytest.approx(expected.mean(), rel=1e-5)
+    assert mixed.metrics["l2_3s/no_odometry"] == pytest.approx(expected[:, 2].mean(), rel=1e-5)
+
+
+def test_semantic_occupancy_oracle(world):
+    raw, items, task, bev_of = world
+    t = task("semantic_occupancy")
+    assert isinstance(t, SemanticOccupancyTask)
+    good = t.evaluate(_SemanticOracle(raw, items), bev_of, items)
+    assert good.metrics["mAP"] == pytest.approx(1.0) and good.metrics["mIoU"] == pytest.approx(1.0)
+    bad = t.evaluate(_SemanticOracle(raw, items, sign=-1.0), bev_of, items)
+    assert bad.metrics["mAP"] < 0.5 and bad.metrics["mIoU"] < 0.3
+
+
+def _occupancy_field(raw, sign=1.0):
+    """field_of(item): the stored label of each stored query (0 for anything else), or its negation."""
+    def field_of(item):
+        q, occupied = raw[item[0]]["occ"][item[1]]
+        lookup = {row.tobytes(): bool(o) for row, o in zip(q, occupied)}
+
+        def field(queries):
+            y = np.array([lookup.get(row.tobytes(), False) for row in np.asarray(queries, np.float32)], np.float64)
+            return y if sign > 0 else 1.0 - y
+        return field
+    return field_of
+
+
+def test_occupancy_oracle(world):
+    raw, items, task, bev_of = world
+    t = task("occupancy")
+    assert isinstance(t, OccupancyTask)
+    good = t._score(_occupancy_field(raw), items)
+    for key in ("AP", "IoU", "AP/1s", "IoU/1s", "AP/2s", "IoU/2s", "AP/3s", "IoU/3s"):
+        assert good.metrics[key] == pytest.approx(1.0), key
+    assert good.metrics["free_rate/missing"] == 1.0
+    assert t.main_from_stats({"hist": good.stats["hist"].sum(0)}, np.array(len(items))) == pytest.approx(1.0)
+    bad = t._score(_occupancy_field(raw, sign=-1.0), items)
+    assert bad.metrics["AP"] < 0.5 and bad.metrics["IoU"] == 0.0 and bad.metrics["free_rate/missing"] == 0.0
+
+
+def test_depth_rendering_interpolates_to_the_analytic_crossing(world):
+    """P(occupied) ramps linearly along x, crossing 0.5 at x = 5.2 + t (between the 0.5 m steps): the rendered depth
+    is the crossing to 1e-6, on rays along and across the ramp and at different times."""
+    raw, items, task, bev_of = world
+    t = task("occupancy")
+    arrays = t.labels.log("a")
+    saved = {k: arrays[k] for k in ("ray_origin", "ray_dir", "ray_t", "ray_range", "ray_sample")}
+    angles = np.array([0.0, 0.3, -0.7, 0.0])
+    times = np.array([0.0, 0.5, 1.3, 0.3])
+    origins = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5], [-3.0, 1.0, 1.0], [0.4, 0.0, 0.0]])
+    dirs = np.column_stack([np.cos(angles), np.sin(angles), np.zeros(4)])
+    crossing = (5.2 + times - origins[:, 0]) / np.cos(angles)  # distance along each ray to x = 5.2 + t
+    try:
+        arrays.update(ray_origin=origins.astype(np.float32), ray_dir=dirs.astype(np.float32), ray_t=times.astype(np.float32),
+                      ray_range=crossing.astype(np.float32), ray_sample=np.zeros(4, np.int32))
+
+        def field(q):
+            q = np.asarray(q, np.float64)
+            return np.clip((q[:, 0] - (5.2 + q[:, 3])) / 2.0 + 0.5, 0.0, 1.0)
+
+        depth, true = t.render(field, ("a", 0))
+        # float32 ray directions and times: the crossing is exact up to their rounding
+        np.testing.assert_allclose(depth, crossing, atol=1e-5)
+        assert np.abs((depth / t.step_m) - np.round(depth / t.step_m)).max() > 0.1  # crossings fall between steps
+        np.testing.assert_allclose(true, crossing.astype(np.float32), rtol=0)
+        # a field that never reaches 0.5: the depth is where the ray leaves the scene (x = 16 for a ray along x)
+        depth, _ = t.render(lambda q: np.full(len(q), 0.2), ("a", 0))
+        assert depth[0] == pytest.approx(16.0, abs=1e-5)
+    finally:
+        arrays.update(saved)
