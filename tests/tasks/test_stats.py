@@ -70,3 +70,22 @@ def test_compare_names_the_papers_pairs_and_the_baseline():
     assert res["low"]["vs_baseline"]["scratch"]["verdict"] == "worse"
     assert res["low"]["vs_baseline"]["uno"]["verdict"] == "inconclusive"
     assert ("uno", "scratch") in comparison_pairs(["scratch", "uno", "uno_enhanced", "gasp"])
+
+
+def test_percentile_interval_has_the_asked_level_and_refuses_mostly_undefined_replicates():
+    from gasp_core.tasks.stats import _percentiles
+
+    values = np.arange(1001.0)  # quantiles are exact on this grid
+    assert _percentiles(values, 0.9) == pytest.approx((50.0, 950.0))
+    assert _percentiles(values, 0.95) == pytest.approx((25.0, 975.0))
+    half = np.r_[np.arange(10.0), np.full(10, np.nan)]  # exactly half undefined: still an interval
+    assert _percentiles(half, 0.5) == pytest.approx((2.25, 6.75))
+    mostly = np.r_[np.arange(9.0), np.full(11, np.nan)]  # more than half undefined (no positives drawn): none
+    assert all(np.isnan(_percentiles(mostly, 0.9))) and all(np.isnan(_percentiles(np.full(5, np.nan), 0.9)))
+
+
+def test_bootstrap_config_rejects_what_it_cannot_do():
+    for bad in ({"unit": "frame"}, {"level": 0.5}, {"level": 1.0}, {"level": 95}):
+        with pytest.raises(ValueError):
+            BootstrapConfig(**bad)
+    assert BootstrapConfig(level=0.51).level == 0.51 and BootstrapConfig(unit="log").unit == "log"
