@@ -3,28 +3,24 @@ the test split's labels, and overlapping splits are refused."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from gasp_core.config import ConfigError
 from gasp_core.data.ingest import IngestConfig, ingest
-from gasp_core.data.samples import SceneConfig
 from gasp_core.data.store import LogStore
-from gasp_core.models.config import DecoderConfig, EncoderConfig, ModelConfig, VoxelizerConfig, variant
-from gasp_core.models.gasp_model import GaspModel
+from gasp_core.models.config import variant
 from gasp_core.targets.build import OccupancyLabelsConfig, build_occupancy_labels
 from gasp_core.targets.ego_path import EgoPathConfig
 from gasp_core.targets.occupancy import OccupancyConfig
-from gasp_core.tasks.build import MANIFEST, TaskLabels
-from gasp_core.tasks.config import FinetuneConfig, SplitsConfig, TaskLabelsConfig
+from gasp_core.tasks.build import TaskLabels
+from gasp_core.tasks.config import FinetuneConfig, SplitsConfig
 from gasp_core.tasks.finetune import finetune
 from gasp_core.train.dataset import PretrainDataset, QueryCounts
 from gasp_core.train.pretrain import pretrain
+from tests.tasks.synthetic import SCENE, make_project
 from tests.train.conftest import TINY_MODEL, TINY_SCENE, tiny_config
 
 OTHER_ID = "00000000-0000-0000-0000-0000000000ab"
@@ -87,47 +83,11 @@ def test_pretraining_reads_only_the_training_split(two_log_inputs, opened_logs, 
 
 # --- fine-tuning: synthetic task labels (as tests/tasks/test_finetune.py) -------------------------------------------
 
-SCENE = SceneConfig(extent_m=(-16.0, 16.0, -16.0, 16.0, -2.0, 4.0), past_sweeps=2, horizon_s=1.0)
-VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=2)
-LOGS = {"train_a": 3, "train_b": 3, "val": 3, "test": 3}
-
-
-def _write_labels(root: Path, rng: np.random.Generator) -> None:
-    root.mkdir(parents=True)
-    c, h, w = SCENE.past_sweeps * VOX.z_bins, 32, 32
-    for log_id, n in LOGS.items():
-        vox = np.zeros((n, c, h, w), bool)
-        for s in range(n):
-            r, q = rng.integers(2, 26, size=2)
-            vox[s, :, r:r + 5, q:q + 5] = True
-        mp = np.zeros((n, 4, h, w), bool)
-        mp[:, 0] = vox[:, 0]
-        speed = rng.uniform(2.0, 10.0, n)
-        past_t = np.array([-0.1, 0.0])
-        ego_past = np.stack([np.column_stack([v * past_t, np.zeros(2), past_t]) for v in speed]).astype(np.float32)
-        wp_t = np.array([0.5, 1.0])
-        waypoints = np.stack([np.column_stack([v * wp_t, np.zeros(2)]) for v in speed]).astype(np.float32)
-        arrays = {"voxels": np.stack([np.packbits(v) for v in vox]), "map": np.stack([np.packbits(m) for m in mp]),
-                  "forecast": np.stack([np.packbits(np.zeros((2, 3, 32, 32), bool)) for _ in range(n)]),
-                  "waypoints": waypoints, "ego_past": ego_past, "boxes": np.zeros((0, 7), np.float32),
-                  "ego_dims": np.array([4.5, 2.0, 1.0], np.float32), "t0_ns": np.arange(n, dtype=np.int64)}
-        np.savez(root / f"{log_id}.npz", **arrays)
-    cfg = TaskLabelsConfig(bev_resolution_m=1.0, forecast_times_s=[0.0, 1.0], map_resolution_m=1.0, waypoint_times_s=[0.5, 1.0])
-    manifest = {"logs": LOGS, "config": cfg.__dict__, "voxel_shape": [c, h, w], "forecast_shape": [2, 3, 32, 32],
-                "map_shape": [4, h, w]}
-    (root / MANIFEST).write_text(json.dumps(manifest))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ft_splits")
-    _write_labels(root / "labels", np.random.default_rng(0))
-    model_cfg = ModelConfig(VOX, EncoderConfig(backbone="resnet10t", out_indices=(0, 1, 2), width=16, out_stride=2),
-                            DecoderConfig(hidden=16, blocks=1, offsets=0))
-    torch.manual_seed(0)
-    GaspModel(SCENE, model_cfg, variant("scratch")).save_pretrained(root / "models" / "scratch" / "seed_0")
-    splits = SplitsConfig(train=["train_a", "train_b"], val=["val"], test=["test"])
-    return root, splits
+    return make_project(tmp_path_factory.mktemp("ft_splits"), blobs=1, turn_std_m=0.0)
 
 
 @pytest.fixture
