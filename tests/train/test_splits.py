@@ -42,18 +42,23 @@ def two_log_inputs(av2_split, tmp_path_factory) -> tuple[dict[str, Path], str, s
     return {"store": root / "store", "occupancy": root / "occupancy"}, train_id, OTHER_ID
 
 
+def _record_log_ids(monkeypatch, cls) -> list[str]:
+    """Every log id ``cls.log`` is asked for from now on."""
+    seen: list[str] = []
+    original = cls.log
+
+    def log(self, log_id):
+        seen.append(log_id)
+        return original(self, log_id)
+
+    monkeypatch.setattr(cls, "log", log)
+    return seen
+
+
 @pytest.fixture
 def opened_logs(monkeypatch) -> list[str]:
     """Every log id the log store opens from now on."""
-    opened: list[str] = []
-    original = LogStore.log
-
-    def log(self, log_id):
-        opened.append(log_id)
-        return original(self, log_id)
-
-    monkeypatch.setattr(LogStore, "log", log)
-    return opened
+    return _record_log_ids(monkeypatch, LogStore)
 
 
 def test_pretrain_dataset_opens_only_the_training_logs(two_log_inputs, opened_logs):
@@ -93,15 +98,7 @@ def project(tmp_path_factory):
 @pytest.fixture
 def read_labels(monkeypatch) -> list[str]:
     """Every log id whose task labels are read from now on."""
-    read: list[str] = []
-    original = TaskLabels.log
-
-    def log(self, log_id):
-        read.append(log_id)
-        return original(self, log_id)
-
-    monkeypatch.setattr(TaskLabels, "log", log)
-    return read
+    return _record_log_ids(monkeypatch, TaskLabels)
 
 
 @pytest.mark.parametrize("task, encoder", [("map", "frozen"), ("trajectory", "full")])
