@@ -5,7 +5,13 @@
 
 For each module, cosmic-ray applies its operators one mutant at a time to a copy of the checkout (the working tree is
 never touched) and runs the fast tests that claim to cover the module; the score is the share of mutants they kill.
-Survivors are listed (line, operator, occurrence) so that each can be killed by a test or justified. Not part of
+Survivors are listed (line, operator, occurrence) so that each can be killed by a test or justified.
+
+Operators that only make type errors out of float arithmetic (``a * b`` -> ``a << b``, ``a ^ b``, ``a % b``, ``a ** b``,
+``a // b``; ``-x`` -> ``~x`` / ``not x``; arithmetic <-> bitwise) are filtered out with cosmic-ray's operators filter
+(``--all-operators`` keeps them): any test that executes the line kills them, so they cost test time (more than half
+of all mutants) without measuring how strong the tests are. Swaps among + - * /, between & and |, comparisons,
+numbers, ``not`` and loop mutants are all kept. Not part of
 `make test`: it runs the tests once per mutant (minutes per module on 2 cores). Needs `pip install cosmic-ray`.
 """
 
@@ -30,6 +36,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "occupancy": ("gasp_core/targets/occupancy.py", ["tests/targets/test_occupancy.py"]),
     "ego_path": ("gasp_core/targets/ego_path.py", ["tests/targets/test_ego_path.py", "tests/train/test_dataset.py"]),
 }
+TRIVIAL_OPERATORS = [
+    r"core/ReplaceBinaryOperator_\w+_(FloorDiv|Mod|Pow|RShift|LShift|BitXor)$",
+    r"core/ReplaceBinaryOperator_(Add|Sub|Mul|Div)_(BitOr|BitAnd)$",
+    r"core/ReplaceBinaryOperator_(BitOr|BitAnd)_(Add|Sub|Mul|Div)$",
+    r"core/ReplaceUnaryOperator_USub_(Invert|Not)$",
+    r"core/ReplaceUnaryOperator_Invert_(UAdd|USub)$",
+]
 COPIED = ("gasp_core", "tests", "configs", "stages", "orchestration", "pyproject.toml", "params.yaml", "dvc.yaml")
 
 
@@ -49,27 +62,36 @@ def _copy_checkout(dest: Path) -> Path:
     return work
 
 
-def score(name: str, work: Path, timeout: float) -> dict:
+def score(name: str, work: Path, timeout: float, all_operators: bool = False) -> dict:
     module, tests = MODULES[name]
     tests = [t for t in tests if (work / t).is_file()]
     command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(tests)
     cfg = work / f"cr_{name}.toml"
     cfg.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {timeout}\nexcluded-modules = []\n'
                    f'test-command = "{command}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
+    if not all_operators:
+        patterns = ", ".join("'" + p + "'" for p in TRIVIAL_OPERATORS)
+        cfg.write_text(cfg.read_text() + f"\n[cosmic-ray.filters.operators-filter]\nexclude-operators = [{patterns}]\n")
     session = work / f"cr_{name}.sqlite"
     env = {**os.environ, "PYTHONPATH": str(work)}
     env.pop("CI", None)
     cr = [sys.executable, "-m", "cosmic_ray.cli"]
-    for step in (["init", str(cfg), str(session)], ["baseline", str(cfg)], ["exec", str(cfg), str(session)]):
-        res = subprocess.run(cr + step, cwd=work, env=env, capture_output=True, text=True)
+    steps = [cr + ["init", str(cfg), str(session)], cr + ["baseline", str(cfg)]]
+    if not all_operators:
+        steps.append([sys.executable, "-m", "cosmic_ray.tools.filters.operators_filter", str(session), str(cfg)])
+    steps.append(cr + ["exec", str(cfg), str(session)])
+    for step in steps:
+        res = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True)
         if res.returncode:
-            raise RuntimeError(f"cosmic-ray {step[0]} failed for {module}:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+            raise RuntimeError(f"{' '.join(step[2:4])} failed for {module}:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
     dump = subprocess.run(cr + ["dump", str(session)], cwd=work, env=env, capture_output=True, text=True, check=True)
-    killed, survived, other = 0, [], 0
+    killed, survived, other, filtered = 0, [], 0, 0
     for line in dump.stdout.splitlines():
         item, result = json.loads(line)
         outcome = (result or {}).get("test_outcome")
-        if outcome == "killed":
+        if (result or {}).get("worker_outcome") == "skipped":
+            filtered += 1
+        elif outcome == "killed":
             killed += 1
         elif outcome == "survived":
             m = item["mutations"][0]
@@ -78,23 +100,24 @@ def score(name: str, work: Path, timeout: float) -> dict:
             other += 1
     total = killed + len(survived)
     return {"module": module, "tests": tests, "mutants": total, "killed": killed, "score": killed / total if total else None,
-            "not_run": other, "survivors": survived}
+            "not_run": other, "filtered": filtered, "survivors": survived}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", default=list(MODULES), help=f"of {list(MODULES)}")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant's test run")
+    parser.add_argument("--all-operators", action="store_true", help="keep the type-error operators (see above)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the scratch copy here (default: a temporary folder)")
     args = parser.parse_args()
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="gasp-mutants-"))
     work = _copy_checkout(scratch)
     results = []
     for name in args.modules:
-        r = score(name, work, args.timeout)
+        r = score(name, work, args.timeout, args.all_operators)
         results.append(r)
         print(f"{name:<10} {r['module']:<34} {r['killed']:>4}/{r['mutants']:<4} killed  score "
-              f"{(r['score'] or 0):.2f}  ({r['not_run']} timed out or incompetent)", flush=True)
+              f"{(r['score'] or 0):.2f}  ({r['not_run']} timed out or incompetent, {r['filtered']} filtered)", flush=True)
         for s in r["survivors"]:
             print(f"    survived: {s}", flush=True)
     (scratch / "mutation_score.json").write_text(json.dumps(results, indent=1))

@@ -132,3 +132,45 @@ def test_l2_without_the_requested_time_raises():
         l2_at(true, true, np.array([0.5, 0.9, 1.9, 2.9]))  # near, but not at, 1 / 2 / 3 s
     with pytest.raises(ValueError):
         l2_at(np.zeros((6, 2)), np.zeros((6, 2)), WAYPOINT_TIMES, at_s=(1.25,))
+
+
+def test_ratio_is_undefined_exactly_where_nothing_was_counted():
+    """IoU and rates are count ratios: 0 / 0 and n / 0 are undefined (nan), never inf, 0 or 1."""
+    from gasp_core.tasks.metrics import ratio
+
+    out = ratio(np.array([3, 0, 2, 0, 1]), np.array([0, 0, 4, 5, 1]))
+    np.testing.assert_array_equal(np.isnan(out), [True, True, False, False, False])
+    np.testing.assert_allclose(out[2:], [0.5, 0.0, 1.0])
+
+
+def test_iou_counts_are_intersection_and_union_as_sklearn_counts_them():
+    from sklearn.metrics import jaccard_score
+
+    from gasp_core.tasks.metrics import iou_counts, ratio
+
+    rng = np.random.default_rng(0)
+    pred, target = rng.random((40, 30)) < 0.3, rng.random((40, 30)) < 0.5
+    inter, union = iou_counts(pred, target)
+    assert (inter, union) == ((pred & target).sum(), (pred | target).sum()) and 0 < inter < union
+    assert ratio(inter, union) == pytest.approx(jaccard_score(target.ravel(), pred.ravel()))
+
+
+def test_score_histogram_bins_the_extremes_and_ap_handles_stacks_and_single_positives():
+    from sklearn.metrics import average_precision_score
+
+    from gasp_core.tasks.metrics import AP_BINS, ap_from_histogram, score_histogram
+
+    h = score_histogram(np.array([0.0, 1.0, 0.5]), np.array([0, 1, 1]))
+    assert h[0, -1] == 1 and h[1, 0] == 1 and h[0, AP_BINS // 2] == 1  # p = 1 in the top bin, p = 0 in the bottom one
+    assert score_histogram(np.array([0.99999]), np.array([1]))[0, -1] == 1  # logit 11.5 > 10: clipped to the top bin
+    rng = np.random.default_rng(1)
+    hists, aps = [], []
+    for n_pos in (1, 5, 30):  # a single positive is a defined AP
+        y = np.zeros(200, bool)
+        y[rng.choice(200, n_pos, replace=False)] = True
+        p = np.clip(rng.random(200) * 0.6 + 0.35 * y, 0, 1)
+        hists.append(score_histogram(p, y))
+        aps.append(average_precision_score(y, np.digitize(p, np.unique(p))))
+    stacked = ap_from_histogram(np.stack(hists))  # a batch (the bootstrap's replicates) = each one alone
+    np.testing.assert_allclose(stacked, [ap_from_histogram(h) for h in hists])
+    np.testing.assert_allclose(stacked, aps, atol=0.03)
