@@ -13,11 +13,13 @@ import yaml
 from gasp_core.io import write_json_atomic
 
 
-def stage_parser(doc: str) -> argparse.ArgumentParser:
-    """A parser with the stage's docstring and ``--params``, ``--out`` and ``--metrics``."""
+def stage_parser(doc: str, out: bool = True) -> argparse.ArgumentParser:
+    """A parser with the stage's docstring and ``--params``, ``--out`` (unless the stage writes metrics only) and
+    ``--metrics``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--out", type=Path, required=True, help="the stage's output (a DVC out)")
+    if out:
+        parser.add_argument("--out", type=Path, required=True, help="the stage's output (a DVC out)")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (a DVC metric)")
     return parser
 

@@ -3,6 +3,8 @@
 :class:`AV2LogReader` is also the AV2 :class:`~gasp_core.data.source.LogSource` for ingest: every
 file is read with av2's own readers (``av2.utils.io.read_feather``, ``ArgoverseStaticMap``), and
 anything missing, truncated or malformed raises an :class:`InputError` naming the log and the file.
+Simulated logs may carry per-return surface classes in ``<log_dir>/gasp_sidecar/`` (a
+:class:`~gasp_core.data.source.SurfaceSidecar` keyed by the sweep's timestamp); real logs have none.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from shapely.geometry import Polygon
 
 from gasp_core.data.errors import BadSweepError, InputError
 from gasp_core.data.schema import CALIBRATION, CAMERA_FRAMES, MapLayer
-from gasp_core.data.source import BoxRecords, MapElement, SweepData, SweepRef, dedupe_polylines, overlaps, road_boundaries
+from gasp_core.data.source import (
+    SIDECAR_DIR, BoxRecords, MapElement, SurfaceSidecar, SweepData, SweepRef, dedupe_polylines, overlaps,
+    road_boundaries,
+)
 from gasp_core.geometry import make_se3, quat_wxyz_to_rotation, rotation_to_quat_wxyz
 
 LIDARS = ["up_lidar", "down_lidar"]
@@ -66,6 +71,7 @@ class AV2LogReader:
         self.log_dir = self.split_dir / log_id
         self.pose_file = self.log_dir / "city_SE3_egovehicle.feather"
         self.annotation_file = self.log_dir / "annotations.feather"
+        self.sidecar = SurfaceSidecar(log_id, self.log_dir / SIDECAR_DIR)
         if not self.log_dir.is_dir():
             raise FileNotFoundError(f"AV2 log folder {self.log_dir} does not exist")
 
@@ -127,7 +133,12 @@ class AV2LogReader:
             laser_number=col["laser_number"],
             lidar=(col["laser_number"] >= LASERS_PER_LIDAR).astype(np.uint8),
             offset_ns=col["offset_ns"],
+            surface=self.sidecar.read(ref.file.stem, table.num_rows),
         )
+
+    def surface_classes(self) -> list[str] | None:
+        """Names of the sidecar's surface ids; None for logs without one (real AV2)."""
+        return self.sidecar.classes()
 
     def sweep(self, timestamp_ns: int) -> LidarPoints:
         data = self.read_sweep(SweepRef(timestamp_ns, self.log_dir / "sensors" / "lidar" / f"{timestamp_ns}.feather"))

@@ -3,7 +3,8 @@
 Each log is read through its :class:`~gasp_core.data.source.LogSource`, validated (finite poses and
 points, increasing timestamps, calibration present, known categories) and written into a temporary
 folder that replaces ``<store>/<log_id>`` only when complete. Logs run in parallel; a log whose
-``meta.json`` fingerprint matches its inputs and config is skipped on rerun.
+``meta.json`` fingerprint matches its inputs and config is skipped on rerun. Logs whose source has
+per-return surface labels (simulated logs' sidecar) store them as an extra ``surface`` sweep column.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from gasp_core.data.categories import CATEGORY_MAPS
 from gasp_core.data.errors import BadSweepError, InputError
 from gasp_core.data.schema import (
     BOXES, CALIBRATION_FILE, CAMERA_FRAMES_FILE, DEFAULT_EGO_DIMS, MAP, META_FILE, POSES, POSES_FILE, SCHEMA_VERSION,
-    STORE_MANIFEST, SWEEP_INDEX, SWEEP_INDEX_FILE, SWEEP_POINTS, SWEEPS_DIR, BOXES_FILE, MAP_FILE, EgoDims, LogMeta,
-    SkippedInput, UnifiedCategory,
+    STORE_MANIFEST, SWEEP_INDEX, SWEEP_INDEX_FILE, SWEEP_POINTS, SWEEP_POINTS_WITH_SURFACE, SWEEP_SURFACE_FIELD,
+    SWEEPS_DIR, BOXES_FILE, MAP_FILE, EgoDims, LogMeta, SkippedInput, UnifiedCategory,
 )
 from gasp_core.data.source import LogSource
 from gasp_core.geometry import rotation_to_quat_wxyz
@@ -85,6 +86,7 @@ class LogResult:
     camera_frames: int = 0
     map_elements: int = 0
     unknown_categories: dict[str, int] = field(default_factory=dict)
+    surface_labels: bool = False
     error: str = ""
 
 
@@ -149,7 +151,8 @@ def ego_dims(cfg: IngestConfig) -> EgoDims:
 
 
 def fingerprint(source: LogSource, cfg: IngestConfig, ego: EgoDims) -> str:
-    """Hash of the log's input files (path and size) and every config field that changes the output."""
+    """Hash of the log's input files (path and size, surface sidecar included), its surface class names and every
+    config field that changes the output."""
     root = Path(source.source_root)
     files = []
     for p in source.input_files():
@@ -159,8 +162,11 @@ def fingerprint(source: LogSource, cfg: IngestConfig, ego: EgoDims) -> str:
             rel = str(p)
         files.append((rel, p.stat().st_size if p.exists() else -1))
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "logs", "root")}
-    blob = json.dumps({"schema": SCHEMA_VERSION, "files": files, "settings": settings, "ego": asdict(ego)}, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()
+    content = {"schema": SCHEMA_VERSION, "files": files, "settings": settings, "ego": asdict(ego)}
+    classes = source.surface_classes()
+    if classes is not None:  # absent for unlabelled logs, so their fingerprints stay as they were
+        content["surface_classes"] = classes
+    return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 # --- one log --------------------------------------------------------------------------------------
@@ -175,16 +181,31 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
-def _sweep_table(data) -> pa.Table:
+def _sweep_table(data, sweep_schema: pa.Schema) -> pa.Table:
     xyz = np.asarray(data.points_ego, np.float32)
-    return pa.table({
+    columns = {
         "x_m": xyz[:, 0], "y_m": xyz[:, 1], "z_m": xyz[:, 2], "intensity": np.asarray(data.intensity, np.float32),
         "laser_number": np.asarray(data.laser_number, np.int16), "lidar": np.asarray(data.lidar, np.uint8),
         "offset_ns": np.asarray(data.offset_ns, np.int32),
-    }, schema=SWEEP_POINTS)
+    }
+    if SWEEP_SURFACE_FIELD.name in sweep_schema.names:
+        columns[SWEEP_SURFACE_FIELD.name] = np.asarray(data.surface, np.uint8)
+    return pa.table(columns, schema=sweep_schema)
 
 
-def _validate_sweep(source: LogSource, ref, data) -> None:
+def _validate_sweep(source: LogSource, ref, data, surface_classes: list[str] | None) -> None:
+    surface = data.surface
+    if surface_classes is not None and surface is None:
+        raise BadSweepError(source.log_id, ref.file, "sweep has no surface labels but its log has")
+    if surface_classes is None and surface is not None:
+        raise BadSweepError(source.log_id, ref.file, "sweep has surface labels but its log has no surface classes")
+    if surface is not None:
+        if len(surface) != len(data.points_ego):
+            raise BadSweepError(source.log_id, ref.file, f"surface labels do not match the points "
+                                f"({len(surface)} labels, {len(data.points_ego)} points)")
+        if len(surface) and int(np.max(surface)) >= len(surface_classes):
+            raise BadSweepError(source.log_id, ref.file, f"surface ids outside the class list "
+                                f"(max {int(np.max(surface))}, {len(surface_classes)} classes)")
     if len(data.points_ego) == 0:
         raise BadSweepError(source.log_id, ref.file, "sweep has no points")
     finite = np.isfinite(data.points_ego).all(1)
@@ -208,7 +229,8 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
             return LogResult(source.log_id, "up_to_date",
                              sweeps=old["num_sweeps"], sweeps_skipped=len(old["skipped"]), points=old["num_points"],
                              boxes=old["num_boxes"], camera_frames=old["num_camera_frames"],
-                             map_elements=old["num_map_elements"], unknown_categories=old["unknown_categories"])
+                             map_elements=old["num_map_elements"], unknown_categories=old["unknown_categories"],
+                             surface_labels=old.get("surface_classes") is not None)
 
     times, poses = source.poses()
     if len(times) == 0:
@@ -233,7 +255,10 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
         log.warning("log %s: %d boxes of unknown category %r mapped to 'other'", source.log_id, n, name)
     unified = [mapping.get(c, UnifiedCategory.OTHER).label for c in boxes.category_raw]
 
-    result = LogResult(source.log_id, "ingested", unknown_categories=dict(unknown))
+    surface_classes = source.surface_classes()
+    sweep_schema = SWEEP_POINTS if surface_classes is None else SWEEP_POINTS_WITH_SURFACE
+    result = LogResult(source.log_id, "ingested", unknown_categories=dict(unknown),
+                       surface_labels=surface_classes is not None)
     skipped: list[SkippedInput] = []
     with atomic_dir(log_dir) as tmp:
         (tmp / SWEEPS_DIR).mkdir()
@@ -242,18 +267,18 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
         for ref in refs:
             try:
                 data = source.read_sweep(ref)
-                _validate_sweep(source, ref, data)
+                _validate_sweep(source, ref, data, surface_classes)
             except BadSweepError as exc:
                 if cfg.on_bad_sweep == "error":
                     raise
                 log.warning("skipping sweep: %s", exc)
                 reason = exc.problem.split(" (")[0]
-                skipped.append(SkippedInput(str(ref.file), exc.problem, ref.timestamp_ns))
+                skipped.append(SkippedInput(exc.file, exc.problem, ref.timestamp_ns))
                 result.skip_reasons[reason] = result.skip_reasons.get(reason, 0) + 1
                 continue
             rel = f"{SWEEPS_DIR}/{ref.timestamp_ns}.arrow"
-            table = _sweep_table(data)
-            with ipc.new_file(str(tmp / rel), SWEEP_POINTS, options=options) as writer:
+            table = _sweep_table(data, sweep_schema)
+            with ipc.new_file(str(tmp / rel), sweep_schema, options=options) as writer:
                 writer.write_table(table)
             index["timestamp_ns"].append(ref.timestamp_ns)
             index["num_points"].append(table.num_rows)
@@ -296,7 +321,7 @@ def ingest_log(source: LogSource, log_dir: Path, cfg: IngestConfig, ego: EgoDims
             ego=ego, lidars=list(source.lidars), point_time_offsets=source.point_time_offsets,
             num_sweeps=result.sweeps, num_points=result.points, num_poses=len(times), num_camera_frames=result.camera_frames,
             num_boxes=result.boxes, num_map_elements=result.map_elements, fingerprint=fp, skipped=skipped,
-            unknown_categories=dict(unknown))
+            unknown_categories=dict(unknown), surface_classes=surface_classes)
         (tmp / META_FILE).write_text(json.dumps(meta.to_json(), indent=1))
     return result
 
@@ -346,6 +371,7 @@ def ingest(cfg: IngestConfig, out: Path, progress: bool = True) -> dict:
         "points": sum(r.points for r in results), "boxes": sum(r.boxes for r in results),
         "camera_frames": sum(r.camera_frames for r in results), "map_elements": sum(r.map_elements for r in results),
         "unknown_category_boxes": sum(sum(r.unknown_categories.values()) for r in results),
+        "logs_with_surface_labels": sum(r.surface_labels for r in results if r.status != "failed"),
         "store_bytes": store_bytes, "store_bytes_per_sweep": round(store_bytes / max(n_sweeps, 1)),
     }
     # timings go to the log, not into outputs or metrics: those must be identical on every rerun

@@ -1,4 +1,9 @@
-"""Read nuScenes scenes through ``nuscenes-devkit``: keyframes, lidar sweeps, poses, boxes, map."""
+"""Read nuScenes scenes through ``nuscenes-devkit``: keyframes, lidar sweeps, poses, boxes, map.
+
+Simulated scenes may carry per-return surface classes in ``<dataroot>/gasp_sidecar/<scene name>/``
+(a :class:`~gasp_core.data.source.SurfaceSidecar` keyed by the ``.pcd.bin`` file name without that
+suffix); real nuScenes has none.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,10 @@ from pyquaternion import Quaternion
 
 from gasp_core.data.errors import BadSweepError, InputError
 from gasp_core.data.schema import CALIBRATION, CAMERA_FRAMES, MapLayer
-from gasp_core.data.source import BoxRecords, MapElement, SweepData, SweepRef, dedupe_polylines, overlaps, polygon_elements, road_boundaries
+from gasp_core.data.source import (
+    SIDECAR_DIR, BoxRecords, MapElement, SurfaceSidecar, SweepData, SweepRef, dedupe_polylines, overlaps,
+    polygon_elements, road_boundaries,
+)
 from gasp_core.geometry import make_se3, quat_wxyz_to_rotation
 
 
@@ -126,6 +134,7 @@ class NuScenesLogSource(NuScenesSceneReader):
         self.table_dir = self.source_root / nusc.version
         self.pose_file = self.table_dir / "ego_pose.json"
         self.annotation_file = self.table_dir / "category.json"
+        self.sidecar = SurfaceSidecar(self.log_id, self.source_root / SIDECAR_DIR / self.log_id)
 
     def _get(self, table: str, tok: str) -> dict:
         try:
@@ -168,7 +177,7 @@ class NuScenesLogSource(NuScenesSceneReader):
         files = [self.source_root / sd["filename"] for sd in self._lidar_chain]
         files += sorted(self.table_dir.glob("*.json"))
         exp = self.source_root / "maps" / "expansion" / f"{self.city}.json"
-        return files + ([exp] if exp.is_file() else [])
+        return files + ([exp] if exp.is_file() else []) + self.sidecar.files()
 
     def poses(self) -> tuple[np.ndarray, np.ndarray]:
         records = {}
@@ -219,7 +228,12 @@ class NuScenesLogSource(NuScenesSceneReader):
         ego_T_sensor = record_pose(self._get("calibrated_sensor", sd["calibrated_sensor_token"]))
         pts = raw[:, :3].astype(np.float64) @ ego_T_sensor[:3, :3].T + ego_T_sensor[:3, 3]
         return SweepData(points_ego=pts, intensity=raw[:, 3], laser_number=raw[:, 4].astype(np.int64),
-                         lidar=np.zeros(len(raw), np.uint8), offset_ns=np.zeros(len(raw), np.int64))
+                         lidar=np.zeros(len(raw), np.uint8), offset_ns=np.zeros(len(raw), np.int64),
+                         surface=self.sidecar.read(ref.file.name.removesuffix(".pcd.bin"), len(raw)))
+
+    def surface_classes(self) -> list[str] | None:
+        """Names of the sidecar's surface ids; None for scenes without one (real nuScenes)."""
+        return self.sidecar.classes()
 
     def camera_frames(self) -> pa.Table:
         rows = {"camera": [], "timestamp_ns": [], "image_path": []}

@@ -9,7 +9,9 @@ Layout of ``<store>/<log_id>/`` (all tables Arrow; frames and units in the colum
     calibration.parquet CALIBRATION: ego_T_sensor for each lidar and camera; pinhole intrinsics for
                        cameras (null for lidars).
     sweeps.parquet     SWEEP_INDEX: one row per lidar sweep kept (timestamp_ns, num_points, file).
-    sweeps/<timestamp_ns>.arrow  SWEEP_POINTS: Arrow IPC, one file per sweep.
+    sweeps/<timestamp_ns>.arrow  SWEEP_POINTS: Arrow IPC, one file per sweep; logs with surface labels
+                       (simulated ones) add a last column SWEEP_SURFACE_FIELD to every sweep,
+                       its ids naming LogMeta.surface_classes.
     cameras.parquet    CAMERA_FRAMES: camera, timestamp_ns, image_path (relative to meta.source_root).
     boxes.parquet      BOXES: annotated cuboids in the city frame, with track id and categories.
     map.parquet        MAP: polylines and polygon rings in the city frame, one row per ring.
@@ -68,6 +70,10 @@ SWEEP_POINTS = pa.schema([
     ("lidar", pa.uint8()),  # index into LogMeta.lidars
     ("offset_ns", pa.int32()),  # firing time after the sweep timestamp
 ])
+
+# Surface class id of each return (index into LogMeta.surface_classes), only in logs that have labels.
+SWEEP_SURFACE_FIELD = pa.field("surface", pa.uint8())
+SWEEP_POINTS_WITH_SURFACE = SWEEP_POINTS.append(SWEEP_SURFACE_FIELD)
 
 CAMERA_FRAMES = pa.schema([
     ("camera", pa.string()),
@@ -167,6 +173,7 @@ class LogMeta:
     skipped: list[SkippedInput] = field(default_factory=list)
     unknown_categories: dict[str, int] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    surface_classes: list[str] | None = None  # names of the sweeps' surface ids; None when the log has no labels
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

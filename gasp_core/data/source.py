@@ -6,16 +6,20 @@ and writing are shared (``gasp_core.data.ingest``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.feather as feather
 import shapely
 from scipy.spatial import cKDTree
 from shapely.geometry import Polygon
 
+from gasp_core.data.errors import BadSweepError, InputError
 from gasp_core.data.schema import MapLayer
 
 
@@ -32,6 +36,7 @@ class SweepData:
     laser_number: np.ndarray  # (N,)
     lidar: np.ndarray  # (N,) index into the source's lidar names
     offset_ns: np.ndarray  # (N,)
+    surface: np.ndarray | None = None  # (N,) uint8 surface class id per return (sidecar); None without labels
 
 
 @dataclass
@@ -75,6 +80,84 @@ class LogSource(Protocol):
     def camera_frames(self) -> pa.Table: ...  # schema.CAMERA_FRAMES
     def box_records(self) -> BoxRecords: ...
     def map_elements(self, bounds_xy: tuple[float, float, float, float]) -> list[MapElement]: ...  # within the box
+    def surface_classes(self) -> list[str] | None: ...  # names of SweepData.surface ids; None without labels
+
+
+# Layout of the simulator's surface sidecar (written by gasp_core.sim.writers.sidecar; the names are repeated
+# here because the data layer does not import the simulator).
+SIDECAR_DIR = "gasp_sidecar"
+SURFACE_CLASSES_FILE = "surface_classes.json"
+SURFACE_DIR = "lidar_surface"
+SURFACE_COLUMN = "surface"
+
+
+class SurfaceSidecar:
+    """One log's optional per-return surface classes: ``folder/surface_classes.json`` and
+    ``folder/lidar_surface/<key>.feather`` (one uint8 column ``surface``, rows aligned with the sweep's points).
+
+    Real data has no ``folder``: then :meth:`classes` and :meth:`read` give None. Once the folder exists,
+    every sweep must have its file with one row per point, else :class:`BadSweepError` names that file.
+    """
+
+    def __init__(self, log_id: str, folder: Path) -> None:
+        self.log_id = log_id
+        self.folder = Path(folder)
+
+    @property
+    def present(self) -> bool:
+        return self.folder.is_dir()
+
+    @cached_property
+    def _classes(self) -> list[str] | None:
+        if not self.present:
+            return None
+        path = self.folder / SURFACE_CLASSES_FILE
+        if not path.is_file():
+            raise InputError(self.log_id, path, "surface class list is missing (the sidecar folder exists)")
+        try:
+            names = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(self.log_id, path, f"unreadable surface class list ({exc})") from exc
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise InputError(self.log_id, path, "surface class list is not a non-empty JSON list of names")
+        return list(names)
+
+    def classes(self) -> list[str] | None:
+        """Class names indexed by surface id; None without a sidecar."""
+        return self._classes
+
+    def file(self, key: str) -> Path:
+        return self.folder / SURFACE_DIR / f"{key}.feather"
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.rglob("*") if p.is_file()) if self.present else []
+
+    def read(self, key: str, num_points: int) -> np.ndarray | None:
+        """The surface ids of sweep ``key`` (``num_points`` returns); None without a sidecar. An empty sweep gets
+        an empty array unread: its own defect is the one to report (ingest rejects empty sweeps)."""
+        if not self.present:
+            return None
+        if num_points == 0:
+            return np.zeros(0, np.uint8)
+        path = self.file(key)
+        if not path.is_file():
+            raise BadSweepError(self.log_id, path, "surface sidecar file is missing")
+        try:
+            table = feather.read_table(path, columns=[SURFACE_COLUMN], memory_map=True)
+        except Exception as exc:  # pyarrow raises several types for truncated or corrupt files
+            raise BadSweepError(self.log_id, path, f"unreadable or truncated surface sidecar ({exc})") from exc
+        if table.num_rows != num_points:
+            raise BadSweepError(self.log_id, path, f"surface sidecar row count differs from its sweep "
+                                f"({table.num_rows} rows, {num_points} points)")
+        surface = table[SURFACE_COLUMN].to_numpy()
+        if not np.issubdtype(surface.dtype, np.integer):
+            raise BadSweepError(self.log_id, path,
+                                f"surface sidecar column is not integer ({table.schema.field(0).type})")
+        classes = self.classes()
+        if len(surface) and (surface.min() < 0 or surface.max() >= len(classes)):
+            raise BadSweepError(self.log_id, path, f"surface ids outside the class list "
+                                f"({int(surface.min())}..{int(surface.max())}, {len(classes)} classes)")
+        return surface.astype(np.uint8, copy=False)
 
 
 def polygon_elements(layer: str, element_id: str, polygon: Polygon, z: float = np.nan) -> list[MapElement]:

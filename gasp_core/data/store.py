@@ -13,7 +13,7 @@ import pyarrow.ipc as ipc
 
 from gasp_core.data.schema import (
     BOXES_FILE, CALIBRATION_FILE, CAMERA_FRAMES_FILE, MAP_FILE, META_FILE, POSES_FILE, STORE_MANIFEST,
-    SWEEP_INDEX_FILE, LogMeta,
+    SWEEP_INDEX_FILE, SWEEP_SURFACE_FIELD, LogMeta,
 )
 from gasp_core.geometry import PoseInterpolator, make_se3, quat_wxyz_to_rotation
 
@@ -26,6 +26,7 @@ class StoredSweep:
     laser_number: np.ndarray  # (N,) int16
     lidar: np.ndarray  # (N,) uint8 index into LogMeta.lidars
     offset_ns: np.ndarray  # (N,) int32
+    surface: np.ndarray | None = None  # (N,) uint8 index into LogMeta.surface_classes; None without labels
 
 
 def _pose_matrices(frame: pl.DataFrame) -> np.ndarray:
@@ -105,8 +106,9 @@ class StoredLog:
         with ipc.open_file(str(self.log_dir / rows["file"][0])) as reader:
             t = reader.read_all()
         xyz = np.column_stack([t[c].to_numpy() for c in ("x_m", "y_m", "z_m")])
+        surface = t[SWEEP_SURFACE_FIELD.name].to_numpy() if SWEEP_SURFACE_FIELD.name in t.column_names else None
         return StoredSweep(timestamp_ns, xyz, t["intensity"].to_numpy(), t["laser_number"].to_numpy(),
-                           t["lidar"].to_numpy(), t["offset_ns"].to_numpy())
+                           t["lidar"].to_numpy(), t["offset_ns"].to_numpy(), surface)
 
     def sweep_points_in(self, timestamp_ns: int, t0_ns: int) -> np.ndarray:
         """(N, 3) float64 points of a sweep moved into the ego frame at ``t0_ns``."""

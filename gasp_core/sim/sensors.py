@@ -125,7 +125,7 @@ class LidarSweep:
     intensity: np.ndarray  # (N,) uint8
     laser_number: np.ndarray  # (N,) uint8, 0 = lowest beam
     offset_ns: np.ndarray  # (N,) int64, firing time after timestamp_s
-    surface: np.ndarray  # (N,) ground-truth Surface of each return (not written to AV2 files)
+    surface: np.ndarray  # (N,) ground-truth Surface of each return (the sidecar, outside the AV2 and nuScenes formats)
     instance: np.ndarray  # (N,) index into the log's tracks, -1 for static world
     points_city: np.ndarray  # (N, 3)
     sensor_origin_city: np.ndarray  # (N, 3) lidar origin at each firing

@@ -25,6 +25,7 @@ from gasp_core.targets.build import log_rng
 from gasp_core.targets.dino_lift import LiftConfig, lift_frame
 from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig, hub_offline_guard, resolve_device, sample_features
 from gasp_core.teacher.pca import FeaturePCA
+from gasp_core.teacher.probe import ProbeConfig, ProbeSet, linear_probe
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class DinoTargetsConfig:
     """Use every n-th frame of each camera."""
     seed: int = 0
     """Seed of the PCA frame draw."""
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    """The linear probe of surface classes (run when the store has surface labels): fitted on the training logs'
+    points, scored on the test logs', from the colour at the pixel and from the teacher's targets."""
 
 
 def dino_targets_config_from_dict(data, strict: bool = False) -> DinoTargetsConfig:
@@ -121,10 +125,44 @@ def fit_log_frames(frames: list[Frame], fit_logs: list[str], store: LogStore) ->
     return chosen
 
 
+def surface_classes(store: LogStore) -> list[str] | None:
+    """The surface class names when every log of the store carries surface labels, else None."""
+    names = [store.log(lid).meta.surface_classes for lid in store.log_ids]
+    if not names or any(n is None for n in names):
+        return None
+    if any(n != names[0] for n in names):
+        raise ValueError(f"{store.root}: logs disagree on their surface classes; re-ingest them together")
+    return list(names[0])
+
+
+def pixel_rgb(image: torch.Tensor, uv: np.ndarray) -> np.ndarray:
+    """(P, 3) uint8 colour of a (3, H, W) [0, 1] image at the pixels holding ``uv`` (P, 2)."""
+    h, w = image.shape[-2:]
+    u = np.clip(np.floor(uv[:, 0]).astype(np.int64), 0, w - 1)
+    v = np.clip(np.floor(uv[:, 1]).astype(np.int64), 0, h - 1)
+    return np.round(image[:, v, u].T.numpy() * 255.0).astype(np.uint8)
+
+
+def probe_targets(sets: dict[str, dict[str, list[ProbeSet]]], train_logs: list[str], test_logs: list[str],
+                  classes: list[str], cfg: ProbeConfig) -> dict:
+    """The probe of each feature source (``rgb``, ``teacher``; ``sets[source][log_id]``) fitted on the points of
+    ``train_logs``, scored on those of ``test_logs``."""
+    out = {}
+    for source in ("rgb", "teacher"):
+        train = ProbeSet.concat([p for lid in train_logs for p in sets[source].get(lid, [])])
+        test = ProbeSet.concat([p for lid in test_logs for p in sets[source].get(lid, [])])
+        out[source] = linear_probe(train, test, classes, cfg)
+        log.info("probe of %s features: accuracy %.3f, mIoU %.3f (%d test points)", source, out[source]["accuracy"],
+                 out[source]["mIoU"], out[source]["test_points"])
+    return out
+
+
 def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_logs: list[str],
-                       progress: bool = True) -> dict:
+                       progress: bool = True, test_logs: list[str] | None = None) -> dict:
     """Teacher features for every frame of every log, lifted onto lidar points; returns the stage metrics.
-    The PCA is fitted on frames of ``fit_logs`` (the training split) only; every log is transformed."""
+    The PCA is fitted on frames of ``fit_logs`` (the training split) only; every log is transformed. When the store
+    has surface labels and ``test_logs`` are given, a linear probe fitted on the training logs' points and scored on
+    the test logs' says how well the targets (and, as the floor, the pixel colours) predict each point's class."""
     start = time.perf_counter()
     if cfg.teacher.weights != "hub":
         hub_offline_guard()
@@ -144,10 +182,13 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_l
     teacher = DinoTeacher(cfg.teacher).to(device)
     pca = fit_pca(teacher, fit_frames, cfg, device)
     pca.save(out / schema.PCA_FILE)
-    write_json_atomic(out / schema.TEACHER_FILE, {"model": cfg.teacher.model, "weights": teacher.weights_id,
+    write_json_atomic(out / schema.TEACHER_FILE, {"model": teacher.model_name, "weights": teacher.weights_id,
                                                    "random_weights": teacher.is_random, "feature_dim": teacher.dim,
                                                    "pca_dim": cfg.pca_dim})
-    points_schema = schema.dino_points_schema(cfg.pca_dim)
+    classes = surface_classes(store) if test_logs else None
+    probed = set(fit_logs) | set(test_logs or [])
+    probe_sets: dict[str, dict[str, list[ProbeSet]]] = {"rgb": {}, "teacher": {}}
+    points_schema = schema.dino_points_schema(cfg.pca_dim, labelled=classes is not None)
     counts = {"frames": 0, "frames_skipped_no_sweep": 0, "points": 0}
     teacher_s = 0.0
     bar = tqdm(total=len(frames), desc="dino targets", unit="img", disable=not progress)
@@ -156,6 +197,8 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_l
         log_frames = [f for f in frames if f.log_id == log_id]
         rows = {name: [] for name in schema.DINO_FRAMES.names}
         rng = log_rng(cfg.seed, log_id)
+        probe_rng = log_rng(cfg.probe.seed, log_id)
+        probe_log = classes is not None and log_id in probed
         with atomic_dir(out / log_id) as tmp:
             with ipc.new_file(str(tmp / schema.DINO_POINTS_FILE), points_schema) as writer:
                 for batch in _batches(log_frames, cfg.teacher.batch_size):
@@ -173,10 +216,23 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_l
                             continue
                         feats = pca.transform(sample_features(fmap[k], lifted.uv, (h, w))).cpu().numpy().astype(np.float16)
                         flat = pa.array(feats.reshape(-1), pa.float16())
-                        writer.write_batch(pa.record_batch({
+                        columns = {
                             "x_m": lifted.points_ego[:, 0].astype(np.float32), "y_m": lifted.points_ego[:, 1].astype(np.float32),
                             "z_m": lifted.points_ego[:, 2].astype(np.float32), "t_ns": lifted.t_ns,
-                            "feature": pa.FixedSizeListArray.from_arrays(flat, cfg.pca_dim)}, schema=points_schema))
+                            "feature": pa.FixedSizeListArray.from_arrays(flat, cfg.pca_dim)}
+                        if classes is not None:
+                            rgb = pixel_rgb(images[k], lifted.uv)
+                            columns["surface"] = lifted.surface.astype(np.uint8)
+                            columns["rgb"] = pa.FixedSizeListArray.from_arrays(pa.array(rgb.reshape(-1), pa.uint8()), 3)
+                            if probe_log and len(feats):
+                                n = min(cfg.probe.points_per_frame, len(feats))
+                                pick = np.sort(probe_rng.choice(len(feats), n, replace=False))
+                                y = lifted.surface[pick].astype(np.int64)
+                                probe_sets["rgb"].setdefault(log_id, []).append(
+                                    ProbeSet(rgb[pick].astype(np.float32) / 255.0, y))
+                                probe_sets["teacher"].setdefault(log_id, []).append(
+                                    ProbeSet(feats[pick].astype(np.float32), y))
+                        writer.write_batch(pa.record_batch(columns, schema=points_schema))
                         for key, value in (("batch", len(rows["batch"])), ("camera", f.camera), ("camera_ns", f.camera_ns),
                                            ("sweep_ns", lifted.sweep_ns), ("num_points", len(lifted.t_ns))):
                             rows[key].append(value)
@@ -193,9 +249,11 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_l
         **counts, "logs": len(store.log_ids),
         "points_per_frame": round(counts["points"] / max(counts["frames"], 1), 1),
         "bytes_per_frame": round(size / max(counts["frames"], 1)),
-        "teacher_model": cfg.teacher.model, "teacher_weights": teacher.weights_id, "teacher_random_weights": teacher.is_random,
+        "teacher_model": teacher.model_name, "teacher_weights": teacher.weights_id, "teacher_random_weights": teacher.is_random,
         "pca_dim": cfg.pca_dim, "pca_explained_variance": round(float(pca.explained_variance_ratio.sum()), 4),
     }
+    if classes is not None:
+        metrics["probe"] = probe_targets(probe_sets, list(fit_logs), list(test_logs), classes, cfg.probe)
     log.info("%d images in %.1f s: %.2f images/s (teacher forward alone %.2f images/s), %.0f lifted points/s on %s",
              len(frames), seconds, len(frames) / seconds, len(frames) / max(teacher_s, 1e-9), counts["points"] / seconds, device)
     write_json_atomic(out / schema.MANIFEST_FILE, {"logs": store.log_ids, "pca_fit_logs": list(fit_logs), "config": asdict(cfg),

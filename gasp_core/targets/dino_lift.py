@@ -38,6 +38,7 @@ class LiftedPoints:
     t_ns: np.ndarray  # (P,) firing times
     uv: np.ndarray  # (P, 2) pixel positions in the image
     depth_m: np.ndarray  # (P,)
+    surface: np.ndarray | None = None  # (P,) uint8 surface class of each point, when the store has labels
 
 
 def nearest_sweep(sweep_ns: np.ndarray, camera_ns: int) -> int:
@@ -63,4 +64,6 @@ def lift_frame(log, camera: str, camera_ns: int, width: int, height: int, cfg: L
     if cfg.max_points_per_frame and len(idx) > cfg.max_points_per_frame:
         rng = rng if rng is not None else np.random.default_rng(camera_ns)
         idx = np.sort(rng.choice(idx, cfg.max_points_per_frame, replace=False))
-    return LiftedPoints(ts, sw.points_ego[idx], ts + sw.offset_ns[idx].astype(np.int64), uv[idx], depth[idx])
+    surface = getattr(sw, "surface", None)
+    return LiftedPoints(ts, sw.points_ego[idx], ts + sw.offset_ns[idx].astype(np.int64), uv[idx], depth[idx],
+                        None if surface is None else surface[idx])

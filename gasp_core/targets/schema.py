@@ -17,7 +17,9 @@ log ``<out>/<log_id>/``::
                       ``batch`` indexes dino.arrow.
     dino.arrow        DINO_POINTS (one record batch per camera frame): lidar points seen by the camera,
                       (x, y, z) in the ego frame at the sweep's timestamp, their firing time, and the
-                      teacher's PCA-reduced feature (float16).
+                      teacher's PCA-reduced feature (float16). When the store has surface labels (the
+                      embedded world's sidecar), also each point's ``surface`` class and the ``rgb`` colour
+                      at its pixel: what the semantic probe reads (pre-training never does).
     meta.json         written last.
 
 Coordinates stay float32 (float16 would blur the 0.1 m occupied band at 40 m); times after t0 and
@@ -70,9 +72,13 @@ DINO_FRAMES = pa.schema([
 ])
 
 
-def dino_points_schema(dim: int) -> pa.Schema:
-    return pa.schema([
+def dino_points_schema(dim: int, labelled: bool = False) -> pa.Schema:
+    fields = [
         ("x_m", pa.float32()), ("y_m", pa.float32()), ("z_m", pa.float32()),  # ego frame at sweep_ns
         ("t_ns", pa.int64()),  # firing time of the point
         ("feature", pa.list_(pa.float16(), dim)),
-    ])
+    ]
+    if labelled:
+        fields += [("surface", pa.uint8()),  # LogMeta.surface_classes index of what the return hit
+                   ("rgb", pa.list_(pa.uint8(), 3))]  # the image's colour at the point's pixel
+    return pa.schema(fields)

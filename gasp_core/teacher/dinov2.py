@@ -1,14 +1,18 @@
-"""DINOv2 through timm: model, weights (local file, Hugging Face hub or random) and patch features.
+"""The image teacher through timm: model, weights (local file, Hugging Face hub, an in-domain teacher or random)
+and patch features.
 
 Weights are offline unless the config says ``hub``: a local ``.safetensors`` / ``.pth`` file (loaded
 without unpickling: safetensors or ``torch.load(weights_only=True)``, original DINOv2 checkpoints are
-converted by timm's filter), or ``random`` for machines without the weights, which logs a loud
-warning and is recorded in the stage metrics so no report can mistake it for DINOv2.
+converted by timm's filter); a folder written by the ``teacher`` stage (``teacher.json`` names its timm
+architecture, ``model.safetensors`` holds its weights: a ViT trained self-supervised on the world's own
+images); or ``random`` for machines without the weights, which logs a loud warning and is recorded in
+the stage metrics so no report can mistake it for DINOv2.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -34,7 +38,8 @@ class TeacherConfig:
     model: str = "vit_small_patch14_reg4_dinov2"
     """Any timm DINOv2 model (vit_{small,base,large,giant}_patch14[_reg4]_dinov2)."""
     weights: str = "random"
-    """'random', 'hub' (Hugging Face cache, or network: only when chosen) or a path to .safetensors / .pth."""
+    """'random', 'hub' (Hugging Face cache, or network: only when chosen), a path to .safetensors / .pth, or the
+    folder of an in-domain teacher written by the ``teacher`` stage (its teacher.json overrides ``model``)."""
     max_side_px: int = 448
     """Images are resized so their longer side is at most this, each side a multiple of the patch size."""
     batch_size: int = 16
@@ -81,9 +86,12 @@ class DinoTeacher(torch.nn.Module):
     def __init__(self, cfg: TeacherConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        if "dinov2" not in cfg.model:
+        mean, std, self.model_name = None, None, cfg.model
+        if cfg.weights not in ("hub", "random") and Path(cfg.weights).is_dir():
+            self.vit, mean, std = self._in_domain(Path(cfg.weights))
+        elif "dinov2" not in cfg.model:
             raise ValueError(f"teacher model {cfg.model!r} is not a timm DINOv2 model")
-        if cfg.weights == "hub":
+        elif cfg.weights == "hub":
             self.vit = timm.create_model(cfg.model, pretrained=True, dynamic_img_size=True, num_classes=0)
             self.weights_id = f"hub:{self.vit.pretrained_cfg.get('hf_hub_id', cfg.model)}"
         else:
@@ -107,10 +115,29 @@ class DinoTeacher(torch.nn.Module):
                 self.weights_id = f"file:{Path(cfg.weights).name}:sha256={_file_sha256(Path(cfg.weights))[:16]}"
         self.vit.eval().requires_grad_(False)
         self.patch = int(self.vit.patch_embed.patch_size[0])
-        mean = self.vit.pretrained_cfg.get("mean", (0.485, 0.456, 0.406))
-        std = self.vit.pretrained_cfg.get("std", (0.229, 0.224, 0.225))
+        mean = mean or self.vit.pretrained_cfg.get("mean", (0.485, 0.456, 0.406))
+        std = std or self.vit.pretrained_cfg.get("std", (0.229, 0.224, 0.225))
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def _in_domain(self, folder: Path) -> tuple[torch.nn.Module, list[float], list[float]]:
+        """The ViT of a ``teacher`` stage output folder, its weights loaded strictly, and its input normalisation.
+        It runs at ``max_side_px`` like any teacher, not at the smaller crops it was trained on: its position
+        embedding is interpolated, and the finer patch grid is what thin classes need (the probe measured that)."""
+        meta_path = folder / "teacher.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"teacher weights {folder} is a folder without teacher.json: not a teacher stage output")
+        meta = json.loads(meta_path.read_text())
+        if not meta.get("trained", True):
+            raise ValueError(f"{meta_path}: the teacher stage trained no teacher (teacher.enabled is false); enable it "
+                             "or set dino_targets.teacher.weights to 'random', 'hub' or a checkpoint")
+        weights = folder / "model.safetensors"
+        self.model_name = meta["model"]
+        vit = timm.create_model(meta["model"], pretrained=False, dynamic_img_size=True, num_classes=0,
+                                **meta.get("model_args", {}))
+        vit.load_state_dict(load_state_dict(weights), strict=True)
+        self.weights_id = f"in_domain:{meta.get('objective', '?')}:{meta['model']}:sha256={_file_sha256(weights)[:16]}"
+        return vit, meta.get("mean"), meta.get("std")
 
     @property
     def is_random(self) -> bool:

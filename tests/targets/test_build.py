@@ -97,13 +97,51 @@ def test_dino_targets(store_dir, tmp_path, sim_log):
         assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
 
 
+def test_labelled_targets_carry_each_points_surface_and_colour(store_dir, tmp_path, sim_log):
+    """With surface labels in the store, every target point keeps the class of the lidar return it was lifted from
+    and the colour of its pixel, and the stage scores the probe from both."""
+    from gasp_core.data.store import LogStore
+    from gasp_core.sim.semantics import ALBEDO, Surface
+
+    cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
+    lid = sim_log.log_id
+    metrics = build_dino_targets(store_dir, tmp_path, cfg, [lid], progress=False, test_logs=[lid])
+    assert set(metrics["probe"]) == {"rgb", "teacher"}
+    for p in metrics["probe"].values():
+        assert 0.0 <= p["mIoU"] <= p["accuracy"] <= 1.0 and p["test_points"] > 100
+    log = LogStore(store_dir).log(lid)
+    frames = pl.read_parquet(tmp_path / lid / schema.DINO_FRAMES_FILE)
+    surf, rgb = [], []
+    with ipc.open_file(tmp_path / lid / schema.DINO_POINTS_FILE) as f:
+        assert f.schema.remove_metadata() == schema.dino_points_schema(8, labelled=True)
+        for b in range(0, f.num_record_batches, 5):
+            batch, sweep = f.get_batch(b), log.sweep(frames["sweep_ns"][b])
+            xyz = np.column_stack([batch.column(c).to_numpy() for c in ("x_m", "y_m", "z_m")])
+            # the stored point is a return of its sweep: look it up by its exact coordinates
+            lookup = {tuple(p): s for p, s in zip(sweep.points_ego.tolist(), sweep.surface.tolist())}
+            truth = [lookup[tuple(p)] for p in xyz.tolist()]
+            np.testing.assert_array_equal(batch.column("surface").to_numpy(), truth)
+            surf.append(np.asarray(truth))
+            rgb.append(np.stack(batch.column("rgb").to_numpy(zero_copy_only=False)).astype(np.float64))
+    surf, rgb = np.concatenate(surf), np.concatenate(rgb)
+    # the pixel colours follow the simulator's albedo: grass and foliage points are green, road points grey
+    for green in (Surface.GRASS, Surface.FOLIAGE):
+        if (surf == green).sum() > 20:
+            c = rgb[surf == green].mean(0)
+            assert c[1] > c[0] and c[1] > c[2] and ALBEDO[green][1] > ALBEDO[green][0]
+    road = rgb[surf == Surface.ROAD]
+    assert len(road) > 20 and np.abs(road.mean(0) - road.mean()).max() < 12
+
+
 def test_stage_scripts_and_dvc_declarations(store_dir, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages["occupancy_labels"]["params"] == ["scene", "occupancy_labels"]
-    assert stages["dino_targets"]["params"] == ["dino_targets", "splits.train"]  # the PCA is fitted on the training logs
+    # the PCA is fitted on the training logs; the probe is scored on the test logs
+    assert stages["dino_targets"]["params"] == ["dino_targets", "splits.train", "splits.test"]
     for name in ("occupancy_labels", "dino_targets"):
         assert {f"stages/{name}.py", "gasp_core", "data/store"} <= set(stages[name]["deps"])
+    assert "models/teacher" in stages["dino_targets"]["deps"] and stages["teacher"]["outs"] == ["models/teacher"]
     params["scene"] = {"extent_m": [-40, 40, -40, 40, -3, 5], "past_sweeps": 2, "horizon_s": 0.5}
     params["occupancy_labels"]["workers"] = 1
     params["occupancy_labels"]["occupancy"]["stride"] = 5

@@ -3,6 +3,10 @@
 Readable by ``av2.datasets.sensor.av2_sensor_dataloader.AV2SensorDataLoader`` and
 ``av2.map.map_api.ArgoverseStaticMap``. One deliberate difference: lidar x/y/z are float32 (AV2
 ships float16), so returns keep millimetre precision; the av2 loader reads both.
+
+Outside the AV2 format, ``<log_dir>/gasp_sidecar/`` holds each return's surface class
+(``surface_classes.json`` and ``lidar_surface/<timestamp_ns>.feather``, rows aligned 1:1 with
+``sensors/lidar/<timestamp_ns>.feather``; see ``gasp_core.sim.writers.sidecar``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from gasp_core.geometry import quat_wxyz_from_yaw, rotation_to_quat_wxyz
 from gasp_core.io import atomic_dir
 from gasp_core.sim.sensors import camera_intrinsics, ego_T_camera
 from gasp_core.sim.world import SimLog
+from gasp_core.sim.writers.sidecar import SIDECAR_DIR, write_surface_classes, write_sweep_surface
 
 CITY_NAME = "SIM"
 GROUND_RES_M = 0.3  # AV2's ground-height raster resolution
@@ -48,6 +53,8 @@ def write_av2_log(log: SimLog, split_dir: Path) -> Path:
 def _write_lidar(log: SimLog, root: Path) -> None:
     lidar_dir = root / "sensors" / "lidar"
     lidar_dir.mkdir(parents=True)
+    sidecar = root / SIDECAR_DIR
+    write_surface_classes(sidecar)
     for sweep in log.sweeps:
         ts = int(log.to_ns(sweep.timestamp_s))
         _feather(lidar_dir / f"{ts}.feather", {
@@ -58,6 +65,7 @@ def _write_lidar(log: SimLog, root: Path) -> None:
             "laser_number": sweep.laser_number.astype(np.uint8),
             "offset_ns": sweep.offset_ns.astype(np.int32),
         })
+        write_sweep_surface(sidecar, str(ts), sweep.surface)
 
 
 def _write_cameras(log: SimLog, root: Path) -> None:

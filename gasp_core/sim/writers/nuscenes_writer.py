@@ -5,6 +5,11 @@ Readable by ``nuscenes.NuScenes(version=..., dataroot=...)``; each log is one sc
 non-keyframe sample_data, as in nuScenes. Each log's town is its own map location, written in
 the map-expansion format read by ``nuscenes.map_expansion.map_api.NuScenesMap`` (see
 ``gasp_core.data.nuscenes_reader.register_location`` for its list of known locations).
+
+Outside the nuScenes format, each return's surface class is written per scene under
+``<dataroot>/gasp_sidecar/<scene name>/``: ``surface_classes.json`` and
+``lidar_surface/<sweep file name without .pcd.bin>.feather``, rows aligned with the ``.pcd.bin``
+points in file order (see ``gasp_core.sim.writers.sidecar``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from gasp_core.geometry import make_se3, quat_wxyz_from_yaw, rotation_to_quat_wx
 from gasp_core.io import atomic_dir
 from gasp_core.sim.sensors import camera_intrinsics, ego_T_camera
 from gasp_core.sim.world import SimLog
+from gasp_core.sim.writers.sidecar import SIDECAR_DIR, write_surface_classes, write_sweep_surface
 
 KEYFRAME_HZ = 2.0
 LIDAR_CHANNEL = "LIDAR_TOP"
@@ -50,6 +56,10 @@ def lidar_T_nuscenes() -> np.ndarray:
 
 def location_name(log: SimLog) -> str:
     return f"gasp-town-{log.seed}"
+
+
+def scene_name(log: SimLog) -> str:
+    return f"scene-{log.log_id[:8]}"
 
 
 def static_tables(log: SimLog) -> dict[str, list[dict]]:
@@ -129,7 +139,7 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
                                  "next": sample_tokens[n + 1] if n + 1 < len(sample_tokens) else ""})
     tables["scene"].append({"token": scene_token, "log_token": log_token, "nbr_samples": len(sample_tokens),
                             "first_sample_token": sample_tokens[0], "last_sample_token": sample_tokens[-1],
-                            "name": f"scene-{log.log_id[:8]}", "description": "gasp embedded world"})
+                            "name": scene_name(log), "description": "gasp embedded world"})
     key_times = np.array([log.sweeps[k].timestamp_s for k in key_idx])
 
     def nearest_sample(t: float) -> str:
@@ -145,6 +155,8 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
     # lidar sample_data
     lidar_T_ego = np.linalg.inv(ego_T_lidar)
     chain: dict[str, list[dict]] = {}
+    sidecar = root / SIDECAR_DIR / scene_name(log)
+    write_surface_classes(sidecar)
     for k, sweep in enumerate(log.sweeps):
         is_key = k % every == 0
         folder = "samples" if is_key else "sweeps"
@@ -154,6 +166,7 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
         pts = transform_points(lidar_T_ego, sweep.points_ego)
         data = np.column_stack([pts, sweep.intensity.astype(np.float64), sweep.laser_number.astype(np.float64)]).astype(np.float32)
         data.tofile(path)
+        write_sweep_surface(sidecar, path.name.removesuffix(".pcd.bin"), sweep.surface)
         chain.setdefault(LIDAR_CHANNEL, []).append({
             "token": token("sd", log.log_id, LIDAR_CHANNEL, k), "sample_token": nearest_sample(sweep.timestamp_s),
             "ego_pose_token": add_ego_pose(sweep.timestamp_s), "calibrated_sensor_token": calib[LIDAR_CHANNEL],
