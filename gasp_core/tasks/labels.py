@@ -52,7 +52,7 @@ class Tracks:
         """(track numbers, lower rows, upper rows, weights) of the tracks annotated around ``time_ns``."""
         q = np.arange(len(self.starts)) * _KEY_STRIDE + (int(time_ns) - self.t_min)
         k = np.searchsorted(self.keys, q)
-        exact = (k < self.ends) & (self.keys[np.minimum(k, len(self.keys) - 1)] == q)
+        exact = (k >= self.starts) & (k < self.ends) & (self.keys[np.minimum(k, len(self.keys) - 1)] == q)
         km = np.maximum(k - 1, 0)
         kc = np.minimum(k, len(self.keys) - 1)
         between = ~exact & (k > self.starts) & (k < self.ends) & ((self.ts[kc] - self.ts[km]) <= max_gap_s * 1e9)
