@@ -45,3 +45,35 @@ def test_labels_match_the_closed_form_footprint(yaw_rate):
         on_path = (np.abs(e.xy[:, 1]) <= 1.0) & (x >= -1.0) & (x <= 33.0)
         assert (on_path & (e.inside == 0) & near).sum() > 100
     assert (e.t_s >= 0).all() and (e.t_s <= SCENE.horizon_s).all()
+
+
+@pytest.mark.parametrize("yaw_rate", [0.0, 0.3])
+def test_near_queries_fill_the_margin_around_the_swept_footprint(yaw_rate):
+    """Near negatives are drawn within ``near_margin_m`` of the footprint at some future time: every one lies in the
+    swept footprint grown by the margin (shapely, closed-form poses), and together they reach the margin's edge on
+    every side of the footprint, not just inside it."""
+    from shapely import contains_xy
+    from shapely.affinity import rotate, translate
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
+    log = AnalyticLog(speed_mps=10.0, yaw_rate=yaw_rate)
+    t0_s, m = 1.0, CFG.near_margin_m
+    e = ego_queries(log, Sample(int(t0_s * 1e9), 10, [], []), SCENE, CFG, np.random.default_rng(1))
+    t0_inv = np.linalg.inv(log.city_T_ego(np.array([t0_s * 1e9]))[0])
+    grown = box(-EGO.rear_overhang_m - m, -EGO.width_m / 2 - m, EGO.length_m - EGO.rear_overhang_m + m, EGO.width_m / 2 + m)
+    swept = []
+    for t in np.linspace(0.0, SCENE.horizon_s, 301):
+        pose = t0_inv @ log.city_T_ego(np.array([(t0_s + t) * 1e9]))[0]
+        yaw = np.arctan2(pose[1, 0], pose[0, 0])
+        swept.append(translate(rotate(grown, yaw, origin=(0, 0), use_radians=True), pose[0, 3], pose[1, 3]))
+    region = unary_union(swept).buffer(0.05)  # the 301 time steps are 0.1 m apart at 10 m/s
+    near = e.xy[e.source == EgoSource.NEAR].astype(np.float64)
+    assert contains_xy(region, near[:, 0], near[:, 1]).all()
+    # in each query's own footprint frame at the nearest path time the spread covers the margin on all four sides
+    lateral = np.abs(near[:, 1]) if yaw_rate == 0.0 else None
+    if lateral is not None:
+        assert lateral.max() > EGO.width_m / 2 + 0.8 * m and (near[:, 1] > EGO.width_m / 2 + 0.8 * m).any()
+        assert (near[:, 1] < -EGO.width_m / 2 - 0.8 * m).any()
+        assert near[:, 0].min() < -EGO.rear_overhang_m - 0.5 * m  # behind the footprint at t = 0
+        assert near[:, 0].max() > 10 * SCENE.horizon_s + EGO.length_m - EGO.rear_overhang_m + 0.5 * m
