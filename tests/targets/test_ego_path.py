@@ -77,3 +77,14 @@ def test_near_queries_fill_the_margin_around_the_swept_footprint(yaw_rate):
         assert (near[:, 1] < -EGO.width_m / 2 - 0.8 * m).any()
         assert near[:, 0].min() < -EGO.rear_overhang_m - 0.5 * m  # behind the footprint at t = 0
         assert near[:, 0].max() > 10 * SCENE.horizon_s + EGO.length_m - EGO.rear_overhang_m + 0.5 * m
+
+
+def test_far_queries_cover_the_whole_extent():
+    """Far negatives are uniform over the scene's x-y extent: they reach every edge and stay inside."""
+    scene = SceneConfig(extent_m=(-30.0, 50.0, -20.0, 40.0, -3.0, 5.0), horizon_s=3.0)
+    e = ego_queries(AnalyticLog(), Sample(int(1e9), 10, [], []), scene, CFG, np.random.default_rng(2))
+    far = e.xy[e.source == EgoSource.FAR]
+    lo, hi = np.array([-30.0, -20.0]), np.array([50.0, 40.0])
+    assert (far >= lo).all() and (far <= hi).all()
+    np.testing.assert_allclose(far.min(0), lo, atol=1.0)
+    np.testing.assert_allclose(far.max(0), hi, atol=1.0)
