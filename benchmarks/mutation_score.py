@@ -37,7 +37,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "labels": ("gasp_core/tasks/labels.py", ["tests/tasks/test_labels_reference.py", "tests/tasks/test_labels.py",
                                              "tests/tasks/test_evaluation.py"]),
     "samples": ("gasp_core/data/samples.py", ["tests/train/test_windows.py", "tests/targets/test_build.py"]),
-    "occupancy": ("gasp_core/targets/occupancy.py", ["tests/targets/test_occupancy.py"]),
+    "occupancy": ("gasp_core/targets/occupancy.py", ["tests/targets/test_occupancy_reference.py",
+                                                     "tests/targets/test_occupancy.py"]),
     "ego_path": ("gasp_core/targets/ego_path.py", ["tests/targets/test_ego_path.py", "tests/train/test_dataset.py"]),
 }
 TRIVIAL_OPERATORS = [

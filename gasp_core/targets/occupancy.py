@@ -93,6 +93,27 @@ def _poses(log, times_ns: np.ndarray) -> np.ndarray:
     return log.city_T_ego(np.clip(np.asarray(times_ns, dtype=np.int64), lo, hi))
 
 
+def cell_firing_offsets(az: np.ndarray, off: np.ndarray, az_c: np.ndarray) -> np.ndarray:
+    """Firing-time offsets of empty cells at azimuths ``az_c``, interpolated between the returns (azimuths ``az``,
+    offsets ``off``) nearest in firing order: the head turns steadily, in either direction. The phase is the angle
+    turned since the sweep's first return, and one turn past the last return comes the next turn's first, so cells of
+    a gap across the sweep's start get the end's times on one side and the start's on the other, never their mean."""
+    off = off.astype(np.float64)
+    if off.max() == off.min():  # one firing time for the whole sweep (nuScenes): nothing to interpolate
+        return np.full(len(az_c), off.min())
+    start = az[np.argmin(off)]
+    sign = 1.0 if np.corrcoef(np.mod(az - start, 2 * np.pi), off)[0, 1] >= 0 else -1.0  # counter-clockwise head: +1
+    phase, phase_c = np.mod(sign * (az - start), 2 * np.pi), np.mod(sign * (az_c - start), 2 * np.pi)
+    order = np.argsort(phase, kind="stable")
+    ph, of = phase[order], off[order]
+    span = ph[-1] - ph[0]
+    if span <= np.pi:  # too little of the turn to know its period: hold the nearest end's time
+        return np.interp(phase_c, ph, of)
+    period = (of[-1] - of[0]) * 2 * np.pi / span
+    out = np.interp(phase_c, np.r_[ph, ph[0] + 2 * np.pi], np.r_[of, of[0] + period])
+    return np.where(out >= period, out - period, out)  # offsets count from the sweep's start: one period wraps to 0
+
+
 def prepare_sweep(log, ts_ns: int, cfg: OccupancyConfig) -> SweepRays:
     """Origins at firing time and (if enabled) the missing rays of one sweep, in its ego frame."""
     sw = log.sweep(ts_ns)
@@ -124,9 +145,7 @@ def prepare_sweep(log, ts_ns: int, cfg: OccupancyConfig) -> SweepRays:
         rows, az_c = empty_cells(az[m], laser[m], pattern)
         if not len(az_c):
             continue
-        # firing time of an empty cell: that of the returns at the nearest azimuth (the head turns steadily)
-        order = np.argsort(az[m])
-        off_c = np.interp(az_c, az[m][order], off[m][order], period=2 * np.pi)
+        off_c = cell_firing_offsets(az[m], off[m], az_c)
         bc = np.clip(np.searchsorted(edges, off_c, side="right") - 1, 0, n_bins - 1)
         pose = ts_T_sensor[bc, lid]
         dirs = np.einsum("nij,nj->ni", pose[:, :3, :3], from_spherical(az_c, pattern.elevation_rad[rows]))
