@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gasp_core.models.config import VARIANTS
 from gasp_core.params import compose
 from gasp_core.presets import materialize, world_config
 from gasp_core.tasks.config import MAIN_METRIC, TASKS
@@ -118,6 +119,23 @@ def test_smoke_dag_end_to_end(smoke):
     assert shown.returncode == 0 and "evaluate" in shown.stdout
     plots = _dvc(smoke, "plots", "show", "--json")
     assert plots.returncode == 0, plots.stderr
+
+
+def test_smoke_teacher_is_trained_distilled_and_probed(smoke):
+    """The preset's in-domain teacher: trained on the training logs' images, used by dino_targets (its weights' hash
+    recorded), and the surface-class probe scored on the pixel colours, the targets and GASP's distilled field."""
+    teacher = json.loads((smoke / "metrics" / "teacher.json").read_text())
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    assert teacher["trained"] and teacher["steps_done"] == params["teacher"]["steps"]
+    assert teacher["logs"] == len(params["splits"]["train"])
+    assert (smoke / "models" / "teacher" / "model.safetensors").stat().st_size > 10_000
+    dino = json.loads((smoke / "metrics" / "dino_targets.json").read_text())
+    assert dino["teacher_weights"].startswith("in_domain:mae:") and dino["teacher_random_weights"] is False
+    assert set(dino["probe"]) == {"rgb", "teacher"}
+    probe = json.loads((smoke / "metrics" / "probe.json").read_text())
+    assert probe["labelled"] and set(probe["variants"]) == {v for v in params["pretrain"]["variants"] if VARIANTS[v].dino}
+    for result in [*dino["probe"].values(), *(r for v in probe["variants"].values() for r in v.values())]:
+        assert 0.0 <= result["mIoU"] <= 1.0 and result["test_points"] > 0
 
 
 def test_dagster_materialize_reruns_only_the_stale_asset(smoke):
