@@ -98,3 +98,13 @@ def test_task_label_voxels_are_the_past_sweeps(pretrain_inputs):
     # ego_past times are the input sweeps' times relative to t0: <= 0, ending at 0
     for ego_past in labels["ego_past"]:
         assert ego_past[-1, 2] == 0.0 and (ego_past[:, 2] <= 0).all()
+
+
+@pytest.mark.parametrize("last_s, kept", [(1.0, True), (0.98, True), (0.97999, False)])
+def test_the_last_window_is_kept_exactly_when_its_horizon_is_covered(last_s, kept):
+    """Sweeps every 0.1 s up to ``last_s``; horizon 0.5 s matched within 20 ms: t0 = 0.5 s has a full future when the
+    last sweep is at or after 0.98 s (to the nanosecond), and is then the last sample."""
+    sweep_ns = np.r_[np.arange(10) * 100_000_000, round(last_s * 1e9)].astype(np.int64)
+    samples = select_samples(sweep_ns, SceneConfig(past_sweeps=2, horizon_s=0.5), stride=1)
+    assert (samples[-1].t0_ns == 500_000_000) == kept
+    assert [s.t0_ns for s in samples][:4] == [100_000_000, 200_000_000, 300_000_000, 400_000_000]
