@@ -108,3 +108,10 @@ def test_the_last_window_is_kept_exactly_when_its_horizon_is_covered(last_s, kep
     samples = select_samples(sweep_ns, SceneConfig(past_sweeps=2, horizon_s=0.5), stride=1)
     assert (samples[-1].t0_ns == 500_000_000) == kept
     assert [s.t0_ns for s in samples][:4] == [100_000_000, 200_000_000, 300_000_000, 400_000_000]
+
+
+def test_a_sweep_at_the_horizon_tolerance_is_in_the_future_window():
+    """The future window is (t0, t0 + horizon + 20 ms], closed at its end: a sweep exactly there belongs to it."""
+    sweep_ns = np.r_[np.arange(10) * 100_000_000, 920_000_000].astype(np.int64)
+    (first, *_) = select_samples(sweep_ns, SceneConfig(past_sweeps=5, horizon_s=0.5), stride=1)
+    assert first.t0_ns == 400_000_000 and first.future_ns[-1] == 920_000_000
