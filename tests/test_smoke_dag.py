@@ -51,16 +51,17 @@ def _finite(obj) -> bool:
     return not (isinstance(obj, float) and not math.isfinite(obj))
 
 
-# The embedded world spawns no object of the unified ``other`` category, so its semantic-occupancy AP and IoU have no
-# positives on the test split and are undefined by design.
-ABSENT_CLASS_METRICS = {"semantic_occupancy": {"AP/other", "IoU/other"}}
+# A per-class score of a class the test split holds no object of is undefined by design (the embedded world spawns no
+# ``other`` objects; a small world may have no cyclist in its test logs). Vehicles, the main metric's class, and every
+# aggregate (mAP, mIoU, AP, L2, ...) must be defined.
+OPTIONAL_CLASS_METRIC = re.compile(r"^(AP|IoU)/(pedestrian|cyclist|other)(/|$)")
 
 
 def _undefined_metrics(metrics: dict, task: str, main: str) -> list[str]:
     """Metrics the evaluation could not compute anywhere. The metrics file writes an undefined value (NaN) as null,
     so a metric that is NaN in every run shows up as null in every run; the main metric must be a number in each."""
     runs = [r for init in metrics["results"].values() for b in init.values() for r in b["runs"].values()]
-    keys = set().union(*runs) - ABSENT_CLASS_METRICS.get(task, set())
+    keys = {k for k in set().union(*runs) if not OPTIONAL_CLASS_METRIC.match(k)}
     bad = [k for k in sorted(keys) if all(r.get(k) is None for r in runs)]
     bad += [f"{main} in some run" for r in runs if not isinstance(r.get(main), (int, float))][:1]
     return bad
