@@ -9,7 +9,12 @@ and every data draw. Resumable checkpoints go to ``--checkpoints``
 (scratch space outside DVC; a run resumes only from a checkpoint of identical settings).
 """
 
+import os
 from pathlib import Path
+
+# idle OpenMP threads of the training step sleep instead of spinning, so the data-loading worker gets the core
+# between the step's parallel regions (benchmarks/pretrain_throughput.py); set before torch is imported
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict

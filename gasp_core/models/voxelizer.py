@@ -31,9 +31,16 @@ def voxelize(sweeps_t0: list[np.ndarray], scene: SceneConfig, cfg: VoxelizerConf
     dz = (z1 - z0) / cfg.z_bins
     grid = np.zeros((scene.past_sweeps * cfg.z_bins, rows * cols), np.float32)
     for k, pts in enumerate(sweeps_t0):
-        ix = np.floor((pts[:, 0] - x0) / cfg.voxel_size_m).astype(np.int64)
-        iy = np.floor((pts[:, 1] - y0) / cfg.voxel_size_m).astype(np.int64)
-        iz = np.floor((pts[:, 2] - z0) / dz).astype(np.int64)
+        # bins as integral floats (computed as floor((p - lower) / size), in place): no int arrays of every point
+        ix = pts[:, 0] - x0
+        ix /= cfg.voxel_size_m
+        np.floor(ix, out=ix)
+        iy = pts[:, 1] - y0
+        iy /= cfg.voxel_size_m
+        np.floor(iy, out=iy)
+        iz = pts[:, 2] - z0
+        iz /= dz
+        np.floor(iz, out=iz)
         ok = (ix >= 0) & (ix < cols) & (iy >= 0) & (iy < rows) & (iz >= 0) & (iz < cfg.z_bins)
-        grid[k * cfg.z_bins + iz[ok], iy[ok] * cols + ix[ok]] = 1.0
+        grid[(k * cfg.z_bins + iz[ok]).astype(np.int64), (iy[ok] * cols + ix[ok]).astype(np.int64)] = 1.0
     return grid.reshape(-1, rows, cols)

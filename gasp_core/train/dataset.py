@@ -8,6 +8,7 @@ once rotated: no query outside the BEV grid is supervised.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +37,84 @@ class QueryCounts:
     """DINO points per sample and step (from camera frames within the horizon)."""
 
 
+class ArrayCache:
+    """Decoded arrays keyed by what they were read from, least recently used first out beyond ``max_bytes``.
+
+    Each loader worker holds its own: samples are revisited every epoch, so after the first one a dataset that fits
+    is read from memory (no decompression, Arrow-to-NumPy conversion, pose interpolation or frame transforms)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._items: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key, make):
+        if key in self._items:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return self._items[key]
+        self.misses += 1
+        value = make()
+        size = _nbytes(value)
+        if size <= self.max_bytes:
+            self._items[key] = value
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= _nbytes(old)
+        return value
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, _Rows):
+        return _nbytes(value.parts)
+    return 0
+
+
+def _yawed(points: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """A copy of (N, 3) ``points`` with x, y rotated by the 2x2 ``R`` (z as it was)."""
+    out = np.empty_like(points)
+    out[:, :2] = points[:, :2] @ R.T
+    out[:, 2] = points[:, 2]
+    return out
+
+
+class _Rows:
+    """Rows of a list of arrays indexed as their concatenation, without concatenating them (DINO features: tens of
+    thousands of points per sample, of which a few hundred are drawn)."""
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = parts
+        self.ends = np.cumsum([len(p) for p in parts])
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index)
+        part = np.searchsorted(self.ends, index, side="right")
+        start = np.r_[0, self.ends[:-1]]
+        out = np.empty((len(index), *self.parts[0].shape[1:]), self.parts[0].dtype)
+        for k in np.unique(part):
+            m = part == k
+            out[m] = self.parts[k][index[m] - start[k]]
+        return out
+
+
 class PretrainDataset(torch.utils.data.Dataset):
     """Items are ``(sample index, draw seed)`` pairs; returns a dict of tensors, ``rotation_rad`` among them (the
     yaw applied to sweeps and queries, 0 without rotation augmentation).
 
     DINO targets are the stored PCA features as the teacher gives them; ``dino_standardize`` standardises each
-    dimension by ``dino_mean`` / ``dino_std`` (otherwise 0 / 1, so a model given them predicts PCA units)."""
+    dimension by ``dino_mean`` / ``dino_std`` (otherwise 0 / 1, so a model given them predicts PCA units).
+
+    ``cache_mib`` bounds the decoded sweeps, query tables, DINO points and poses kept in memory per process
+    (:class:`ArrayCache`); 0 reads everything from disk on every draw. Cached or not, a draw is the same array."""
 
     def __init__(self, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, scene: SceneConfig,
                  voxelizer: VoxelizerConfig, counts: QueryCounts, variant: Variant, logs: list[str] | None = None,
-                 dino_standardize: bool = False) -> None:
+                 dino_standardize: bool = False, cache_mib: float = 0.0) -> None:
         self.store = LogStore(store_dir)
         self.log_ids = list(logs) if logs is not None else self.store.log_ids
         unknown = [lid for lid in self.log_ids if lid not in self.store.log_ids]
@@ -54,8 +123,10 @@ class PretrainDataset(torch.utils.data.Dataset):
         self.occupancy_dir, self.dino_dir = Path(occupancy_dir), (Path(dino_dir) if dino_dir else None)
         self.scene, self.vox, self.counts, self.variant = scene, voxelizer, counts, variant
         self.dino_standardize = dino_standardize
+        self.cache_mib = cache_mib
         self._logs: dict = {}
         self._files: dict = {}
+        self._cache = ArrayCache(int(cache_mib * 2**20))
         self.samples: list[tuple[str, int, int, list[int]]] = []
         for log_id in self.log_ids:
             path = self.occupancy_dir / log_id / schema.SAMPLES_FILE
@@ -80,8 +151,8 @@ class PretrainDataset(torch.utils.data.Dataset):
                 self.dino_mean, self.dino_std = np.zeros(self.dino_dim, np.float32), np.ones(self.dino_dim, np.float32)
 
     def __getstate__(self) -> dict:
-        # open files and logs stay in the process that opened them (spawned loader workers reopen their own)
-        return {**self.__dict__, "_logs": {}, "_files": {}}
+        # open files, logs and caches stay in the process that opened them (spawned loader workers make their own)
+        return {**self.__dict__, "_logs": {}, "_files": {}, "_cache": ArrayCache(self._cache.max_bytes)}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -109,28 +180,80 @@ class PretrainDataset(torch.utils.data.Dataset):
     def _features(self, batch) -> np.ndarray:
         return batch.column("feature").flatten().to_numpy().reshape(-1, self.dino_dim)
 
-    def _dino(self, log_id: str, t0_ns: int, t0_T_city: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _city_T_ego(self, log_id: str, time_ns: int) -> np.ndarray:
+        return self._cache.get(("pose", log_id, time_ns), lambda: self._log(log_id).city_T_ego(time_ns)[0])
+
+    def _stacked(self, log_id: str, name: str, batch: int, columns: tuple[str, ...]) -> np.ndarray:
+        """(N, len(columns)) float64 of columns of one stored record batch."""
+        b = self._batch(log_id, name, batch)
+        return np.column_stack([b.column(c).to_numpy().astype(np.float64) for c in columns])
+
+    def _dino_frames(self, log_id: str) -> tuple[np.ndarray, ...]:
+        """(camera_ns, sweep_ns, batch) of the log's lifted frames with points."""
+        def read():
+            f = self.dino_frames[log_id].filter(pl.col("num_points") > 0)
+            return tuple(f[c].to_numpy() for c in ("camera_ns", "sweep_ns", "batch"))
+        return self._cache.get(("dino_frames", log_id), read)
+
+    def _dino(self, log_id: str, t0_ns: int, t0_T_city: np.ndarray) -> tuple[np.ndarray, "_Rows"]:
         """Every lifted point of the camera frames within the horizon: (x, y, z, t) in the t0 frame, PCA feature."""
-        log = self._log(log_id)
-        frames = self.dino_frames[log_id]
+        camera_ns, sweep_ns_all, batches = self._dino_frames(log_id)
         horizon_ns = int(self.scene.horizon_s * 1e9)
-        rows = frames.filter((pl.col("camera_ns") >= t0_ns) & (pl.col("camera_ns") <= t0_ns + horizon_ns) & (pl.col("num_points") > 0))
+        rows = np.flatnonzero((camera_ns >= t0_ns) & (camera_ns <= t0_ns + horizon_ns))
         xyz, t, feat = [], [], []
-        for batch, sweep_ns in zip(rows["batch"], rows["sweep_ns"]):
-            b = self._batch(log_id, schema.DINO_POINTS_FILE, batch)
-            T = t0_T_city @ log.city_T_ego(sweep_ns)[0]
+        for batch, sweep_ns in zip(batches[rows], sweep_ns_all[rows]):
+            b = self._batch(log_id, schema.DINO_POINTS_FILE, int(batch))
+            T = t0_T_city @ self._city_T_ego(log_id, int(sweep_ns))
             p = np.column_stack([b.column(c).to_numpy() for c in ("x_m", "y_m", "z_m")]).astype(np.float64)
             xyz.append(p @ T[:3, :3].T + T[:3, 3])
             t.append((b.column("t_ns").to_numpy() - t0_ns) / 1e9)
             feat.append(self._features(b))
         if not xyz:
             raise ValueError(f"log {log_id}: no DINO targets within the horizon of t0 = {t0_ns}")
-        return np.column_stack([np.concatenate(xyz), np.concatenate(t)]), np.concatenate(feat)
+        return np.column_stack([np.concatenate(xyz), np.concatenate(t)]), _Rows(feat)
+
+    def _inputs(self, index: int) -> tuple:
+        """What every draw of a sample shares, in its t0 frame before any rotation (cached): the past sweeps, the
+        occupancy queries (xyzt, label, source), the ego-path queries (xyt, label) and the DINO points (xyzt, features)."""
+        def read():
+            log_id, batch, t0_ns, past_ns = self.samples[index]
+            log = self._log(log_id)
+            t0_T_city = np.linalg.inv(self._city_T_ego(log_id, t0_ns))
+            sweeps = []
+            for ts in past_ns:  # StoredLog.sweep_points_in, with the poses cached
+                T = t0_T_city @ self._city_T_ego(log_id, ts)
+                points = log.sweep(ts).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+                sweeps.append(points[~self._never_inside(points)])
+            occ = self._batch(log_id, schema.OCCUPANCY_FILE, batch)
+            occupancy = (self._stacked(log_id, schema.OCCUPANCY_FILE, batch, ("x_m", "y_m", "z_m", "t_s")),
+                         occ.column("occupied").to_numpy().astype(np.float32), occ.column("source").to_numpy())
+            ego = ()
+            if self.variant.ego:
+                inside = self._batch(log_id, schema.EGO_PATH_FILE, batch).column("inside").to_numpy().astype(np.float32)
+                ego = (self._stacked(log_id, schema.EGO_PATH_FILE, batch, ("x_m", "y_m", "t_s")), inside)
+            dino = ()
+            if self.use_dino:  # only points that some yaw can bring inside the grid, within the horizon, can be drawn
+                xyzt, feat = self._dino(log_id, t0_ns, t0_T_city)
+                rows = np.flatnonzero(~self._never_inside(xyzt) & (xyzt[:, 3] >= 0) & (xyzt[:, 3] <= self.scene.horizon_s))
+                dino = (xyzt[rows], feat, rows)
+            return tuple(sweeps), occupancy, ego, dino
+        return self._cache.get(("sample", index), read)
 
     def _in_extent(self, points: np.ndarray) -> np.ndarray:
         """Whether each point's first 2 (x, y) or 3 (x, y, z) coordinates lie in scene.extent_m."""
-        d = points.shape[1]
-        return np.all((points >= self.scene.box_min[:d]) & (points <= self.scene.box_max[:d]), axis=1)
+        lo, hi = self.scene.box_min, self.scene.box_max
+        inside = (points[:, 0] >= lo[0]) & (points[:, 0] <= hi[0])
+        for k in range(1, points.shape[1]):
+            inside &= (points[:, k] >= lo[k]) & (points[:, k] <= hi[k])
+        return inside
+
+    def _never_inside(self, xyz: np.ndarray) -> np.ndarray:
+        """Points outside the grid under every yaw about the t0 origin: beyond the farthest corner of the extent (plus
+        a metre) or outside its height range (which a yaw leaves alone). Dropping them changes no voxel and no draw."""
+        corners = np.array([[x, y] for x in self.scene.extent_m[:2] for y in self.scene.extent_m[2:4]])
+        reach = float(np.hypot(corners[:, 0], corners[:, 1]).max()) + 1.0
+        z0, z1 = self.scene.extent_m[4:]
+        return (np.hypot(xyz[:, 0], xyz[:, 1]) > reach) | (xyz[:, 2] < z0) | (xyz[:, 2] > z1)
 
     @staticmethod
     def _pick(rng: np.random.Generator, candidates: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -148,37 +271,30 @@ class PretrainDataset(torch.utils.data.Dataset):
         rotation_rad = rng.uniform(-np.pi, np.pi) if self.variant.rotation_augmentation else 0.0
         R = yaw_rotation(rotation_rad)[:2, :2]
         where = f"log {log_id} sample {batch}"
-        log = self._log(log_id)
-        t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
-        sweeps = [log.sweep_points_in(ts, t0_ns) for ts in past_ns]
-        occ = self._batch(log_id, schema.OCCUPANCY_FILE, batch)
-        occ_xyzt = np.column_stack([occ.column(c).to_numpy().astype(np.float64) for c in ("x_m", "y_m", "z_m", "t_s")])
+        sweeps, (occ_xyzt, occ_label, source), ego, dino = self._inputs(index)
+        occ_xyzt = occ_xyzt.copy()  # the cached arrays stay unrotated
         occ_xyzt[:, :2] = occ_xyzt[:, :2] @ R.T
-        occ_label = occ.column("occupied").to_numpy().astype(np.float32)
         keep = self._in_extent(occ_xyzt[:, :3])
         if not self.variant.missing_rays:
-            keep &= occ.column("source").to_numpy() != QuerySource.MISSING
+            keep &= source != QuerySource.MISSING
         pick = self._pick(rng, keep, self.counts.occupancy, f"{where}: occupancy")
         item_out = {"occupancy_q": occ_xyzt[pick], "occupancy_label": occ_label[pick]}
         if self.variant.ego:
-            ego = self._batch(log_id, schema.EGO_PATH_FILE, batch)
-            ego_xyt = np.column_stack([ego.column(c).to_numpy().astype(np.float64) for c in ("x_m", "y_m", "t_s")])
+            ego_xyt, inside = ego[0].copy(), ego[1]
             ego_xyt[:, :2] = ego_xyt[:, :2] @ R.T
             e = self._pick(rng, self._in_extent(ego_xyt[:, :2]), self.counts.ego, f"{where}: ego path")
             item_out["ego_q"] = ego_xyt[e]
-            item_out["ego_label"] = ego.column("inside").to_numpy().astype(np.float32)[e]
+            item_out["ego_label"] = inside[e]
         if self.use_dino:
-            dino_xyzt, feat = self._dino(log_id, t0_ns, t0_T_city)
+            dino_xyzt, feat, rows = dino[0].copy(), dino[1], dino[2]
             dino_xyzt[:, :2] = dino_xyzt[:, :2] @ R.T
-            t = dino_xyzt[:, 3]
-            d = self._pick(rng, self._in_extent(dino_xyzt[:, :3]) & (t >= 0) & (t <= self.scene.horizon_s),
-                           self.counts.dino, f"{where}: DINO")
-            target = feat[d].astype(np.float32)
+            d = self._pick(rng, self._in_extent(dino_xyzt[:, :3]), self.counts.dino, f"{where}: DINO")
+            target = feat[rows[d]].astype(np.float32)
             if self.dino_standardize:
                 target = (target - self.dino_mean) / self.dino_std
             item_out["dino_q"], item_out["dino_target"] = dino_xyzt[d], target
         if self.variant.rotation_augmentation:
-            sweeps = [np.column_stack([s[:, :2] @ R.T, s[:, 2]]) for s in sweeps]
+            sweeps = [_yawed(s, R) for s in sweeps]
         item_out["voxels"] = voxelize(sweeps, self.scene, self.vox)
         item_out["rotation_rad"] = np.float32(rotation_rad)
         return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in item_out.items()}
