@@ -8,15 +8,15 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test clean-data dagster params ladder mutants
+.PHONY: setup demo data test clean-data dagster params ladder study mutants
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir $(TORCH_SPEC)
+	$(PY) -m pip install --quiet --no-cache-dir -e ".[dev]"
 	@touch $(STAMP)
 
 # Raw data tracked by data.dvc: pulled from a DVC remote when one is configured, otherwise the
@@ -56,6 +56,18 @@ ladder: setup
 	$(PY) -m gasp_core.presets demo $(LADDER_DIR) 'pretrain.variants=$(LADDER_VARIANTS)' 'finetune.inits=$(LADDER_VARIANTS)' 'pretrain.seeds=[0,1]'
 	cd $(LADDER_DIR) && python -m dvc repro
 	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder && cp $(LADDER_DIR)/params.yaml studies/ladder/
+
+# The study (configs/preset/study.yaml, world configs/world/study.yaml): the paper's comparison at ~10x the demo, in
+# its own project (STUDY_DIR); its report, metrics and composed params are copied to reports/study/ (committed).
+STUDY_DIR ?= /tmp/gasp-study
+study: setup
+	rm -rf $(STUDY_DIR)
+	$(PY) -m gasp_core.presets study $(STUDY_DIR)
+	cd $(STUDY_DIR) && start=$$(date +%s) && python -m dvc repro && echo $$(( $$(date +%s) - start )) > study_wall_s.txt
+	rm -rf reports/study && mkdir -p reports/study
+	cp -r $(STUDY_DIR)/reports/. reports/study/ && cp -r $(STUDY_DIR)/metrics reports/study/metrics
+	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt reports/study/
+	git rev-parse HEAD > reports/study/commit.txt
 
 # Mutation score of metrics, statistics, task labels, sample windows, occupancy and ego labels (cosmic-ray, in a
 # scratch copy of the checkout; not part of `make test`): MODULES="metrics stats" narrows it.

@@ -64,7 +64,8 @@ def test_a_stale_params_yaml_is_caught(tmp_path):
 @pytest.mark.parametrize("dataset,model,preset", list(itertools.product(*GROUPS.values())))
 def test_every_group_combination_composes_and_parses(tmp_path, dataset, model, preset):
     p = yaml.safe_load(compose(tmp_path / "p.yaml", [f"dataset={dataset}", f"model={model}", f"preset={preset}"]).read_text())
-    if dataset == "embedded" or preset == "smoke":  # the smoke preset brings the splits of its own tiny world
+    # presets with a world of their own (smoke, study) bring its splits
+    if dataset == "embedded" or "splits" in yaml.safe_load((ROOT / "configs/preset" / f"{preset}.yaml").read_text()):
         _parse_all(p)
     else:  # real datasets leave the log splits to the user, and the stages say so
         with pytest.raises(ConfigError, match=r"splits\.train is not set"):
@@ -140,3 +141,30 @@ def test_read_params_names_the_file_and_the_missing_section(tmp_path):
     path.write_text("scene: {}\n")
     with pytest.raises(ConfigError, match=r"params.yaml: no `finetune` section"):
         read_params(path)["finetune"]
+
+
+def test_study_preset_wiring(tmp_path):
+    """The study composes into a full DAG at its promised size, on splits of its own world's logs, without running."""
+    from gasp_core.presets import world_config
+    from gasp_core.sim.generate import log_seeds
+    from gasp_core.sim.manoeuvres import ego_summary
+    from gasp_core.sim.config import world_config_from_dict
+    from gasp_core.sim.world import log_id_for
+    from gasp_core.tasks.config import TASKS
+
+    p = yaml.safe_load(compose(tmp_path / "p.yaml", ["preset=study"]).read_text())
+    _parse_all(p)
+    demo = yaml.safe_load((ROOT / "params.yaml").read_text())
+    world, demo_world = world_config("study"), world_config("demo")
+    assert world["logs"] * world["seconds"] >= 8 * demo_world["logs"] * demo_world["seconds"]
+    splits = p["splits"]
+    ids = [log_id_for(s) for s in log_seeds(world["seed"], world["logs"])]
+    assert sorted(splits["train"] + splits["val"] + splits["test"]) == sorted(ids)  # every log once, no other
+    assert len(splits["test"]) >= 6 and len(p["pretrain"]["seeds"]) >= 2 and len(p["finetune"]["seeds"]) >= 3
+    assert set(p["finetune"]["val_every"]) == set(TASKS) and all(v > 0 for v in p["finetune"]["val_every"].values())
+    assert p["pretrain"]["train"]["steps"] >= 5 * demo["pretrain"]["train"]["steps"]
+    assert p["finetune"]["steps"] >= 5 * demo["finetune"]["steps"]
+    # every test log holds a manoeuvre (a stop, a start or a turn) of the ego, surveyed as the generator drives it
+    cfg = world_config_from_dict({**world["world"], "seconds": world["seconds"]})
+    by_id = dict(zip(ids, log_seeds(world["seed"], world["logs"])))
+    assert all(ego_summary(cfg, by_id[log_id]).manoeuvres > 0 for log_id in splits["test"])
