@@ -88,3 +88,24 @@ def test_far_queries_cover_the_whole_extent():
     assert (far >= lo).all() and (far <= hi).all()
     np.testing.assert_allclose(far.min(0), lo, atol=1.0)
     np.testing.assert_allclose(far.max(0), hi, atol=1.0)
+
+
+def test_footprint_edges_count_as_inside():
+    """Closed footprint: points exactly on the bumpers and the sides are inside, a hair beyond them outside, for a
+    posed ego (yaw 90 degrees, away from the origin) as for one at the origin."""
+    from gasp_core.data.schema import EgoDims
+    from gasp_core.targets.ego_path import inside_footprint
+
+    ego = EgoDims(length_m=4.0, width_m=2.0, height_m=1.5, rear_overhang_m=1.0)
+    local = np.array([[-1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, -1.0], [-1.0, 1.0], [3.0, -1.0]])  # edges and corners
+    beyond = local + np.sign(local) * [1e-6, 1e-6] * (np.abs(local) >= [1.0, 1.0])
+    for yaw, origin in ((0.0, np.zeros(2)), (np.pi / 2, np.array([5.0, -2.0]))):
+        c, s = np.cos(yaw), np.sin(yaw)
+        pose = np.eye(4)
+        pose[:2, :2], pose[:2, 3] = [[c, -s], [s, c]], origin
+        poses = np.repeat(pose[None], len(local), axis=0)
+        to_t0 = lambda p: p @ pose[:2, :2].T + origin  # noqa: E731
+        # exact edges in the rotated frame: rotation by 90 degrees is exact up to rounding of cos(pi/2); allow 1e-12
+        got = inside_footprint(to_t0(local * (1 - 1e-12 * (yaw != 0))), poses, ego)
+        assert got.all(), (yaw, got)
+        assert not inside_footprint(to_t0(beyond), poses, ego).any(), yaw
