@@ -9,13 +9,14 @@ from gasp_core.sim.manoeuvres import ego_summary, summarize
 
 def test_stop_and_go_with_a_turn_is_counted_exactly():
     t = np.arange(0, 12.01, 0.1)
-    speed = np.where(t < 3, 8.0, np.where(t < 6, 0.0, 8.0))  # cruise, stop for 3 s, go again
+    moving = (t < 2.95) | ((t > 4.95) & (t < 7.95))  # cruise, stop for 2 s, go for 3 s, stop to the end
+    speed = np.where(moving, 8.0, 0.0)
     x = np.concatenate([[0.0], np.cumsum(speed[:-1] * 0.1)])
-    yaw = np.where(t < 9, 0.0, np.pi / 2 * np.minimum(1.0, (t - 9) / 2))  # a left turn at the end
+    yaw = np.where(t < 6, 0.0, np.pi / 2 * np.minimum(1.0, (t - 6) / 2))  # a left turn while moving again
     s = summarize("log", 0, t, np.column_stack([x, np.zeros_like(x)]), yaw)
-    assert (s.stops, s.starts, s.turns, s.manoeuvres) == (1, 1, True, 3)
-    np.testing.assert_allclose(s.distance_m, 8.0 * 9.0, atol=1e-9)
-    np.testing.assert_allclose(s.moving_fraction, 90 / 120, atol=1e-9)
+    assert (s.stops, s.starts, s.turns, s.manoeuvres) == (2, 1, True, 4)
+    np.testing.assert_allclose(s.distance_m, 8.0 * 6.0, atol=1e-9)
+    np.testing.assert_allclose(s.moving_fraction, 60 / 120, atol=1e-9)
     np.testing.assert_allclose(s.heading_change_rad, np.pi / 2)
 
 
