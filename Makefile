@@ -1,4 +1,5 @@
 # Two entry points: `make demo` and `make test`. Both create .venv on first use and reuse it after.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -58,16 +59,20 @@ ladder: setup
 	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder && cp $(LADDER_DIR)/params.yaml studies/ladder/
 
 # The study (configs/preset/study.yaml, world configs/world/study.yaml): the paper's comparison at ~10x the demo, in
-# its own project (STUDY_DIR); its report, metrics and composed params are copied to reports/study/ (committed).
+# its own project (STUDY_DIR), which runs on its own copy of gasp_core (PYTHONPATH) so edits here cannot reach a running
+# study; its report, metrics, curves, composed params, dvc.lock, log, wall time and commit go to reports/study/ (committed).
 STUDY_DIR ?= /tmp/gasp-study
 study: setup
 	rm -rf $(STUDY_DIR)
-	$(PY) -m gasp_core.presets study $(STUDY_DIR)
-	cd $(STUDY_DIR) && start=$$(date +%s) && python -m dvc repro && echo $$(( $$(date +%s) - start )) > study_wall_s.txt
+	set -o pipefail; start=$$(date +%s); \
+	  $(PY) -m gasp_core.presets study $(STUDY_DIR) && git rev-parse HEAD > $(STUDY_DIR)/commit.txt && \
+	  echo "world: $$(( $$(date +%s) - start )) s" > $(STUDY_DIR)/study_wall_s.txt && \
+	  cd $(STUDY_DIR) && PYTHONPATH=$(abspath $(STUDY_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
+	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" >> study_wall_s.txt
 	rm -rf reports/study && mkdir -p reports/study
 	cp -r $(STUDY_DIR)/reports/. reports/study/ && cp -r $(STUDY_DIR)/metrics reports/study/metrics
-	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt reports/study/
-	git rev-parse HEAD > reports/study/commit.txt
+	cp -r $(STUDY_DIR)/dvclive reports/study/dvclive
+	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt $(STUDY_DIR)/commit.txt $(STUDY_DIR)/dvc.lock $(STUDY_DIR)/repro.log reports/study/
 
 # Mutation score of metrics, statistics, task labels, sample windows, occupancy and ego labels (cosmic-ray, in a
 # scratch copy of the checkout; not part of `make test`): MODULES="metrics stats" narrows it.

@@ -3,7 +3,8 @@ budget and seed of the ``finetune`` params section.
 
 Reads ``scene``, ``splits``, ``pretrain.seeds`` and ``finetune``; the task labels, the occupancy queries (4D occupancy)
 and the initialisation's model folders (``models/pretrain/<init>/seed_<p>``, one per pre-training seed). Writes heads (and fine-tuned encoders with
-``finetune.encoder: full``) to ``--out`` and the training losses and validation metrics to ``--metrics``.
+``finetune.encoder: full``) to ``--out`` and the training losses and validation metrics to ``--metrics``; with ``--live``, the fine-tuning curves (training loss
+per step, validation loss and metrics at each validation) as dvclive plots.
 """
 
 from pathlib import Path
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, required=True, help="task_labels output")
     parser.add_argument("--occupancy", type=Path, required=True, help="occupancy_labels output")
     parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per init)")
+    parser.add_argument("--live", type=Path, default=None, help="dvclive folder of the fine-tuning curves")
     args = parser.parse_args()
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
@@ -29,7 +31,7 @@ def main() -> None:
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
     seeds = list(params["pretrain"]["seeds"])
     write_metrics(args.metrics, finetune(args.task, args.init, args.labels, args.occupancy, args.models / args.init, args.out,
-                                         scene, splits, cfg, seeds))
+                                         scene, splits, cfg, seeds, live_dir=args.live))
 
 
 if __name__ == "__main__":

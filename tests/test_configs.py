@@ -156,15 +156,17 @@ def test_study_preset_wiring(tmp_path):
     _parse_all(p)
     demo = yaml.safe_load((ROOT / "params.yaml").read_text())
     world, demo_world = world_config("study"), world_config("demo")
-    assert world["logs"] * world["seconds"] >= 8 * demo_world["logs"] * demo_world["seconds"]
+    assert world["logs"] * world["seconds"] >= 2 * demo_world["logs"] * demo_world["seconds"]
     splits = p["splits"]
     ids = [log_id_for(s) for s in log_seeds(world["seed"], world["logs"])]
     assert sorted(splits["train"] + splits["val"] + splits["test"]) == sorted(ids)  # every log once, no other
     assert len(splits["test"]) >= 6 and len(p["pretrain"]["seeds"]) >= 2 and len(p["finetune"]["seeds"]) >= 3
     assert set(p["finetune"]["val_every"]) == set(TASKS) and all(v > 0 for v in p["finetune"]["val_every"].values())
-    assert p["pretrain"]["train"]["steps"] >= 5 * demo["pretrain"]["train"]["steps"]
-    assert p["finetune"]["steps"] >= 5 * demo["finetune"]["steps"]
+    assert p["pretrain"]["train"]["steps"] >= 2 * demo["pretrain"]["train"]["steps"]
+    assert p["finetune"]["steps"] > demo["finetune"]["steps"]
+    # the test split holds the most samples of the three (the bootstrap's power), validation has manoeuvres too
+    assert len(splits["test"]) > len(splits["train"]) > len(splits["val"]) >= 1
     # every test log holds a manoeuvre (a stop, a start or a turn) of the ego, surveyed as the generator drives it
     cfg = world_config_from_dict({**world["world"], "seconds": world["seconds"]})
     by_id = dict(zip(ids, log_seeds(world["seed"], world["logs"])))
-    assert all(ego_summary(cfg, by_id[log_id]).manoeuvres > 0 for log_id in splits["test"])
+    assert all(ego_summary(cfg, by_id[log_id]).manoeuvres > 0 for log_id in splits["test"] + splits["val"])

@@ -618,9 +618,9 @@ def train_run(task: Task, encoder_dir: Path, items: list[Item], cfg: FinetuneCon
         head.eval()
         encoder.eval()
         ev = task.evaluate(head, val_features, val_items)
+        record = {"step": step, "loss": _val_loss(task, head, val_features, val_items, cfg.batch_size)}
         head.train()
         encoder.train(not frozen)
-        record = {"step": step}
         for part, (metric, better) in task.selection.items():
             value = ev.metrics.get(metric)
             record[metric] = value
@@ -659,6 +659,32 @@ def train_run(task: Task, encoder_dir: Path, items: list[Item], cfg: FinetuneCon
     encoder.eval()
     selection = {"selected_step": {part or "head": step for part, (_, _, step) in best.items()}, "history": history} if every else {}
     return head, encoder, losses, selection
+
+
+def _val_loss(task: Task, head: nn.Module, features: Features, items: list[Item], batch_size: int) -> float:
+    """The training loss on validation samples, on the same queries at every call (a fixed generator of its own:
+    the training draws are untouched), for the fine-tuning curves."""
+    rng = np.random.default_rng([0, 2])
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(items), batch_size):
+            batch = items[i:i + batch_size]
+            total += float(task.loss(head, features(batch), batch, rng)) * len(batch)
+            n += len(batch)
+    return total / max(n, 1)
+
+
+def write_curves(live, prefix: str, losses: list[float], history: list[dict]) -> None:
+    """One run's fine-tuning curves into a dvclive ``Live``: ``<prefix>/train_loss`` every step and, at each
+    validation, ``<prefix>/val_loss`` and the selection metrics (``<prefix>/val_<metric>``)."""
+    at = {int(r["step"]): r for r in history}
+    for step in range(len(losses) + 1):
+        live.step = step
+        if step:
+            live.log_metric(f"{prefix}/train_loss", losses[step - 1], timestamp=False)
+        for key, value in at.get(step, {}).items():
+            if key != "step" and value is not None and math.isfinite(value):
+                live.log_metric(f"{prefix}/val_{key}", value, timestamp=False)
 
 
 def _feat_dim(encoder: nn.Module) -> int:
@@ -708,10 +734,17 @@ def load_run(task: Task, path: Path, encoder_dir: Path, device: torch.device) ->
 
 def finetune(task_name: str, init: str, labels_dir: Path, occupancy_dir: Path, init_dir: Path, out_dir: Path,
              scene: SceneConfig, splits: SplitsConfig, cfg: FinetuneConfig, pretrain_seeds: list[int] = (0,),
-             progress: bool = True) -> dict:
+             progress: bool = True, live_dir: Path | None = None) -> dict:
     """Every (pre-training seed, budget, seed) run of one task and initialisation (``init_dir/seed_<p>`` holds
     pre-training seed p); saves heads under ``out_dir`` and returns metrics: the first and final training loss
-    and the validation metrics of each run."""
+    and the validation metrics of each run. With ``live_dir``, each run's curves (training loss per step,
+    validation loss and metrics at each validation) go to a dvclive log there, one plot per run and quantity
+    (``<budget>/pretrain_<p>/seed_<s>/train_loss``...)."""
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+
+        live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None)
     device = resolve_device(cfg.device)
     labels = TaskLabels(labels_dir)
     task = make_task(task_name, labels, occupancy_dir, scene, cfg)
@@ -739,8 +772,12 @@ def finetune(task_name: str, init: str, labels_dir: Path, occupancy_dir: Path, i
                 # timings go to the log only: metrics stay byte-identical across reruns
                 log.info("%s/%s pretrain seed %d %s seed %d: %d steps in %.1f s", task_name, init, p, budget, seed, cfg.steps,
                          time.perf_counter() - start)
+                if live is not None:
+                    write_curves(live, f"{budget}/{run_name(p, seed)}", losses, selection.get("history", []))
                 bar.update()
     bar.close()
+    if live is not None:
+        live.end()
     return result
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import shapely
 from shapely.geometry import Polygon
-from sklearn.metrics import average_precision_score
 
 AP_BINS = 2048
 """Score bins of the AP histograms: uniform in logit over [-AP_LOGIT_RANGE, AP_LOGIT_RANGE]."""
@@ -22,6 +21,8 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     scores, labels = np.ravel(scores).astype(np.float64), np.ravel(labels).astype(bool)
     if not labels.any():
         return float("nan")
+    from sklearn.metrics import average_precision_score  # imported here: 2 s that stages without AP never pay
+
     return float(average_precision_score(labels, scores))
 
 

@@ -122,3 +122,29 @@ def test_trajectory_head_starts_at_constant_velocity():
     torch.testing.assert_close(constant_velocity(past, torch.tensor(times))[0], expected, atol=1e-5, rtol=0)
     head = TrajectoryHead(8, times, 5, DecoderConfig(hidden=8))
     torch.testing.assert_close(head(torch.randn(1, 8, 16, 16), past)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_curves_reach_dvclive_with_validation_loss(project, tmp_path):
+    """`finetune(live_dir=...)` writes each run's curves as dvclive plots: the training loss at every step (the same
+    values the metrics summarise), the validation loss and metric at each validation, and the validation loss is
+    the training loss's own formula on validation samples: it falls as the map head learns."""
+    import polars as pl
+
+    root, splits = project
+    cfg = _cfg(val_every={"map": 20}, budgets={"full": 1.0})
+    live = tmp_path / "live"
+    res = finetune("map", "scratch", root / "labels", root, root / "models" / "scratch", tmp_path / "out", SCENE, splits, cfg,
+                   progress=False, live_dir=live)
+    plots = live / "plots" / "metrics" / "full" / "pretrain_0" / "seed_0"
+    train = pl.read_csv(plots / "train_loss.tsv", separator="\t")
+    val = pl.read_csv(plots / "val_loss.tsv", separator="\t")
+    assert train["step"].to_list() == list(range(1, cfg.steps + 1))
+    run = res["runs"]["full/pretrain_0/seed_0"]
+    assert train["train_loss"][0] == pytest.approx(run["loss_first"], abs=1e-5)
+    assert float(train["train_loss"][-10:].mean()) == pytest.approx(run["loss_final"], abs=1e-5)
+    assert val["step"].to_list() == [0, 20, 40, 60]
+    assert val["val_loss"][-1] < 0.7 * val["val_loss"][0]
+    # the selection metric (mIoU of the thin layers): logged where finite; these labels have no thin layers, so a
+    # head that learnt to predict none scores nan (empty over empty) after step 0
+    metric = pl.read_csv(plots / "val_mIoU.tsv", separator="\t")
+    assert metric["step"].to_list() == [0] and np.isfinite(metric["val_mIoU"].to_numpy().astype(float)).all()
