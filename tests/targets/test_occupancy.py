@@ -118,3 +118,23 @@ def test_scan_pattern_resolution_is_inferred(n_az):
     pattern = infer_pattern(az, el, sw.laser_number.astype(np.int64), min_returns=10)
     assert pattern.azimuth_bins == n_az
     np.testing.assert_allclose(np.rad2deg(pattern.elevation_rad), ELEVATIONS, atol=1e-9)
+
+
+@pytest.mark.parametrize("turn", [+1.0, -1.0], ids=["counter-clockwise", "clockwise"])
+@pytest.mark.parametrize("start_az", [0.3, -2.9])
+def test_empty_cells_get_the_head_s_firing_time_in_either_spin(turn: float, start_az: float):
+    """A head turning steadily one way or the other (spinning lidars come in both senses; the embedded world's turn
+    one way only): the firing time of an empty cell, inside a gap of returns or past the last return before the
+    sweep's seam, is the time the head pointed at it, to float precision. Kills a sign fixed to one sense."""
+    from gasp_core.targets.occupancy import cell_firing_offsets
+
+    period_ns = 100_000_000
+    t = np.linspace(0.0, 0.95 * period_ns, 400)
+    t = t[(t < 0.40 * period_ns) | (t > 0.55 * period_ns)]  # no returns for 15% of the turn: an empty sector
+
+    def azimuth(times):
+        return np.mod(start_az + turn * 2 * np.pi * times / period_ns + np.pi, 2 * np.pi) - np.pi
+
+    cells_t = np.array([0.42, 0.47, 0.53, 0.97, 0.99]) * period_ns
+    got = cell_firing_offsets(azimuth(t), t.astype(np.int64), azimuth(cells_t))
+    np.testing.assert_allclose(got, cells_t, rtol=0, atol=0.05 * period_ns / 400)
