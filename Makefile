@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test clean-data dagster params ladder study mutants
+.PHONY: setup demo data test clean-data dagster params ladder study world-seed mutants
 
 setup: $(STAMP)
 
@@ -73,6 +73,23 @@ study: setup
 	cp -r $(STUDY_DIR)/reports/. reports/study/ && cp -r $(STUDY_DIR)/metrics reports/study/metrics
 	cp -r $(STUDY_DIR)/dvclive reports/study/dvclive
 	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt $(STUDY_DIR)/commit.txt $(STUDY_DIR)/dvc.lock $(STUDY_DIR)/repro.log reports/study/
+
+# Robustness: the demo's comparison on another world seed (another town and traffic, same sizes; splits moved by
+# position), in its own project; its report goes to studies/world_seed_<N>/ and benchmarks/compare_verdicts.py lists
+# the verdicts that hold on both worlds.
+WORLD_SEED ?= 1
+SEED_DIR ?= /tmp/gasp-world-seed-$(WORLD_SEED)
+world-seed: setup
+	rm -rf $(SEED_DIR)
+	set -o pipefail; start=$$(date +%s); \
+	  $(PY) -m gasp_core.presets demo $(SEED_DIR) --world-seed $(WORLD_SEED) && git rev-parse HEAD > $(SEED_DIR)/commit.txt && \
+	  cd $(SEED_DIR) && PYTHONPATH=$(abspath $(SEED_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
+	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" > wall_s.txt
+	rm -rf studies/world_seed_$(WORLD_SEED) && mkdir -p studies/world_seed_$(WORLD_SEED)
+	cp -r $(SEED_DIR)/reports/. studies/world_seed_$(WORLD_SEED)/ && cp -r $(SEED_DIR)/metrics studies/world_seed_$(WORLD_SEED)/metrics
+	cp $(SEED_DIR)/params.yaml $(SEED_DIR)/wall_s.txt $(SEED_DIR)/commit.txt $(SEED_DIR)/repro.log studies/world_seed_$(WORLD_SEED)/
+	$(PY) benchmarks/compare_verdicts.py reports studies/world_seed_$(WORLD_SEED) --labels "world seed 0" "world seed $(WORLD_SEED)" \
+	  | tee studies/world_seed_$(WORLD_SEED)/verdicts.md
 
 # Mutation score of metrics, statistics, task labels, sample windows, occupancy and ego labels (cosmic-ray, in a
 # scratch copy of the checkout; not part of `make test`): MODULES="metrics stats" narrows it.

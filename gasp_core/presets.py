@@ -50,9 +50,26 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
 
 
+def reseed_splits(splits: dict[str, list[str]], world: dict, seed: int) -> dict[str, list[str]]:
+    """The splits of a preset's world moved to another world seed by position: the log that was the i-th of the
+    world is replaced by the i-th log of the reseeded world (same count, lengths and split sizes)."""
+    from gasp_core.sim.generate import log_seeds
+    from gasp_core.sim.world import log_id_for
+
+    old = [log_id_for(s) for s in log_seeds(int(world["seed"]), int(world["logs"]))]
+    new = [log_id_for(s) for s in log_seeds(int(seed), int(world["logs"]))]
+    where = {log_id: i for i, log_id in enumerate(old)}
+    missing = sorted({x for ids in splits.values() for x in ids} - set(where))
+    if missing:
+        raise ValueError(f"splits name logs that the world (seed {world['seed']}, {world['logs']} logs) does not hold: {missing}")
+    return {part: [new[where[x]] for x in ids] for part, ids in splits.items()}
+
+
 def materialize(name: str, dest: Path, root: Path = ROOT, generate_world: bool = True,
-                overrides: list[str] | tuple[str, ...] = ()) -> Path:
-    """A runnable copy of the project at ``dest`` composed with ``preset=name`` (and ``overrides``)."""
+                overrides: list[str] | tuple[str, ...] = (), world_seed: int | None = None) -> Path:
+    """A runnable copy of the project at ``dest`` composed with ``preset=name`` (and ``overrides``). ``world_seed``
+    generates the preset's world with another seed (another town and traffic, same sizes) and moves the splits
+    onto its logs by position (:func:`reseed_splits`)."""
     if name not in presets(root):
         raise ValueError(f"unknown preset {name!r}; configs/preset has {presets(root)}")
     dest = Path(dest)
@@ -69,6 +86,17 @@ def materialize(name: str, dest: Path, root: Path = ROOT, generate_world: bool =
                 [py, "-m", "dvc", "config", "core.autostage", "true"],
                 [py, "-m", "dvc", "config", "hydra.enabled", "true"], [py, "-m", "dvc", "config", "hydra.config_dir", "configs"]):
         _run(cmd, dest)
+    overrides = list(overrides)
+    if world_seed is not None:
+        path = dest / "configs" / "world" / f"{name}.yaml"
+        world = world_config(name, root)
+        text, n = re.subn(r"^seed:\s*\d+", f"seed: {int(world_seed)}", path.read_text(), flags=re.M)
+        if n != 1:
+            raise ValueError(f"{path}: expected one top-level `seed:` line, found {n}")
+        path.write_text(text)
+        composed = yaml.safe_load(compose(dest / "params.yaml", overrides, root=dest).read_text())
+        moved = reseed_splits(composed["splits"], world, world_seed)
+        overrides += [f"splits.{part}=[{','.join(repr(x) for x in ids)}]" for part, ids in moved.items()]
     compose(dest / "params.yaml", overrides, root=dest)
     if generate_world:
         world_config(name, root)  # fails early, naming the file, for a preset without a world
@@ -83,8 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("preset")
     p.add_argument("dest", type=Path)
     p.add_argument("overrides", nargs="*", help="Hydra overrides on top of the preset (model=paper, finetune.steps=10)")
+    p.add_argument("--world-seed", type=int, default=None,
+                   help="generate the preset's world with this seed (splits moved onto its logs by position)")
     a = p.parse_args(argv)
-    print(f"wrote {materialize(a.preset, a.dest, overrides=a.overrides)}; run `python -m dvc repro` there")
+    print(f"wrote {materialize(a.preset, a.dest, overrides=a.overrides, world_seed=a.world_seed)}; "
+          "run `python -m dvc repro` there")
 
 
 if __name__ == "__main__":
