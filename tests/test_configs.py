@@ -170,3 +170,21 @@ def test_study_preset_wiring(tmp_path):
     cfg = world_config_from_dict({**world["world"], "seconds": world["seconds"]})
     by_id = dict(zip(ids, log_seeds(world["seed"], world["logs"])))
     assert all(ego_summary(cfg, by_id[log_id]).manoeuvres > 0 for log_id in splits["test"] + splits["val"])
+
+
+def test_reseeded_splits_move_by_position_onto_the_other_world():
+    """`presets --world-seed`: the i-th log of the world is replaced by the i-th log of the reseeded one."""
+    from gasp_core.presets import reseed_splits, world_config
+    from gasp_core.sim.generate import log_seeds
+    from gasp_core.sim.world import log_id_for
+
+    world = world_config("demo")
+    splits = yaml.safe_load((ROOT / "params.yaml").read_text())["splits"]
+    assert reseed_splits(splits, world, world["seed"]) == splits
+    moved = reseed_splits(splits, world, 1)
+    old = [log_id_for(s) for s in log_seeds(world["seed"], world["logs"])]
+    new = [log_id_for(s) for s in log_seeds(1, world["logs"])]
+    assert not set(new) & set(old)
+    assert all(moved[part] == [new[old.index(x)] for x in ids] for part, ids in splits.items())
+    with pytest.raises(ValueError, match="not-a-log"):
+        reseed_splits({"train": ["not-a-log"]}, world, 1)
