@@ -188,3 +188,87 @@ def test_reseeded_splits_move_by_position_onto_the_other_world():
     assert all(moved[part] == [new[old.index(x)] for x in ids] for part, ids in splits.items())
     with pytest.raises(ValueError, match="not-a-log"):
         reseed_splits({"train": ["not-a-log"]}, world, 1)
+
+
+def _stage_scripts() -> dict[str, tuple[str, list[str]]]:
+    """dvc.yaml stage -> (its script, its gasp_core deps)."""
+    import re
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name, st in stages.items():
+        body = st.get("do", st)
+        script = re.search(r"python (stages/\w+\.py)", body["cmd"]).group(1)
+        out[name] = (script, [d for d in body["deps"] if d.startswith("gasp_core")])
+    return out
+
+
+def test_stage_deps_are_exactly_the_import_closure():
+    """Each stage depends on the gasp_core files its script's imports reach, in their minimal cover: never on the
+    whole package (an edit anywhere would rerun everything), never missing a file (a change could go unseen)."""
+    from gasp_core.closure import import_closure, minimal_cover
+
+    for name, (script, deps) in _stage_scripts().items():
+        closure = import_closure(script)
+        assert "gasp_core" not in deps, name
+        assert deps == minimal_cover(closure), f"{name}: dvc.yaml deps differ: run `python -m gasp_core.closure --write dvc.yaml`"
+        covered = [f for f in closure if not any(f.as_posix() == d or f.as_posix().startswith(d + "/") for d in deps)]
+        assert not covered, f"{name} misses {covered}"
+    # what a head or the simulator reaches: task stages see tasks/heads.py, no stage sees the town
+    reach = {name: {f.as_posix() for f in import_closure(s)} for name, (s, _) in _stage_scripts().items()}
+    assert {n for n, files in reach.items() if "gasp_core/tasks/heads.py" in files} == {"finetune", "evaluate", "report"}
+    assert not any("gasp_core/sim/town.py" in files for files in reach.values())
+
+
+@pytest.mark.parametrize("script", ["stages/ingest.py", "stages/task_labels.py", "stages/finetune.py"])
+def test_import_closure_holds_what_python_loads(script):
+    """The static closure holds every gasp_core module that running the script really loads (its imports, up to
+    argument parsing), and the lazy model classes stay out of a stage that never asks for them."""
+    import subprocess
+    import sys
+
+    from gasp_core.closure import import_closure
+
+    code = ("import runpy, sys\nsys.argv = [sys.argv[1], '--help']\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit:\n    pass\nprint('\\n'.join(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
+            "    if (n == 'gasp_core' or n.startswith('gasp_core.')) and getattr(m, '__file__', None))))")
+    res = subprocess.run([sys.executable, "-c", code, script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    loaded = {Path(line).resolve().relative_to(ROOT).as_posix() for line in res.stdout.split("\n") if line.endswith(".py")}
+    closure = {f.as_posix() for f in import_closure(script)}
+    assert loaded and loaded <= closure, sorted(loaded - closure)
+    if script == "stages/task_labels.py":
+        assert "gasp_core/models/gasp_model.py" not in closure | loaded
+
+
+def test_import_closure_on_a_package_built_for_it(tmp_path):
+    """Imports in function bodies count, relative ones resolve, parent __init__s are in, a package's lazy
+    attribute (PEP 562) pulls its module only into a file that asks for that name, and the minimal cover takes a
+    folder only when every file in it is needed."""
+    from gasp_core.closure import import_closure, minimal_cover
+
+    files = {
+        "gasp_core/__init__.py": "def __getattr__(name):\n    from gasp_core.heavy import Big\n    return Big\n",
+        "gasp_core/heavy.py": "Big = 1\n",
+        "gasp_core/a/__init__.py": "",
+        "gasp_core/a/one.py": "from . import two\n",
+        "gasp_core/a/two.py": "def f():\n    from gasp_core.b.lazy import g\n",
+        "gasp_core/b/__init__.py": "",
+        "gasp_core/b/lazy.py": "from ..a import one\n",
+        "gasp_core/b/unused.py": "",
+        "gasp_core/c.py": "from gasp_core import Big\n",
+        "stages/plain.py": "from gasp_core.a.one import two\n",
+        "stages/wants_big.py": "import gasp_core\nprint(gasp_core.Big)\n",
+        "stages/from_c.py": "import gasp_core.c\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    plain = [p.as_posix() for p in import_closure("stages/plain.py", tmp_path)]
+    assert plain == ["gasp_core/__init__.py", "gasp_core/a/__init__.py", "gasp_core/a/one.py", "gasp_core/a/two.py",
+                     "gasp_core/b/__init__.py", "gasp_core/b/lazy.py"]
+    assert minimal_cover(import_closure("stages/plain.py", tmp_path), tmp_path) == [
+        "gasp_core/__init__.py", "gasp_core/a", "gasp_core/b/__init__.py", "gasp_core/b/lazy.py"]
+    assert "gasp_core/heavy.py" in {p.as_posix() for p in import_closure("stages/wants_big.py", tmp_path)}
+    assert "gasp_core/heavy.py" in {p.as_posix() for p in import_closure("stages/from_c.py", tmp_path)}

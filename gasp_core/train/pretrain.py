@@ -142,13 +142,13 @@ def inputs_digest(*dirs: Path | None) -> str:
 
 
 def code_digest() -> str:
-    """Hash of the gasp_core sources: a checkpoint written by other code is never resumed."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha1()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    """Hash of the gasp_core sources that pre-training runs (this module and its import closure, the files its
+    stage depends on in dvc.yaml): a checkpoint written by other code is never resumed, and an edit elsewhere in
+    the package (a task head, the simulator) keeps checkpoints resumable."""
+    from gasp_core.closure import ROOT, digest, import_closure
+
+    here = Path(__file__).resolve()
+    return digest(sorted(set(import_closure(here)) | {here.relative_to(ROOT)}))
 
 
 def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str, logs: list[str] | None = None,
