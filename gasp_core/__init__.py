@@ -1,6 +1,15 @@
 """gasp_core: the library behind every GASP pipeline stage.
 
-Rooms (dependencies point one way): geometry <- sim, data <- targets/models <- tasks/train <- stages.
+Layers (imports point down only; ``tests/test_configs.py::test_layering`` checks every import, lazy ones too):
+
+0. foundation: ``config``, ``io``, ``parallel``, ``perf``, ``cli``, ``params``, ``closure``, ``geometry``
+1. ``data`` (the log store and dataset readers), ``teacher`` (image models), ``viz``
+2. ``sim`` (writes datasets: uses ``data``), ``targets`` (self-supervised targets), ``models``
+3. ``train`` (pre-training), ``tasks`` (downstream tasks)
+4. ``query``, ``presets``; the stage scripts in ``stages/`` sit above all of them
+
+A package imports its own modules, any of a lower layer and, in the foundation, its neighbours. So ``data`` never
+imports ``sim``: the simulator writes what ingest needs (the ego's box) into its manifest.
 """
 
 __version__ = "0.1.0"

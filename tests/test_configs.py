@@ -272,3 +272,39 @@ def test_import_closure_on_a_package_built_for_it(tmp_path):
         "gasp_core/__init__.py", "gasp_core/a", "gasp_core/b/__init__.py", "gasp_core/b/lazy.py"]
     assert "gasp_core/heavy.py" in {p.as_posix() for p in import_closure("stages/wants_big.py", tmp_path)}
     assert "gasp_core/heavy.py" in {p.as_posix() for p in import_closure("stages/from_c.py", tmp_path)}
+
+
+LAYERS = {
+    0: {"config", "io", "parallel", "perf", "cli", "params", "closure", "geometry"},
+    1: {"data", "teacher", "viz"},
+    2: {"sim", "targets", "models"},
+    3: {"train", "tasks"},
+    4: {"query", "presets"},
+}
+
+
+def test_layering():
+    """Every import in gasp_core (module level, in functions, lazy) points to the same package, a lower layer or,
+    in the foundation, a neighbour: data never imports sim, models never import tasks, nothing imports a stage."""
+    from gasp_core.closure import _parse
+
+    layer_of = {pkg: layer for layer, pkgs in LAYERS.items() for pkg in pkgs}
+    root = ROOT / "gasp_core"
+    top = {p.stem if p.is_file() else p.name for p in root.iterdir() if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py")}
+    assert top - {"__init__", "__main__"} <= set(layer_of), f"unlayered: {sorted(top - set(layer_of) - {'__init__'})}"
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "__init__.py":
+            continue
+        here = rel.parts[0].removesuffix(".py")
+        modules, _, _, lazy = _parse(path, ROOT)
+        for module in modules | lazy:
+            parts = module.split(".")
+            if len(parts) < 2 or parts[1] == here:
+                continue
+            there = parts[1]
+            ok = layer_of[there] < layer_of[here] or (layer_of[here] == layer_of[there] == 0)
+            if not ok:
+                bad.append(f"{rel} imports {module}")
+    assert not bad, bad

@@ -138,15 +138,18 @@ def open_source(cfg: IngestConfig, log_id: str) -> LogSource:
 
 
 def ego_dims(cfg: IngestConfig) -> EgoDims:
-    """The config's override, else the embedded world's (from its manifest), else the dataset default."""
+    """The config's override, else the embedded world's (the ``ego`` entry of its manifest), else the dataset
+    default."""
     if cfg.ego is not None:
         return cfg.ego
     manifest = Path(cfg.root) / "gasp_sim_manifest.json"
     if manifest.is_file():
-        from gasp_core.sim.config import world_config_from_dict
-
-        world = world_config_from_dict(json.loads(manifest.read_text()).get("config", {}))
-        return EgoDims(world.ego_length_m, world.ego_width_m, world.ego_height_m, world.ego_rear_overhang_m)
+        ego = json.loads(manifest.read_text()).get("ego")
+        fields = ("length_m", "width_m", "height_m", "rear_overhang_m")
+        if not isinstance(ego, dict) or any(not isinstance(ego.get(k), (int, float)) for k in fields):
+            raise ValueError(f"{manifest}: no 'ego' entry with {', '.join(fields)} (an older generator wrote this world): "
+                             "regenerate it (`make data`) or set ingest.ego")
+        return EgoDims(*(float(ego[k]) for k in fields))
     return DEFAULT_EGO_DIMS[cfg.format]
 
 

@@ -208,3 +208,24 @@ def test_nuscenes_non_monotonic_timestamps(nus_root, tmp_path):
     path.write_text(json.dumps(records))
     with pytest.raises(InputError, match="sample_data.json: LIDAR_TOP timestamps not increasing"):
         nus_run(nus_root, tmp_path / "e")
+
+
+def test_ego_dims_come_from_the_world_manifest(tmp_path):
+    """The generator writes the ego's box into its manifest and ingest reads it there (the data layer never imports
+    the simulator); a manifest without it is an error that names the file, never a silent default."""
+    import json
+
+    from gasp_core.data.ingest import IngestConfig, ego_dims
+    from gasp_core.data.schema import EgoDims
+    from gasp_core.sim.config import world_config_from_dict
+    from gasp_core.sim.generate import generate
+
+    world = world_config_from_dict({"ego_length_m": 5.2, "ego_rear_overhang_m": 1.3, "seconds": 0.3})
+    generate("av2", tmp_path / "av2", 1, 0.3, 0, config={"ego_length_m": 5.2, "ego_rear_overhang_m": 1.3})
+    assert ego_dims(IngestConfig(root=str(tmp_path / "av2"))) == EgoDims(5.2, world.ego_width_m, world.ego_height_m, 1.3)
+    manifest = tmp_path / "av2" / "gasp_sim_manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["ego"]
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="gasp_sim_manifest.json: no 'ego' entry"):
+        ego_dims(IngestConfig(root=str(tmp_path / "av2")))
