@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test clean-data dagster params ladder study world-seed mutants
+.PHONY: setup demo data test lint clean-data dagster params ladder study world-seed mutants
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ demo: data
 
 test: setup
 	$(PY) -m pytest
+
+# ruff (pyproject.toml [tool.ruff]): lint and formatting of everything we write; CI runs it before the tests
+LINT_PATHS := gasp_core stages orchestration tests benchmarks
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 # The Dagster UI over the same DAG (orchestration/definitions.py reads dvc.yaml); DAGSTER_HOME outside the repo.
 DAGSTER_HOME ?= $(HOME)/.gasp-dagster

@@ -31,9 +31,13 @@ def main() -> None:
     parser.add_argument("--label-b", default="B")
     args = parser.parse_args()
     boot_cfg = BootstrapConfig(**yaml.safe_load((args.a / "params.yaml").read_text())["report"]["bootstrap"])
-    print(f"{args.init}: {args.label_a} ({args.a}) - {args.label_b} ({args.b}); "
-          f"{boot_cfg.level:.0%} paired bootstrap, {boot_cfg.replicates} replicates over test {boot_cfg.unit}s and runs\n")
-    print(f"| task (main metric) | budget | {args.label_a} | {args.label_b} | {args.label_a} - {args.label_b} | verdict |")
+    print(
+        f"{args.init}: {args.label_a} ({args.a}) - {args.label_b} ({args.b}); "
+        f"{boot_cfg.level:.0%} paired bootstrap, {boot_cfg.replicates} replicates over test {boot_cfg.unit}s and runs\n"
+    )
+    print(
+        f"| task (main metric) | budget | {args.label_a} | {args.label_b} | {args.label_a} - {args.label_b} | verdict |"
+    )
     print("|---|---|---|---|---|---|")
     for task in TASKS:
         arrays = [load_arrays(root / "data" / "eval" / task / "stats.npz") for root in (args.a, args.b)]
@@ -48,9 +52,11 @@ def main() -> None:
             boot = Bootstrap(groups, boot_cfg)
             a, b = boot.interval(runs[0], fn), boot.interval(runs[1], fn)
             d = boot.difference(runs[0], runs[1], fn, better == "higher")
-            print(f"| {task} ({metric}) | {budget} | {a['estimate']:.3f} [{a['low']:.3f}, {a['high']:.3f}] | "
-                  f"{b['estimate']:.3f} [{b['low']:.3f}, {b['high']:.3f}] | {d['difference']:+.3g} [{d['low']:+.3g}, "
-                  f"{d['high']:+.3g}] | {d['verdict']} |")
+            print(
+                f"| {task} ({metric}) | {budget} | {a['estimate']:.3f} [{a['low']:.3f}, {a['high']:.3f}] | "
+                f"{b['estimate']:.3f} [{b['low']:.3f}, {b['high']:.3f}] | {d['difference']:+.3g} [{d['low']:+.3g}, "
+                f"{d['high']:+.3g}] | {d['verdict']} |"
+            )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         for t in tables:
             r = t.get(key)
             verdicts.append(None if r is None else r["verdict"])
-            cells.append("n/a" if r is None else f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}")
+            cells.append(
+                "n/a" if r is None else f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}"
+            )
         a = agreement(verdicts)
         tally[a] = tally.get(a, 0) + 1
         print(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {a} |")

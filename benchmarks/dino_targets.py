@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -69,13 +68,19 @@ def main() -> None:
     peak = matmul_peak_gflops(device)
     achieved = flops_per_image * len(frames) / teacher_s / 1e9
     n = len(frames)
-    print(f"DINO targets: {n} frames of {w}x{h} px, teacher {args.model} (input {teacher.input_size(h, w)}), device {device}")
-    print(f"  teacher forward          : {n / teacher_s:8.2f} images/s  {achieved:7.1f} GFLOP/s = {achieved / peak:.2f} of the "
-          f"fp32 matmul peak measured here ({peak:.1f} GFLOP/s); {flops_per_image / 1e9:.2f} GFLOP/image")
+    print(
+        f"DINO targets: {n} frames of {w}x{h} px, teacher {args.model} (input {teacher.input_size(h, w)}), device {device}"
+    )
+    print(
+        f"  teacher forward          : {n / teacher_s:8.2f} images/s  {achieved:7.1f} GFLOP/s = {achieved / peak:.2f} of the "
+        f"fp32 matmul peak measured here ({peak:.1f} GFLOP/s); {flops_per_image / 1e9:.2f} GFLOP/image"
+    )
     print(f"  lift (project, z-buffer) : {n_points / lift_s:8.0f} points/s  ({n_points / n:.0f} visible points/frame)")
     print(f"  sample + PCA             : {n_points / sample_s:8.0f} points/s")
-    print(f"  whole frame path         : {n / (teacher_s + lift_s + sample_s):8.2f} images/s, "
-          f"{n_points / (teacher_s + lift_s + sample_s):.0f} lifted points/s (image decode excluded)")
+    print(
+        f"  whole frame path         : {n / (teacher_s + lift_s + sample_s):8.2f} images/s, "
+        f"{n_points / (teacher_s + lift_s + sample_s):.0f} lifted points/s (image decode excluded)"
+    )
 
 
 if __name__ == "__main__":

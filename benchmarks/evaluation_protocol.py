@@ -26,8 +26,17 @@ from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks import metrics as M
 from gasp_core.tasks.build import TaskLabels, stored_samples
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import (Features, OccupancyTask, _batched_queries, _sigmoid, items_of, load_encoder, load_run,
-                                      pretrained_dir, run_dir)
+from gasp_core.tasks.finetune import (
+    Features,
+    OccupancyTask,
+    _batched_queries,
+    _sigmoid,
+    items_of,
+    load_encoder,
+    load_run,
+    pretrained_dir,
+    run_dir,
+)
 from gasp_core.tasks.labels import semantic_occupancy
 
 
@@ -70,18 +79,28 @@ def main() -> None:
             feats = Features(load_encoder(enc_dir, device), labels, device, True)
             for budget in cfg.budgets:
                 for seed in cfg.seeds:
-                    head, _ = load_run(task, run_dir(Path("models/finetune/occupancy") / init, budget, p, seed), enc_dir, device)
-                    pooled: dict[str, tuple[list, list]] = {k: ([], []) for k in ("old", "t>0 lidar", "future+missing", "new")}
+                    head, _ = load_run(
+                        task, run_dir(Path("models/finetune/occupancy") / init, budget, p, seed), enc_dir, device
+                    )
+                    pooled: dict[str, tuple[list, list]] = {
+                        k: ([], []) for k in ("old", "t>0 lidar", "future+missing", "new")
+                    }
                     with torch.no_grad():
                         for it in items:
                             q, y, src = task._queries(it)
-                            pick = np.random.default_rng([it[1], len(q)]).choice(len(q), min(len(q), task.eval_queries), replace=False)
+                            pick = np.random.default_rng([it[1], len(q)]).choice(
+                                len(q), min(len(q), task.eval_queries), replace=False
+                            )
                             q, y, src = q[pick], y[pick], src[pick]
                             s = _sigmoid(_batched_queries(head, feats([it]), q)[:, 0])
                             future = q[:, 3] > task._arr(it, "occ_t_min")
                             lidar = src != QuerySource.MISSING
-                            for name, keep in (("old", q[:, 3] > 0), ("t>0 lidar", lidar), ("future+missing", future),
-                                               ("new", future & lidar)):
+                            for name, keep in (
+                                ("old", q[:, 3] > 0),
+                                ("t>0 lidar", lidar),
+                                ("future+missing", future),
+                                ("new", future & lidar),
+                            ):
                                 pooled[name][0].append(s[keep])
                                 pooled[name][1].append(y[keep])
                     for name, (s_, y_) in pooled.items():
@@ -105,14 +124,20 @@ def main() -> None:
             changed += int((old != new).sum())
             inside += int(((old > 0) | (new > 0)).sum())
             total += len(q)
-    print(f"semantic occupancy, test logs: {changed} of {total} labels ({100 * changed / total:.2f}%) differ between the "
-          f"0.1 s bins and each query's own time; {100 * changed / max(inside, 1):.1f}% of the object labels")
+    print(
+        f"semantic occupancy, test logs: {changed} of {total} labels ({100 * changed / total:.2f}%) differ between the "
+        f"0.1 s bins and each query's own time; {100 * changed / max(inside, 1):.1f}% of the object labels"
+    )
     rng = np.random.default_rng(0)
     y = rng.uniform(size=2000) < 0.3
-    tied = np.where(y, rng.choice([0.0, 0.5, 1.0], 2000, p=[0.3, 0.4, 0.3]), rng.choice([0.0, 0.5, 1.0], 2000, p=[0.6, 0.3, 0.1]))
+    tied = np.where(
+        y, rng.choice([0.0, 0.5, 1.0], 2000, p=[0.3, 0.4, 0.3]), rng.choice([0.0, 0.5, 1.0], 2000, p=[0.6, 0.3, 0.1])
+    )
     order_a, order_b = np.argsort(~y, kind="stable"), np.argsort(y, kind="stable")  # positives first / last among ties
-    print(f"AP on 3-level tied scores: old hand-written {_old_ap(tied[order_a], y[order_a]):.4f} (positives listed first) vs "
-          f"{_old_ap(tied[order_b], y[order_b]):.4f} (listed last); scikit-learn {M.average_precision(tied, y):.4f} either way")
+    print(
+        f"AP on 3-level tied scores: old hand-written {_old_ap(tied[order_a], y[order_a]):.4f} (positives listed first) vs "
+        f"{_old_ap(tied[order_b], y[order_b]):.4f} (listed last); scikit-learn {M.average_precision(tied, y):.4f} either way"
+    )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,13 @@ def main() -> None:
     frozen(items)
     cache_ms = (time.perf_counter() - t) / len(items) * 1e3
     peak = matmul_peak_gflops(device)
-    print(f"encoder forward for the feature cache: {cache_ms:.1f} ms/sample ({len(items)} samples); "
-          f"fp32 matmul peak {peak:.1f} GFLOP/s on {device}")
-    print(f"{'task':<20} {'frozen ms/step':>15} {'full ms/step':>13} {'full/frozen':>12} {'frozen GFLOP/s':>15} {'of peak':>8}")
+    print(
+        f"encoder forward for the feature cache: {cache_ms:.1f} ms/sample ({len(items)} samples); "
+        f"fp32 matmul peak {peak:.1f} GFLOP/s on {device}"
+    )
+    print(
+        f"{'task':<20} {'frozen ms/step':>15} {'full ms/step':>13} {'full/frozen':>12} {'frozen GFLOP/s':>15} {'of peak':>8}"
+    )
     for name in cfg.tasks:
         task = make_task(name, labels, Path("data/targets/occupancy"), scene, cfg)
         res = {}
@@ -78,8 +82,10 @@ def main() -> None:
                 with FlopCounterMode(display=False) as counter:
                     step(batches[1])
                 gflops = counter.get_total_flops() / 1e9 / (res[mode] / 1e3)
-        print(f"{name:<20} {res['frozen']:>15.1f} {res['full']:>13.1f} {res['full'] / res['frozen']:>12.1f} "
-              f"{gflops:>15.1f} {gflops / peak:>8.2f}")
+        print(
+            f"{name:<20} {res['frozen']:>15.1f} {res['full']:>13.1f} {res['full'] / res['frozen']:>12.1f} "
+            f"{gflops:>15.1f} {gflops / peak:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

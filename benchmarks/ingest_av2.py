@@ -29,7 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     cfg = IngestConfig(format="av2", root=args.root, split=args.split, workers=1)
     logs = list_logs(cfg)
-    files = [p for log_id in logs for p in sorted((Path(args.root) / args.split / log_id / "sensors" / "lidar").glob("*.feather"))]
+    files = [
+        p
+        for log_id in logs
+        for p in sorted((Path(args.root) / args.split / log_id / "sensors" / "lidar").glob("*.feather"))
+    ]
     if not files:
         raise SystemExit(f"no AV2 sweeps under {args.root}/{args.split} (run `make data` first)")
     points = sum(feather.read_table(p).num_rows for p in files)  # also warms the page cache
@@ -51,13 +55,19 @@ def main() -> None:
         parallel = time.perf_counter() - t0
 
     n = len(files)
-    print(f"AV2 ingest benchmark: {len(logs)} logs, {n} sweeps, {points / n:,.0f} points/sweep ({args.root}/{args.split})")
+    print(
+        f"AV2 ingest benchmark: {len(logs)} logs, {n} sweeps, {points / n:,.0f} points/sweep ({args.root}/{args.split})"
+    )
     print(f"  bare pyarrow feather read      : {n / bare:9.1f} sweeps/s")
-    print(f"  ingest, 1 process              : {n / serial:9.1f} sweeps/s   ratio to bare read {bare / serial:.3f} "
-          f"(ingest costs {serial / bare:.1f}x the bare read)")
+    print(
+        f"  ingest, 1 process              : {n / serial:9.1f} sweeps/s   ratio to bare read {bare / serial:.3f} "
+        f"(ingest costs {serial / bare:.1f}x the bare read)"
+    )
     print(f"  ingest, {args.workers} workers              : {n / parallel:9.1f} sweeps/s")
-    print(f"  store size                     : {m1['store_bytes_per_sweep'] / 1024:9.1f} KiB/sweep "
-          f"(raw sweep feather {sum(p.stat().st_size for p in files) / n / 1024:.1f} KiB/sweep)")
+    print(
+        f"  store size                     : {m1['store_bytes_per_sweep'] / 1024:9.1f} KiB/sweep "
+        f"(raw sweep feather {sum(p.stat().st_size for p in files) / n / 1024:.1f} KiB/sweep)"
+    )
 
 
 if __name__ == "__main__":

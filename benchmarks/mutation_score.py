@@ -31,14 +31,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "metrics": ("gasp_core/tasks/metrics.py", ["tests/tasks/test_metrics.py", "tests/tasks/test_evaluation.py",
-                                               "tests/tasks/test_labels.py", "tests/tasks/test_oracles.py"]),
+    "metrics": (
+        "gasp_core/tasks/metrics.py",
+        [
+            "tests/tasks/test_metrics.py",
+            "tests/tasks/test_evaluation.py",
+            "tests/tasks/test_labels.py",
+            "tests/tasks/test_oracles.py",
+        ],
+    ),
     "stats": ("gasp_core/tasks/stats.py", ["tests/tasks/test_stats.py", "tests/tasks/test_report.py"]),
-    "labels": ("gasp_core/tasks/labels.py", ["tests/tasks/test_labels_reference.py", "tests/tasks/test_labels.py",
-                                             "tests/tasks/test_evaluation.py"]),
+    "labels": (
+        "gasp_core/tasks/labels.py",
+        ["tests/tasks/test_labels_reference.py", "tests/tasks/test_labels.py", "tests/tasks/test_evaluation.py"],
+    ),
     "samples": ("gasp_core/data/samples.py", ["tests/train/test_windows.py", "tests/targets/test_build.py"]),
-    "occupancy": ("gasp_core/targets/occupancy.py", ["tests/targets/test_occupancy_reference.py",
-                                                     "tests/targets/test_occupancy.py"]),
+    "occupancy": (
+        "gasp_core/targets/occupancy.py",
+        ["tests/targets/test_occupancy_reference.py", "tests/targets/test_occupancy.py"],
+    ),
     "ego_path": ("gasp_core/targets/ego_path.py", ["tests/targets/test_ego_path.py", "tests/train/test_dataset.py"]),
 }
 TRIVIAL_OPERATORS = [
@@ -87,7 +98,10 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
     p = k / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    centre, half = (
+        (p + z * z / (2 * n)) / (1 + z * z / n),
+        z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n),
+    )
     return centre - half, centre + half
 
 
@@ -96,8 +110,10 @@ def score(name: str, work: Path, timeout: float, all_operators: bool = False, sa
     tests = [t for t in tests if (work / t).is_file()]
     command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(tests)
     cfg = work / f"cr_{name}.toml"
-    cfg.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {timeout}\nexcluded-modules = []\n'
-                   f'test-command = "{command}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
+    cfg.write_text(
+        f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {timeout}\nexcluded-modules = []\n'
+        f'test-command = "{command}"\n\n[cosmic-ray.distributor]\nname = "local"\n'
+    )
     if not all_operators:
         patterns = ", ".join("'" + p + "'" for p in TRIVIAL_OPERATORS)
         cfg.write_text(cfg.read_text() + f"\n[cosmic-ray.filters.operators-filter]\nexclude-operators = [{patterns}]\n")
@@ -135,9 +151,18 @@ def score(name: str, work: Path, timeout: float, all_operators: bool = False, sa
         else:
             other += 1
     total = killed + len(survived)
-    return {"module": module, "tests": tests, "mutants": total, "killed": killed, "score": killed / total if total else None,
-            "not_run": other, "filtered": filtered, "not_sampled": unsampled,
-            "score_95ci": [round(x, 3) for x in wilson(killed, total)] if total else None, "survivors": survived}
+    return {
+        "module": module,
+        "tests": tests,
+        "mutants": total,
+        "killed": killed,
+        "score": killed / total if total else None,
+        "not_run": other,
+        "filtered": filtered,
+        "not_sampled": unsampled,
+        "score_95ci": [round(x, 3) for x in wilson(killed, total)] if total else None,
+        "survivors": survived,
+    }
 
 
 def main() -> None:
@@ -146,7 +171,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant's test run")
     parser.add_argument("--sample", type=int, default=None, help="run a seeded random sample of N mutants per module")
     parser.add_argument("--all-operators", action="store_true", help="keep the type-error operators (see above)")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the scratch copy here (default: a temporary folder)")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the scratch copy here (default: a temporary folder)"
+    )
     args = parser.parse_args()
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="gasp-mutants-"))
     work = _copy_checkout(scratch)
@@ -154,9 +181,12 @@ def main() -> None:
     for name in args.modules:
         r = score(name, work, args.timeout, args.all_operators, args.sample)
         results.append(r)
-        print(f"{name:<10} {r['module']:<34} {r['killed']:>4}/{r['mutants']:<4} killed  score "
-              f"{(r['score'] or 0):.2f} {r['score_95ci']}  ({r['not_run']} timed out or incompetent, {r['filtered']} "
-              f"filtered, {r['not_sampled']} not sampled)", flush=True)
+        print(
+            f"{name:<10} {r['module']:<34} {r['killed']:>4}/{r['mutants']:<4} killed  score "
+            f"{(r['score'] or 0):.2f} {r['score_95ci']}  ({r['not_run']} timed out or incompetent, {r['filtered']} "
+            f"filtered, {r['not_sampled']} not sampled)",
+            flush=True,
+        )
         for s in r["survivors"]:
             print(f"    survived: {s}", flush=True)
     (scratch / "mutation_score.json").write_text(json.dumps(results, indent=1))

@@ -24,15 +24,19 @@ from gasp_core.targets.scan_pattern import TWO_PI
 
 
 def _mat_vec(T, v):
-    return [T[0][0] * v[0] + T[0][1] * v[1] + T[0][2] * v[2] + T[0][3],
-            T[1][0] * v[0] + T[1][1] * v[1] + T[1][2] * v[2] + T[1][3],
-            T[2][0] * v[0] + T[2][1] * v[1] + T[2][2] * v[2] + T[2][3]]
+    return [
+        T[0][0] * v[0] + T[0][1] * v[1] + T[0][2] * v[2] + T[0][3],
+        T[1][0] * v[0] + T[1][1] * v[1] + T[1][2] * v[2] + T[1][3],
+        T[2][0] * v[0] + T[2][1] * v[1] + T[2][2] * v[2] + T[2][3],
+    ]
 
 
 def _rot_vec(T, v):
-    return [T[0][0] * v[0] + T[0][1] * v[1] + T[0][2] * v[2],
-            T[1][0] * v[0] + T[1][1] * v[1] + T[1][2] * v[2],
-            T[2][0] * v[0] + T[2][1] * v[1] + T[2][2] * v[2]]
+    return [
+        T[0][0] * v[0] + T[0][1] * v[1] + T[0][2] * v[2],
+        T[1][0] * v[0] + T[1][1] * v[1] + T[1][2] * v[2],
+        T[2][0] * v[0] + T[2][1] * v[1] + T[2][2] * v[2],
+    ]
 
 
 def _slab(o, d, lo, hi):
@@ -70,8 +74,11 @@ class Reference:
             T = sensor[b][lid]
             o = [T[0][3], T[1][3], T[2][3]]
             v = [p[0] - o[0], p[1] - o[1], p[2] - o[2]]
-            s = [T[0][0] * v[0] + T[1][0] * v[1] + T[2][0] * v[2], T[0][1] * v[0] + T[1][1] * v[1] + T[2][1] * v[2],
-                 T[0][2] * v[0] + T[1][2] * v[1] + T[2][2] * v[2]]
+            s = [
+                T[0][0] * v[0] + T[1][0] * v[1] + T[2][0] * v[2],
+                T[0][1] * v[0] + T[1][1] * v[1] + T[2][1] * v[2],
+                T[0][2] * v[0] + T[1][2] * v[1] + T[2][2] * v[2],
+            ]
             az, el = math.atan2(s[1], s[0]), math.atan2(s[2], math.hypot(s[0], s[1]))
             hits.setdefault((lid, laser), []).append((az, el, o_ns))
             pts.append(p)
@@ -118,7 +125,9 @@ class Reference:
                 if r > 1e-3:
                     rays.append((oo, pp, [v[0] / r, v[1] / r, v[2] / r], r, (ts - smp.t0_ns + o_ns) / 1e9))
             for o, d, o_ns in missing:
-                miss.append((_mat_vec(T, o), None, _rot_vec(T, d), self.cfg.missing_range_m, (ts - smp.t0_ns + o_ns) / 1e9))
+                miss.append(
+                    (_mat_vec(T, o), None, _rot_vec(T, d), self.cfg.missing_range_m, (ts - smp.t0_ns + o_ns) / 1e9)
+                )
         lo, hi = list(self.scene.box_min), list(self.scene.box_max)
         out = []
         inside = [k for k, r in enumerate(rays) if all(lo[i] <= r[1][i] <= hi[i] for i in range(3))]
@@ -126,7 +135,10 @@ class Reference:
             o, p, d, r, t = rays[k]
             u = rng.uniform(0, self.cfg.delta_occ_m)
             out.append((p[0] + d[0] * u, p[1] + d[1] * u, p[2] + d[2] * u, t, 1))
-        for pool, n, delta in ((rays, self.cfg.free_per_sample, self.cfg.delta_free_m), (miss, self.cfg.missing_per_sample, 0.0)):
+        for pool, n, delta in (
+            (rays, self.cfg.free_per_sample, self.cfg.delta_free_m),
+            (miss, self.cfg.missing_per_sample, 0.0),
+        ):
             made = 0
             while made < n and pool:
                 o, p, d, r, t = pool[int(rng.integers(len(pool)))]
@@ -164,7 +176,9 @@ def main() -> None:
     cache, n_fast = {}, 0
     for smp in samples:
         returned, missing = sample_rays(log, smp, cfg, cache)
-        n_fast += len(occupancy_queries(returned, missing, scene, cfg, rng).t_s) + len(ego_queries(log, smp, scene, ego_cfg, rng).t_s)
+        n_fast += len(occupancy_queries(returned, missing, scene, cfg, rng).t_s) + len(
+            ego_queries(log, smp, scene, ego_cfg, rng).t_s
+        )
     fast = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -172,8 +186,10 @@ def main() -> None:
     n_ref = sum(len(ref.sample(smp, rng)) for smp in samples)
     slow = time.perf_counter() - t
 
-    rays = sum(log.sweep_index.filter(log.sweep_index["timestamp_ns"] == ts)["num_points"][0]
-               for ts in {t for s in samples for t in [s.t0_ns] + s.future_ns})
+    rays = sum(
+        log.sweep_index.filter(log.sweep_index["timestamp_ns"] == ts)["num_points"][0]
+        for ts in {t for s in samples for t in [s.t0_ns] + s.future_ns}
+    )
     print(f"occupancy + ego-path queries: {len(samples)} samples of log {log.log_id} ({rays:,} distinct rays)")
     print(f"  per-ray Python reference : {n_ref / slow:10.0f} queries/s  ({slow:.1f} s)")
     print(f"  vectorized labeller      : {n_fast / fast:10.0f} queries/s  ({fast:.1f} s)")

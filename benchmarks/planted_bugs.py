@@ -39,63 +39,145 @@ class Planted:
     """Test files or node ids that must fail."""
 
 
-HAND_AP = ("order = np.argsort(-scores, kind='stable'); hit = labels[order]\n"
-           "    return float((np.cumsum(hit) / np.arange(1, len(hit) + 1))[hit].sum() / hit.sum())")
+HAND_AP = (
+    "order = np.argsort(-scores, kind='stable'); hit = labels[order]\n"
+    "    return float((np.cumsum(hit) / np.arange(1, len(hit) + 1))[hit].sum() / hit.sum())"
+)
 
 BUGS: tuple[Planted, ...] = (
-    Planted("AP: hand-written, tie order decides ([.5, .5] with [1, 0] gives 1.0)", "gasp_core/tasks/metrics.py",
-            "return float(average_precision_score(labels, scores))", HAND_AP,
-            ("tests/tasks/test_evaluation.py", "tests/tasks/test_metrics.py")),
-    Planted("collision: rear overhang dropped", "gasp_core/tasks/metrics.py",
-            "(length / 2 - rear_overhang_m)", "(length / 2)", ("tests/tasks/test_metrics.py",)),
-    Planted("collision: rear overhang sign flipped", "gasp_core/tasks/metrics.py",
-            "(length / 2 - rear_overhang_m)", "(length / 2 + rear_overhang_m)", ("tests/tasks/test_metrics.py",)),
-    Planted("collision: the ego's own axes only (its footprint drawn at yaw 0)", "gasp_core/tasks/metrics.py",
-            "                         yaw, length, width)", "                         0.0, length, width)",
-            ("tests/tasks/test_metrics.py",)),
-    Planted("collision: object boxes drawn without their yaw", "gasp_core/tasks/metrics.py",
-            "_corners(np.asarray(c), a, l, w)", "_corners(np.asarray(c), 0.0, l, w)", ("tests/tasks/test_metrics.py",)),
-    Planted("L2: waypoint index read as time - 1 (right only when times are 1, 2, 3 s)", "gasp_core/tasks/metrics.py",
-            "err[_time_index(times_s, t)]", "err[int(round(t)) - 1]", ("tests/tasks/test_metrics.py",)),
-    Planted("objects_at: every other track dropped", "gasp_core/tasks/labels.py",
-            "tracks = np.flatnonzero(exact | between)", "tracks = np.flatnonzero(exact | between)[::2]",
-            ("tests/tasks/test_labels.py", "tests/tasks/test_labels_reference.py")),
-    Planted("forecast raster: every cell of a present class set", "gasp_core/tasks/labels.py",
-            "out[i, j] = boxes_mask(grid, obj.center[m, :2], obj.yaw[m], obj.size_lwh[m, 0], obj.size_lwh[m, 1])",
-            "out[i, j] = True", ("tests/tasks/test_labels.py", "tests/tasks/test_labels_reference.py")),
-    Planted("forecast raster: 2x2 max-pool replaced by a subsample", "gasp_core/tasks/build.py",
-            ".any(axis=(3, 5))", "[:, :, :, 0, :, 0]", ("tests/tasks/test_labels.py",)),
-    Planted("semantic labels: query times shifted by 50 ms (0.1 s bin centres)", "gasp_core/tasks/labels.py",
-            "t_ns = t0_ns + np.round(np.asarray(xyzt[:, 3], np.float64) * 1e9).astype(np.int64)",
-            "t_ns = t0_ns + 50_000_000 + np.round(np.asarray(xyzt[:, 3], np.float64) * 1e9).astype(np.int64)",
-            ("tests/tasks/test_evaluation.py", "tests/tasks/test_labels_reference.py")),
-    Planted("depth rendering: no interpolation between steps", "gasp_core/tasks/finetune.py",
-            "depth[r] = steps[k - 1] + (0.5 - p0) / max(p1 - p0, 1e-6) * self.step_m", "depth[r] = steps[k]",
-            ("tests/tasks/test_oracles.py::test_depth_rendering_interpolates_to_the_analytic_crossing",)),
-    Planted("verdicts: an interval touching 0 counted as better", "gasp_core/tasks/stats.py",
-            "    if low > 0:", "    if low >= 0:", ("tests/tasks/test_stats.py", "tests/tasks/test_report.py")),
-    Planted("verdicts: from the point difference alone (the interval ignored)", "gasp_core/tasks/stats.py",
-            "    if low > 0:\n", "    low = high = (low + high) / 2\n    if low > 0:\n",
-            ("tests/tasks/test_stats.py", "tests/tasks/test_report.py")),
-    Planted("bootstrap: runs not resampled (seed spread ignored)", "gasp_core/tasks/stats.py",
-            "np.take_along_axis(per_run, self._run_draws(len(runs)), axis=1)", "per_run",
-            ("tests/tasks/test_stats.py",)),
-    Planted("bootstrap: unpaired (each initialisation draws its own test samples)", "gasp_core/tasks/stats.py",
-            "per_run[i:i + self.chunk, r] = _metric(stats, self.weights[i:i + self.chunk], fn)",
-            "per_run[i:i + self.chunk, r] = _metric(stats, self.rng.permutation(self.weights)[i:i + self.chunk], fn)",
-            ("tests/tasks/test_stats.py",)),
-    Planted("sample windows: input window shifted one sweep into the future", "gasp_core/data/samples.py",
-            "sweep_ns[i - scene.past_sweeps + 1: i + 1]", "sweep_ns[i - scene.past_sweeps + 2: i + 2]",
-            ("tests/train/test_windows.py", "tests/targets/test_build.py")),
-    Planted("split discipline: pre-training reads every log of the store", "gasp_core/train/dataset.py",
-            "self.log_ids = list(logs) if logs is not None else self.store.log_ids", "self.log_ids = self.store.log_ids",
-            ("tests/train/test_splits.py",)),
-    Planted("loss composition: the ego weight ignored", "gasp_core/models/losses.py",
-            "total = total + cfg.ego_weight * losses[\"ego\"]", "total = total + losses[\"ego\"]",
-            ("tests/models/test_losses.py",)),
-    Planted("loss composition: pos_weight dropped from occupancy", "gasp_core/models/losses.py",
-            "batch[\"occupancy_label\"], pos_weight=w)", "batch[\"occupancy_label\"])",
-            ("tests/models/test_losses.py",)),
+    Planted(
+        "AP: hand-written, tie order decides ([.5, .5] with [1, 0] gives 1.0)",
+        "gasp_core/tasks/metrics.py",
+        "return float(average_precision_score(labels, scores))",
+        HAND_AP,
+        ("tests/tasks/test_evaluation.py", "tests/tasks/test_metrics.py"),
+    ),
+    Planted(
+        "collision: rear overhang dropped",
+        "gasp_core/tasks/metrics.py",
+        "(length / 2 - rear_overhang_m)",
+        "(length / 2)",
+        ("tests/tasks/test_metrics.py",),
+    ),
+    Planted(
+        "collision: rear overhang sign flipped",
+        "gasp_core/tasks/metrics.py",
+        "(length / 2 - rear_overhang_m)",
+        "(length / 2 + rear_overhang_m)",
+        ("tests/tasks/test_metrics.py",),
+    ),
+    Planted(
+        "collision: the ego's own axes only (its footprint drawn at yaw 0)",
+        "gasp_core/tasks/metrics.py",
+        "np.sin(yaw)]), yaw, length, width",
+        "np.sin(yaw)]), 0.0, length, width",
+        ("tests/tasks/test_metrics.py",),
+    ),
+    Planted(
+        "collision: object boxes drawn without their yaw",
+        "gasp_core/tasks/metrics.py",
+        "_corners(np.asarray(c), a, l, w)",
+        "_corners(np.asarray(c), 0.0, l, w)",
+        ("tests/tasks/test_metrics.py",),
+    ),
+    Planted(
+        "L2: waypoint index read as time - 1 (right only when times are 1, 2, 3 s)",
+        "gasp_core/tasks/metrics.py",
+        "err[_time_index(times_s, t)]",
+        "err[int(round(t)) - 1]",
+        ("tests/tasks/test_metrics.py",),
+    ),
+    Planted(
+        "objects_at: every other track dropped",
+        "gasp_core/tasks/labels.py",
+        "tracks = np.flatnonzero(exact | between)",
+        "tracks = np.flatnonzero(exact | between)[::2]",
+        ("tests/tasks/test_labels.py", "tests/tasks/test_labels_reference.py"),
+    ),
+    Planted(
+        "forecast raster: every cell of a present class set",
+        "gasp_core/tasks/labels.py",
+        "out[i, j] = boxes_mask(grid, obj.center[m, :2], obj.yaw[m], obj.size_lwh[m, 0], obj.size_lwh[m, 1])",
+        "out[i, j] = True",
+        ("tests/tasks/test_labels.py", "tests/tasks/test_labels_reference.py"),
+    ),
+    Planted(
+        "forecast raster: 2x2 max-pool replaced by a subsample",
+        "gasp_core/tasks/build.py",
+        ".any(axis=(3, 5))",
+        "[:, :, :, 0, :, 0]",
+        ("tests/tasks/test_labels.py",),
+    ),
+    Planted(
+        "semantic labels: query times shifted by 50 ms (0.1 s bin centres)",
+        "gasp_core/tasks/labels.py",
+        "t_ns = t0_ns + np.round(np.asarray(xyzt[:, 3], np.float64) * 1e9).astype(np.int64)",
+        "t_ns = t0_ns + 50_000_000 + np.round(np.asarray(xyzt[:, 3], np.float64) * 1e9).astype(np.int64)",
+        ("tests/tasks/test_evaluation.py", "tests/tasks/test_labels_reference.py"),
+    ),
+    Planted(
+        "depth rendering: no interpolation between steps",
+        "gasp_core/tasks/finetune.py",
+        "depth[r] = steps[k - 1] + (0.5 - p0) / max(p1 - p0, 1e-6) * self.step_m",
+        "depth[r] = steps[k]",
+        ("tests/tasks/test_oracles.py::test_depth_rendering_interpolates_to_the_analytic_crossing",),
+    ),
+    Planted(
+        "verdicts: an interval touching 0 counted as better",
+        "gasp_core/tasks/stats.py",
+        "    if low > 0:",
+        "    if low >= 0:",
+        ("tests/tasks/test_stats.py", "tests/tasks/test_report.py"),
+    ),
+    Planted(
+        "verdicts: from the point difference alone (the interval ignored)",
+        "gasp_core/tasks/stats.py",
+        "    if low > 0:\n",
+        "    low = high = (low + high) / 2\n    if low > 0:\n",
+        ("tests/tasks/test_stats.py", "tests/tasks/test_report.py"),
+    ),
+    Planted(
+        "bootstrap: runs not resampled (seed spread ignored)",
+        "gasp_core/tasks/stats.py",
+        "np.take_along_axis(per_run, self._run_draws(len(runs)), axis=1)",
+        "per_run",
+        ("tests/tasks/test_stats.py",),
+    ),
+    Planted(
+        "bootstrap: unpaired (each initialisation draws its own test samples)",
+        "gasp_core/tasks/stats.py",
+        "per_run[i : i + self.chunk, r] = _metric(stats, self.weights[i : i + self.chunk], fn)",
+        "per_run[i : i + self.chunk, r] = _metric(stats, self.rng.permutation(self.weights)[i : i + self.chunk], fn)",
+        ("tests/tasks/test_stats.py",),
+    ),
+    Planted(
+        "sample windows: input window shifted one sweep into the future",
+        "gasp_core/data/samples.py",
+        "sweep_ns[i - scene.past_sweeps + 1 : i + 1]",
+        "sweep_ns[i - scene.past_sweeps + 2 : i + 2]",
+        ("tests/train/test_windows.py", "tests/targets/test_build.py"),
+    ),
+    Planted(
+        "split discipline: pre-training reads every log of the store",
+        "gasp_core/train/dataset.py",
+        "self.log_ids = list(logs) if logs is not None else self.store.log_ids",
+        "self.log_ids = self.store.log_ids",
+        ("tests/train/test_splits.py",),
+    ),
+    Planted(
+        "loss composition: the ego weight ignored",
+        "gasp_core/models/losses.py",
+        'total = total + cfg.ego_weight * losses["ego"]',
+        'total = total + losses["ego"]',
+        ("tests/models/test_losses.py",),
+    ),
+    Planted(
+        "loss composition: pos_weight dropped from occupancy",
+        "gasp_core/models/losses.py",
+        'batch["occupancy_label"], pos_weight=w\n',
+        'batch["occupancy_label"]\n',
+        ("tests/models/test_losses.py",),
+    ),
 )
 
 
@@ -105,8 +187,10 @@ def plant(work: Path, bug: Planted) -> str:
     text = path.read_text()
     n = text.count(bug.old)
     if n != 1:
-        raise SystemExit(f"{bug.path}: the text of planted bug {bug.name!r} occurs {n} times (expected once); "
-                         f"update benchmarks/planted_bugs.py to the code")
+        raise SystemExit(
+            f"{bug.path}: the text of planted bug {bug.name!r} occurs {n} times (expected once); "
+            f"update benchmarks/planted_bugs.py to the code"
+        )
     path.write_text(text.replace(bug.old, bug.new))
     return text
 
@@ -114,8 +198,13 @@ def plant(work: Path, bug: Planted) -> str:
 def failing_tests(work: Path, tests: tuple[str, ...]) -> tuple[list[str], str]:
     """Node ids of the tests that fail (or error) in ``work``, and the tail of pytest's output."""
     env = {"PYTHONPATH": str(work), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rfE", *tests],
-                         cwd=work, env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=no", "-rfE", *tests],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", res.stdout, flags=re.M)
     return failed, res.stdout[-1500:]
 

@@ -57,12 +57,17 @@ def _block(name: str) -> str:
     """A readable encoder block of a parameter name (``backbone.layer2.0.conv1.weight`` -> ``backbone.layer2``)."""
     parts = name.split(".")
     if parts[0] == "backbone":
-        return ".".join(parts[:2]) if not parts[1].startswith("conv1") and not parts[1].startswith("bn1") else "backbone.stem"
+        return (
+            ".".join(parts[:2])
+            if not parts[1].startswith("conv1") and not parts[1].startswith("bn1")
+            else "backbone.stem"
+        )
     return parts[0]
 
 
-def objective_gradients(model: GaspModel, batch: dict[str, torch.Tensor], loss_cfg: LossConfig
-                        ) -> tuple[dict[str, float], dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+def objective_gradients(
+    model: GaspModel, batch: dict[str, torch.Tensor], loss_cfg: LossConfig
+) -> tuple[dict[str, float], dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
     """One batch: (unweighted losses, flat encoder gradient per objective, BEV-map gradient per objective,
     total gradient norm over all parameters). Each gradient is that of the objective's weighted loss."""
     enc = [p for p in model.encoder.parameters() if p.requires_grad]
@@ -73,7 +78,9 @@ def objective_gradients(model: GaspModel, batch: dict[str, torch.Tensor], loss_c
     for k in present:
         term = getattr(loss_cfg, WEIGHT_KEY[k]) * losses[k]
         grads = torch.autograd.grad(term, [*enc, out["bev"]], retain_graph=True, allow_unused=True)
-        g_enc[k] = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads[:-1], enc)])
+        g_enc[k] = torch.cat(
+            [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads[:-1], enc)]
+        )
         g_bev[k] = grads[-1].detach()
     model.zero_grad(set_to_none=True)
     losses["total"].backward()
@@ -97,12 +104,17 @@ def bev_spread(b: torch.Tensor, scene: SceneConfig, radius_m: float = 10.0) -> t
     r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
     tot = float(e.sum()) + 1e-30
     near = float(e[r <= radius_m].sum()) / tot
-    area = tot ** 2 / (float(e.pow(2).sum()) + 1e-30) * cell
+    area = tot**2 / (float(e.pow(2).sum()) + 1e-30) * cell
     return near, area
 
 
-def measure(model: GaspModel, data: PretrainDataset, loss_cfg: LossConfig, items: list[list[tuple[int, int]]],
-            scene: SceneConfig) -> dict:
+def measure(
+    model: GaspModel,
+    data: PretrainDataset,
+    loss_cfg: LossConfig,
+    items: list[list[tuple[int, int]]],
+    scene: SceneConfig,
+) -> dict:
     model.train()
     blocks = [_block(n) for n, p in model.encoder.named_parameters() if p.requires_grad]
     sizes = [p.numel() for p in model.encoder.parameters() if p.requires_grad]
@@ -115,8 +127,18 @@ def measure(model: GaspModel, data: PretrainDataset, loss_cfg: LossConfig, items
         losses, g_enc, g_bev, total_norm = objective_gradients(model, batch, loss_cfg)
         ks = list(g_enc)
         g = sum(g_enc.values())
-        row = {"loss": losses, "total_grad_norm": total_norm, "enc_norm": {}, "proj_share": {}, "cos_total": {},
-               "bev_norm": {}, "bev_near10": {}, "bev_area_m2": {}, "cos": {}, "block_norm": {}}
+        row = {
+            "loss": losses,
+            "total_grad_norm": total_norm,
+            "enc_norm": {},
+            "proj_share": {},
+            "cos_total": {},
+            "bev_norm": {},
+            "bev_near10": {},
+            "bev_area_m2": {},
+            "cos": {},
+            "block_norm": {},
+        }
         if "ego_label" in batch:
             row["ego_pos_frac"] = float(batch["ego_label"].mean())
         for k in ks:
@@ -129,14 +151,16 @@ def measure(model: GaspModel, data: PretrainDataset, loss_cfg: LossConfig, items
             row["block_norm"][k] = sq.sqrt().tolist()
             summed[k] = summed.get(k, 0) + g_enc[k]
         for i, a in enumerate(ks):
-            for b in ks[i + 1:]:
+            for b in ks[i + 1 :]:
                 row["cos"][f"{a}|{b}"] = _cos(g_enc[a], g_enc[b])
         per_batch.append(row)
     ks = list(summed)
     gs = sum(summed.values())
-    mean_grad = {"enc_norm": {k: float(summed[k].norm()) / len(items) for k in ks},
-                 "proj_share": {k: float(torch.dot(summed[k], gs) / (gs.norm() ** 2 + 1e-30)) for k in ks},
-                 "cos": {f"{a}|{b}": _cos(summed[a], summed[b]) for i, a in enumerate(ks) for b in ks[i + 1:]}}
+    mean_grad = {
+        "enc_norm": {k: float(summed[k].norm()) / len(items) for k in ks},
+        "proj_share": {k: float(torch.dot(summed[k], gs) / (gs.norm() ** 2 + 1e-30)) for k in ks},
+        "cos": {f"{a}|{b}": _cos(summed[a], summed[b]) for i, a in enumerate(ks) for b in ks[i + 1 :]},
+    }
     return {"batches": per_batch, "mean_gradient": mean_grad, "blocks": block_names}
 
 
@@ -151,43 +175,65 @@ def print_report(title: str, res: dict, loss_cfg: LossConfig, grad_clip: float) 
     print(f"\n== {title}: {len(rows)} batches ==")
     norm_sum = [sum(r["enc_norm"].values()) for r in rows]
     bev_sum = [sum(r["bev_norm"].values()) for r in rows]
-    print(f"{'objective':<10} {'lambda':>6} {'loss':>7} {'|g_enc|':>9} {'norm shr':>8} {'proj shr':>8} {'cos(g_k,g)':>10} "
-          f"{'|g_bev|':>9} {'bev shr':>7} {'bev<10m':>7} {'bev area m2':>11}")
+    print(
+        f"{'objective':<10} {'lambda':>6} {'loss':>7} {'|g_enc|':>9} {'norm shr':>8} {'proj shr':>8} {'cos(g_k,g)':>10} "
+        f"{'|g_bev|':>9} {'bev shr':>7} {'bev<10m':>7} {'bev area m2':>11}"
+    )
     for k in ks:
         shr = np.mean([r["enc_norm"][k] / s for r, s in zip(rows, norm_sum)])
         bshr = np.mean([r["bev_norm"][k] / s for r, s in zip(rows, bev_sum)])
-        print(f"{k:<10} {getattr(loss_cfg, WEIGHT_KEY[k]):>6.2f} {_avg(rows, 'loss', k):>7.4f} {_avg(rows, 'enc_norm', k):>9.3e} "
-              f"{shr:>8.3f} {_avg(rows, 'proj_share', k):>8.3f} {_avg(rows, 'cos_total', k):>10.3f} {_avg(rows, 'bev_norm', k):>9.3e} "
-              f"{bshr:>7.3f} {_avg(rows, 'bev_near10', k):>7.3f} {_avg(rows, 'bev_area_m2', k):>11.0f}")
+        print(
+            f"{k:<10} {getattr(loss_cfg, WEIGHT_KEY[k]):>6.2f} {_avg(rows, 'loss', k):>7.4f} {_avg(rows, 'enc_norm', k):>9.3e} "
+            f"{shr:>8.3f} {_avg(rows, 'proj_share', k):>8.3f} {_avg(rows, 'cos_total', k):>10.3f} {_avg(rows, 'bev_norm', k):>9.3e} "
+            f"{bshr:>7.3f} {_avg(rows, 'bev_near10', k):>7.3f} {_avg(rows, 'bev_area_m2', k):>11.0f}"
+        )
     pairs = list(rows[0]["cos"])
     if pairs:
         print("cosine between objectives' encoder gradients (per batch: mean [min, max]; summed over batches):")
         for p in pairs:
             v = [r["cos"][p] for r in rows]
-            print(f"  {p:<16} {np.mean(v):+.3f} [{np.min(v):+.3f}, {np.max(v):+.3f}]   summed: {res['mean_gradient']['cos'][p]:+.3f}")
+            print(
+                f"  {p:<16} {np.mean(v):+.3f} [{np.min(v):+.3f}, {np.max(v):+.3f}]   summed: {res['mean_gradient']['cos'][p]:+.3f}"
+            )
     mg = res["mean_gradient"]
-    print("gradient summed over the batches: " + ", ".join(f"{k} |g|/batch {mg['enc_norm'][k]:.3e} proj share {mg['proj_share'][k]:.3f}" for k in ks))
+    print(
+        "gradient summed over the batches: "
+        + ", ".join(f"{k} |g|/batch {mg['enc_norm'][k]:.3e} proj share {mg['proj_share'][k]:.3f}" for k in ks)
+    )
     tn = [r["total_grad_norm"] for r in rows]
-    print(f"total gradient norm (all parameters): mean {np.mean(tn):.3f} [{np.min(tn):.3f}, {np.max(tn):.3f}], grad_clip {grad_clip}"
-          + (f"; ego positive fraction {np.mean([r['ego_pos_frac'] for r in rows]):.3f}" if "ego_pos_frac" in rows[0] else ""))
+    print(
+        f"total gradient norm (all parameters): mean {np.mean(tn):.3f} [{np.min(tn):.3f}, {np.max(tn):.3f}], grad_clip {grad_clip}"
+        + (
+            f"; ego positive fraction {np.mean([r['ego_pos_frac'] for r in rows]):.3f}"
+            if "ego_pos_frac" in rows[0]
+            else ""
+        )
+    )
     print("norm share per encoder block (|g_k| over the block / sum over objectives):")
     print(f"  {'block':<18} " + " ".join(f"{k:>9}" for k in ks))
     for i, name in enumerate(res["blocks"]):
         tot = [sum(r["block_norm"][k][i] for k in ks) + 1e-30 for r in rows]
-        print(f"  {name:<18} " + " ".join(f"{np.mean([r['block_norm'][k][i] / t for r, t in zip(rows, tot)]):>9.3f}" for k in ks))
+        print(
+            f"  {name:<18} "
+            + " ".join(f"{np.mean([r['block_norm'][k][i] / t for r, t in zip(rows, tot)]):>9.3f}" for k in ks)
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--variant", default="gasp", help="variant measured at initialisation")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation and batch-draw seed, as pre-training's --seed")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="initialisation and batch-draw seed, as pre-training's --seed"
+    )
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=None, help="default: pretrain.train.batch_size")
     parser.add_argument("--store", type=Path, default=Path("data/store"))
     parser.add_argument("--occupancy", type=Path, default=Path("data/targets/occupancy"))
     parser.add_argument("--dino", type=Path, default=Path("data/targets/dino"))
-    parser.add_argument("--model", type=Path, action="append", default=[], help="trained model folder(s) to measure as well")
+    parser.add_argument(
+        "--model", type=Path, action="append", default=[], help="trained model folder(s) to measure as well"
+    )
     parser.add_argument("--no-init", action="store_true", help="skip the measurement at initialisation")
     parser.add_argument("--loss", action="append", default=[], metavar="KEY=VALUE", help="override pretrain.loss keys")
     parser.add_argument("--threads", type=int, default=1)
@@ -201,16 +247,29 @@ def main() -> None:
     loss = dict(vars(cfg.loss))
     for kv in args.loss:
         key, value = kv.split("=", 1)
-        loss[key] = value if key == "dino_loss" else (value.lower() == "true" if key == "dino_standardize" else float(value))
+        loss[key] = (
+            value if key == "dino_loss" else (value.lower() == "true" if key == "dino_standardize" else float(value))
+        )
     loss_cfg = from_dict(LossConfig, loss, "pretrain.loss")
     tc = cfg.train if args.batch_size is None else replace(cfg.train, batch_size=args.batch_size)
 
     def dataset(var, model_cfg, model_scene):
-        return PretrainDataset(args.store, args.occupancy, args.dino if var.dino else None, model_scene, model_cfg.voxelizer,
-                               tc.queries, var, splits.train, dino_standardize=loss_cfg.dino_standardize)
+        return PretrainDataset(
+            args.store,
+            args.occupancy,
+            args.dino if var.dino else None,
+            model_scene,
+            model_cfg.voxelizer,
+            tc.queries,
+            var,
+            splits.train,
+            dino_standardize=loss_cfg.dino_standardize,
+        )
 
     results = {}
-    runs: list[tuple[str, GaspModel | None, Path | None]] = [] if args.no_init else [(f"{args.variant} at initialisation (seed {args.seed})", None, None)]
+    runs: list[tuple[str, GaspModel | None, Path | None]] = (
+        [] if args.no_init else [(f"{args.variant} at initialisation (seed {args.seed})", None, None)]
+    )
     runs += [(f"trained {m}", None, m) for m in args.model]
     for title, _, path in runs:
         if path is None:

@@ -45,14 +45,25 @@ def main() -> None:
     if args.cache_mib is not None:
         tc.cache_mib = args.cache_mib
     device = resolve_device(tc.device)
-    data = PretrainDataset("data/store", "data/targets/occupancy", "data/targets/dino" if var.dino else None, scene,
-                           cfg.model.voxelizer, tc.queries, var, logs=params["splits"]["train"],
-                           dino_standardize=cfg.loss.dino_standardize, cache_mib=tc.cache_mib)
+    data = PretrainDataset(
+        "data/store",
+        "data/targets/occupancy",
+        "data/targets/dino" if var.dino else None,
+        scene,
+        cfg.model.voxelizer,
+        tc.queries,
+        var,
+        logs=params["splits"]["train"],
+        dino_standardize=cfg.loss.dino_standardize,
+        cache_mib=tc.cache_mib,
+    )
     torch.manual_seed(0)
     model = GaspModel(scene, cfg.model, var, data.dino_dim).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     epoch_steps = -(-len(data) // tc.batch_size)
-    loader = make_loader(data, _StepSampler(0, 1 + args.epochs * epoch_steps + args.steps, 0, 1, len(data), tc, 0), tc.num_workers)
+    loader = make_loader(
+        data, _StepSampler(0, 1 + args.epochs * epoch_steps + args.steps, 0, 1, len(data), tc, 0), tc.num_workers
+    )
 
     def step(batch):
         out = model(batch["voxels"], batch["occupancy_q"], batch.get("ego_q"), batch.get("dino_q"))
@@ -103,22 +114,32 @@ def main() -> None:
     peak = matmul_peak_gflops(device)
     achieved = flops * args.steps / compute_s / 1e9
     bs = tc.batch_size
-    print(f"pre-training {args.variant} on {device}: batch {bs}, grid {tuple(fixed['voxels'].shape[1:])}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {flops / 1e9:.1f} GFLOP per step")
-    print(f"  compute only (fixed batch): {args.steps * bs / compute_s:6.2f} samples/s, {achieved:6.1f} GFLOP/s = "
-          f"{achieved / peak:.2f} of the fp32 matmul peak measured here ({peak:.1f} GFLOP/s)")
+    print(
+        f"pre-training {args.variant} on {device}: batch {bs}, grid {tuple(fixed['voxels'].shape[1:])}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {flops / 1e9:.1f} GFLOP per step"
+    )
+    print(
+        f"  compute only (fixed batch): {args.steps * bs / compute_s:6.2f} samples/s, {achieved:6.1f} GFLOP/s = "
+        f"{achieved / peak:.2f} of the fp32 matmul peak measured here ({peak:.1f} GFLOP/s)"
+    )
     compute = args.steps * bs / compute_s
     later = bs / float(np.median(loaded_times))
     ratios = np.array(fixed_times) / np.array(loaded_times)
-    print(f"  with the data loader      : {tc.num_workers} worker(s), cache {tc.cache_mib:g} MiB each, {len(data)} training "
-          f"samples = {epoch_steps} steps an epoch")
+    print(
+        f"  with the data loader      : {tc.num_workers} worker(s), cache {tc.cache_mib:g} MiB each, {len(data)} training "
+        f"samples = {epoch_steps} steps an epoch"
+    )
     cold = (epoch_steps - 1) * bs / first_s
     print(f"    first epoch (cold cache): {cold:6.2f} samples/s = {cold / compute:.2f} of compute only")
-    print(f"    epochs 2-{args.epochs}, {len(loaded_times)} blocks of {args.steps} steps interleaved with compute-only blocks (the "
-          f"first {ahead} of each, prefetched meanwhile, untimed): "
-          f"{later:6.2f} samples/s; paired with the compute-only block before it, each loader-fed block runs at a median "
-          f"{np.median(ratios):.2f} of compute-only speed (blocks: {np.min(ratios):.2f} to {np.max(ratios):.2f})")
-    print(f"  peak memory               : {peak_memory_mib(device):6.0f} MiB ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})")
+    print(
+        f"    epochs 2-{args.epochs}, {len(loaded_times)} blocks of {args.steps} steps interleaved with compute-only blocks (the "
+        f"first {ahead} of each, prefetched meanwhile, untimed): "
+        f"{later:6.2f} samples/s; paired with the compute-only block before it, each loader-fed block runs at a median "
+        f"{np.median(ratios):.2f} of compute-only speed (blocks: {np.min(ratios):.2f} to {np.max(ratios):.2f})"
+    )
+    print(
+        f"  peak memory               : {peak_memory_mib(device):6.0f} MiB ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})"
+    )
 
 
 if __name__ == "__main__":

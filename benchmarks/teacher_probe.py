@@ -40,8 +40,14 @@ def main() -> None:
             section["frame_stride"] = args.frame_stride
         cfg = dino_targets_config_from_dict(section, strict=True)
         start = time.perf_counter()
-        m = build_dino_targets(args.store, args.out / weights.replace("/", "_"), cfg, params["splits"]["train"],
-                               progress=False, test_logs=params["splits"]["test"])
+        m = build_dino_targets(
+            args.store,
+            args.out / weights.replace("/", "_"),
+            cfg,
+            params["splits"]["train"],
+            progress=False,
+            test_logs=params["splits"]["test"],
+        )
         if "probe" not in m:
             raise SystemExit(f"{args.store}: no surface labels, nothing to probe")
         rows.append((weights, m, time.perf_counter() - start))
@@ -52,8 +58,11 @@ def main() -> None:
     table = [("rgb at the pixel", rows[0][1]["probe"]["rgb"], 0.0)]
     table += [(f"teacher {w} ({m['teacher_weights'].split(':sha')[0]})", m["probe"]["teacher"], s) for w, m, s in rows]
     for name, p, s in table:
-        print(f"{name[:28]:<28} {p['accuracy']:>6.3f} {p['mIoU']:>6.3f}  "
-              + " ".join(f"{p['IoU'][c]:>7.3f}" for c in present) + f"   {s:7.1f}")
+        print(
+            f"{name[:28]:<28} {p['accuracy']:>6.3f} {p['mIoU']:>6.3f}  "
+            + " ".join(f"{p['IoU'][c]:>7.3f}" for c in present)
+            + f"   {s:7.1f}"
+        )
     (args.out / "probe.json").write_text(json.dumps({n: p for n, p, _ in table}, indent=1))
 
 

@@ -32,8 +32,10 @@ class Params(dict):
     def __missing__(self, key: str):
         from gasp_core.config import ConfigError
 
-        raise ConfigError(f"{self.path}: no `{key}` section (sections: {sorted(self)}); "
-                          "params.yaml is composed from configs/ (`make params`)")
+        raise ConfigError(
+            f"{self.path}: no `{key}` section (sections: {sorted(self)}); "
+            "params.yaml is composed from configs/ (`make params`)"
+        )
 
 
 def read_params(path: Path) -> Params:

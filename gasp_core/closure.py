@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def _absolute(node: ast.ImportFrom, path: Path, root: Path) -> str | None:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(path: Path, root: Path) -> tuple[set[str], set[tuple[str, str]], set[str], set[str]]:
     """(modules imported anywhere except in a module-level ``__getattr__``, (module, name) pairs the file takes from
     a module, its top-level names, the modules its module-level ``__getattr__`` imports)."""
@@ -117,7 +117,7 @@ def _with_parents(module: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _closure(script: Path, root: Path) -> tuple[Path, ...]:
     """Files reached from ``script``. A package's lazy attributes (PEP 562 ``__getattr__``) count only for a file
     that takes a name from it that the package neither defines nor holds as a submodule."""
@@ -216,8 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", type=Path, default=None, metavar="DVC_YAML",
-                        help="rewrite the gasp_core deps of every stage in this dvc.yaml instead of printing them")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        metavar="DVC_YAML",
+        help="rewrite the gasp_core deps of every stage in this dvc.yaml instead of printing them",
+    )
     args = parser.parse_args(argv)
     if args.write is not None:
         print(f"{args.write}: {'updated' if rewrite_dvc_yaml(args.write) else 'already up to date'}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, Mapping, TypeVar, Union
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -26,7 +27,9 @@ MISSING_VALUE = "???"  # OmegaConf's mandatory-value marker, as Hydra compositio
 
 def _convert(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
     if isinstance(value, str) and value == MISSING_VALUE:
-        raise ConfigError(f"{where} is not set ('???' in the composed config): give it in configs/ or with -S {where}=...")
+        raise ConfigError(
+            f"{where} is not set ('???' in the composed config): give it in configs/ or with -S {where}=..."
+        )
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if value is None:
@@ -72,8 +75,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str, strict: 
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(fields)}")
-    missing = sorted(n for n, f in fields.items() if n not in data and (strict or (
-        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)))
+    missing = sorted(
+        n
+        for n, f in fields.items()
+        if n not in data and (strict or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))
+    )
     if missing:
         raise ConfigError(f"missing key(s) {missing} in {where}")
     return cls(**{name: _convert(hints[name], value, f"{where}.{name}", strict) for name, value in data.items()})

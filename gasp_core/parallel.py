@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -11,8 +12,15 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 
-def map_jobs(fn: Callable[[J], R], jobs: Iterable[J], workers: int, desc: str, progress: bool = True,
-             postfix: Callable[[list[R]], dict] | None = None, ordered: bool = False) -> list[R]:
+def map_jobs(
+    fn: Callable[[J], R],
+    jobs: Iterable[J],
+    workers: int,
+    desc: str,
+    progress: bool = True,
+    postfix: Callable[[list[R]], dict] | None = None,
+    ordered: bool = False,
+) -> list[R]:
     """``[fn(job) for job in jobs]``, in ``workers`` spawned processes when > 1.
 
     Results come in completion order, or in job order with ``ordered``.

@@ -29,9 +29,11 @@ def hydra_settings(root: Path = ROOT) -> dict:
     cfg = Config(dvc_dir=str(Path(root) / ".dvc")).get("hydra", {})
     if not cfg.get("enabled", False):
         raise RuntimeError(f"{root}/.dvc/config: hydra.enabled is not true; `dvc config hydra.enabled true`")
-    return {"config_dir": str(Path(root) / cfg.get("config_dir", "conf")),
-            "config_name": cfg.get("config_name", "config"),
-            "plugins_path": str(Path(root) / cfg.get("plugins_path", ""))}
+    return {
+        "config_dir": str(Path(root) / cfg.get("config_dir", "conf")),
+        "config_name": cfg.get("config_name", "config"),
+        "plugins_path": str(Path(root) / cfg.get("plugins_path", "")),
+    }
 
 
 def compose(out: Path, overrides: list[str] | tuple[str, ...] = (), root: Path = ROOT) -> Path:
@@ -40,8 +42,9 @@ def compose(out: Path, overrides: list[str] | tuple[str, ...] = (), root: Path =
 
     settings = hydra_settings(root)
     with atomic_path(out, suffix=Path(out).suffix) as tmp:  # DVC's dumper goes by the file's ending
-        compose_and_dump(tmp, settings["config_dir"], None, settings["config_name"], settings["plugins_path"],
-                         list(overrides))
+        compose_and_dump(
+            tmp, settings["config_dir"], None, settings["config_name"], settings["plugins_path"], list(overrides)
+        )
     return Path(out)
 
 
@@ -50,8 +53,9 @@ def stale_diff(params: Path, overrides: list[str] | tuple[str, ...] = (), root: 
     with tempfile.TemporaryDirectory() as tmp:
         fresh = compose(Path(tmp) / "params.yaml", overrides, root).read_text()
     current = Path(params).read_text() if Path(params).is_file() else ""
-    return "".join(difflib.unified_diff(current.splitlines(True), fresh.splitlines(True), str(params),
-                                        "composition of configs/"))
+    return "".join(
+        difflib.unified_diff(current.splitlines(True), fresh.splitlines(True), str(params), "composition of configs/")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,9 @@ import time
 import torch
 
 
-def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
+def matmul_peak_gflops(
+    device: torch.device, n: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float32
+) -> float:
     """Achieved GFLOP/s of a large square matmul: the practical peak the benchmarks compare against."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b

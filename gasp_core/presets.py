@@ -31,7 +31,9 @@ def world_config(name: str, root: Path = ROOT) -> dict:
     """The generator config of a preset's embedded world."""
     path = root / "configs" / "world" / f"{name}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: preset {name!r} has no embedded world (it runs on real data: dataset=av2|nuscenes)")
+        raise FileNotFoundError(
+            f"{path}: preset {name!r} has no embedded world (it runs on real data: dataset=av2|nuscenes)"
+        )
     return yaml.safe_load(path.read_text())
 
 
@@ -61,12 +63,20 @@ def reseed_splits(splits: dict[str, list[str]], world: dict, seed: int) -> dict[
     where = {log_id: i for i, log_id in enumerate(old)}
     missing = sorted({x for ids in splits.values() for x in ids} - set(where))
     if missing:
-        raise ValueError(f"splits name logs that the world (seed {world['seed']}, {world['logs']} logs) does not hold: {missing}")
+        raise ValueError(
+            f"splits name logs that the world (seed {world['seed']}, {world['logs']} logs) does not hold: {missing}"
+        )
     return {part: [new[where[x]] for x in ids] for part, ids in splits.items()}
 
 
-def materialize(name: str, dest: Path, root: Path = ROOT, generate_world: bool = True,
-                overrides: list[str] | tuple[str, ...] = (), world_seed: int | None = None) -> Path:
+def materialize(
+    name: str,
+    dest: Path,
+    root: Path = ROOT,
+    generate_world: bool = True,
+    overrides: list[str] | tuple[str, ...] = (),
+    world_seed: int | None = None,
+) -> Path:
     """A runnable copy of the project at ``dest`` composed with ``preset=name`` (and ``overrides``). ``world_seed``
     generates the preset's world with another seed (another town and traffic, same sizes) and moves the splits
     onto its logs by position (:func:`reseed_splits`)."""
@@ -79,12 +89,20 @@ def materialize(name: str, dest: Path, root: Path = ROOT, generate_world: bool =
         shutil.copytree(root / folder, dest / folder, ignore=ignore, dirs_exist_ok=True)
     shutil.copy2(root / "dvc.yaml", dest / "dvc.yaml")
     set_default_preset(dest / "configs" / "config.yaml", name)
-    (dest / ".gitignore").write_text("/data/raw\n/data/store\n/data/targets\n/data/tasks\n/data/eval\n/models\n/outputs\n")
+    (dest / ".gitignore").write_text(
+        "/data/raw\n/data/store\n/data/targets\n/data/tasks\n/data/eval\n/models\n/outputs\n"
+    )
     py = sys.executable
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "gasp"], ["git", "config", "user.email", "gasp@localhost"],
-                [py, "-m", "dvc", "init", "-q"], [py, "-m", "dvc", "config", "core.analytics", "false"],
-                [py, "-m", "dvc", "config", "core.autostage", "true"],
-                [py, "-m", "dvc", "config", "hydra.enabled", "true"], [py, "-m", "dvc", "config", "hydra.config_dir", "configs"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.name", "gasp"],
+        ["git", "config", "user.email", "gasp@localhost"],
+        [py, "-m", "dvc", "init", "-q"],
+        [py, "-m", "dvc", "config", "core.analytics", "false"],
+        [py, "-m", "dvc", "config", "core.autostage", "true"],
+        [py, "-m", "dvc", "config", "hydra.enabled", "true"],
+        [py, "-m", "dvc", "config", "hydra.config_dir", "configs"],
+    ):
         _run(cmd, dest)
     overrides = list(overrides)
     if world_seed is not None:
@@ -111,11 +129,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("preset")
     p.add_argument("dest", type=Path)
     p.add_argument("overrides", nargs="*", help="Hydra overrides on top of the preset (model=paper, finetune.steps=10)")
-    p.add_argument("--world-seed", type=int, default=None,
-                   help="generate the preset's world with this seed (splits moved onto its logs by position)")
+    p.add_argument(
+        "--world-seed",
+        type=int,
+        default=None,
+        help="generate the preset's world with this seed (splits moved onto its logs by position)",
+    )
     a = p.parse_args(argv)
-    print(f"wrote {materialize(a.preset, a.dest, overrides=a.overrides, world_seed=a.world_seed)}; "
-          "run `python -m dvc repro` there")
+    print(
+        f"wrote {materialize(a.preset, a.dest, overrides=a.overrides, world_seed=a.world_seed)}; "
+        "run `python -m dvc repro` there"
+    )
 
 
 if __name__ == "__main__":

@@ -46,16 +46,20 @@ def main() -> None:
     labels = occ.column("occupied").to_numpy()
     pred = model.query(past, q)
     print(f"model {args.model} ({'+'.join(k for k, v in vars(model.variant).items() if v)}), log {log.log_id}, t0 {t0}")
-    print(f"  occupancy: {len(labels)} stored queries, accuracy {((pred['occupancy'] > 0.5) == labels).mean():.3f}, "
-          f"AP {average_precision(pred['occupancy'], labels):.3f} (occupied fraction {labels.mean():.3f})")
+    print(
+        f"  occupancy: {len(labels)} stored queries, accuracy {((pred['occupancy'] > 0.5) == labels).mean():.3f}, "
+        f"AP {average_precision(pred['occupancy'], labels):.3f} (occupied fraction {labels.mean():.3f})"
+    )
     if "ego" in pred:
         with ipc.open_file(args.occupancy / log.log_id / schema.EGO_PATH_FILE) as f:
             ego = f.get_batch(row["batch"])
         xyt = np.column_stack([ego.column(c).to_numpy().astype(np.float64) for c in ("x_m", "y_m", "t_s")])
         inside = ego.column("inside").to_numpy()
         p = model.query(past, np.column_stack([xyt[:, :2], np.zeros(len(xyt)), xyt[:, 2]]))["ego"]
-        print(f"  ego path : {len(inside)} stored queries, accuracy {((p > 0.5) == inside).mean():.3f}, "
-              f"AP {average_precision(p, inside):.3f}")
+        print(
+            f"  ego path : {len(inside)} stored queries, accuracy {((p > 0.5) == inside).mean():.3f}, "
+            f"AP {average_precision(p, inside):.3f}"
+        )
 
     from gasp_core.tasks.bev import BevGrid
     from gasp_core.viz.field import plot_field
@@ -66,9 +70,13 @@ def main() -> None:
     times = np.linspace(0.0, scene.horizon_s, 4)
     panels: dict[str, list] = {"occupancy (max over z 0-2 m)": [], "ego path": []}
     for t in times:
-        heights = [model.query(past, np.column_stack([xy, np.full(len(xy), z), np.full(len(xy), t)]))
-                   for z in (0.25, 0.75, 1.25, 1.75)]
-        panels["occupancy (max over z 0-2 m)"].append((t, np.max([h["occupancy"] for h in heights], axis=0).reshape(shape)))
+        heights = [
+            model.query(past, np.column_stack([xy, np.full(len(xy), z), np.full(len(xy), t)]))
+            for z in (0.25, 0.75, 1.25, 1.75)
+        ]
+        panels["occupancy (max over z 0-2 m)"].append(
+            (t, np.max([h["occupancy"] for h in heights], axis=0).reshape(shape))
+        )
         if "ego" in heights[0]:
             panels["ego path"].append((t, heights[0]["ego"].reshape(shape)))
     panels = {k: v for k, v in panels.items() if v}

@@ -22,9 +22,12 @@ DONE = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30.0) -> dict:
-    req = urllib.request.Request(f"{url.rstrip('/')}/graphql", method="POST",
-                                 data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}/graphql",
+        method="POST",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         body = json.loads(resp.read())
     if body.get("errors"):
@@ -41,9 +44,9 @@ def wait_until_up(url: str, timeout_s: float = 180.0, alive=lambda: True) -> Non
             return
         except (OSError, urllib.error.URLError, RuntimeError):
             if not alive():
-                raise RuntimeError(f"{url}: the webserver exited before it answered")
+                raise RuntimeError(f"{url}: the webserver exited before it answered") from None
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url}: no answer in {timeout_s:.0f} s")
+                raise TimeoutError(f"{url}: no answer in {timeout_s:.0f} s") from None
             time.sleep(2)
 
 
@@ -55,16 +58,25 @@ def assets(url: str) -> dict[str, str]:
 
 def launch(url: str, keys: list[str]) -> str:
     """Start one run materialising ``keys`` (user strings, "pretrain/gasp-0"); returns its run id."""
-    repos = graphql(url, "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }")
+    repos = graphql(
+        url, "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }"
+    )
     nodes = repos["repositoriesOrError"].get("nodes") or []
     if len(nodes) != 1:
         raise RuntimeError(f"{url}: expected one code location, found {repos['repositoriesOrError']}")
-    selector = {"repositoryLocationName": nodes[0]["location"]["name"], "repositoryName": nodes[0]["name"],
-                "jobName": "__ASSET_JOB", "assetSelection": [{"path": k.split("/")} for k in keys]}
-    res = graphql(url, """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+    selector = {
+        "repositoryLocationName": nodes[0]["location"]["name"],
+        "repositoryName": nodes[0]["name"],
+        "jobName": "__ASSET_JOB",
+        "assetSelection": [{"path": k.split("/")} for k in keys],
+    }
+    res = graphql(
+        url,
+        """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
         __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
         ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }""",
-                  {"params": {"selector": selector}})["launchRun"]
+        {"params": {"selector": selector}},
+    )["launchRun"]
     if res["__typename"] != "LaunchRunSuccess":
         raise RuntimeError(f"{url}: launching {keys} failed: {res}")
     return res["run"]["runId"]
@@ -74,8 +86,9 @@ def wait(url: str, run_id: str, timeout_s: float = 3600.0, poll_s: float = 2.0) 
     """Poll a run until it ends; returns its final status (SUCCESS, FAILURE or CANCELED)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                         {"id": run_id})["runOrError"]["status"]
+        status = graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})[
+            "runOrError"
+        ]["status"]
         if status in DONE:
             return status
         if time.monotonic() > deadline:
@@ -84,17 +97,24 @@ def wait(url: str, run_id: str, timeout_s: float = 3600.0, poll_s: float = 2.0) 
 
 
 def materializations(url: str, run_id: str) -> dict[str, dict]:
-    """asset key -> the metadata its materialisation in ``run_id`` recorded (dvc_action, dvc_skipped, seconds, metrics)."""
-    data = graphql(url, """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+    """asset key -> the metadata its materialisation in ``run_id`` recorded (dvc_action, dvc_skipped, seconds,
+    metrics)."""
+    data = graphql(
+        url,
+        """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
         __typename ... on MaterializationEvent { assetKey { path } metadataEntries { label
           ... on BoolMetadataEntry { boolValue } ... on FloatMetadataEntry { floatValue }
-          ... on TextMetadataEntry { text } } } } } } }""", {"id": run_id})
+          ... on TextMetadataEntry { text } } } } } } }""",
+        {"id": run_id},
+    )
     out = {}
     for ev in data["logsForRun"]["events"]:
         if ev["__typename"] == "MaterializationEvent":
             out["/".join(ev["assetKey"]["path"])] = {
                 m["label"]: next(m[f] for f in ("boolValue", "floatValue", "text") if f in m)
-                for m in ev["metadataEntries"] if {"boolValue", "floatValue", "text"} & set(m) and m["label"] != "dvc_output"}
+                for m in ev["metadataEntries"]
+                if {"boolValue", "floatValue", "text"} & set(m) and m["label"] != "dvc_output"
+            }
     return out
 
 

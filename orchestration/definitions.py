@@ -10,7 +10,6 @@ checks flag missing outputs and NaN metrics.
     dagster-webserver -m orchestration.definitions     # what `make dagster` starts
 """
 
-
 import json
 import math
 import os
@@ -107,12 +106,19 @@ def run_stage(node: StageNode, repo: Path = REPO) -> dict:
     """``dvc repro --single-item`` of one stage; returns what DVC did with it (``action``: "ran", "restored" from the
     run cache, or "skipped" as up to date), the seconds it took and the output's tail."""
     start = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", node.name],
-                         cwd=repo, env=_env(), capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", node.name],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if res.returncode != 0:
-        raise dg.Failure(description=f"dvc repro {node.name} failed (exit {res.returncode})",
-                         metadata={"stderr": dg.MetadataValue.text(res.stderr[-4000:])})
+        raise dg.Failure(
+            description=f"dvc repro {node.name} failed (exit {res.returncode})",
+            metadata={"stderr": dg.MetadataValue.text(res.stderr[-4000:])},
+        )
     if "Running stage" in res.stdout:
         action = "ran"
     elif "is cached - skipping run" in res.stdout:
@@ -123,12 +129,22 @@ def run_stage(node: StageNode, repo: Path = REPO) -> dict:
 
 
 def _asset(node: StageNode, by_name: dict[str, StageNode], repo: Path) -> dg.AssetsDefinition:
-    @dg.asset(key=node.key, group_name=node.group, deps=[by_name[d].key for d in node.deps if d in by_name],
-              description=f"DVC stage `{node.name}`: {node.cmd}", metadata={"dvc_stage": node.name, "outs": ", ".join(node.outs), "params": ", ".join(node.params)})
+    @dg.asset(
+        key=node.key,
+        group_name=node.group,
+        deps=[by_name[d].key for d in node.deps if d in by_name],
+        description=f"DVC stage `{node.name}`: {node.cmd}",
+        metadata={"dvc_stage": node.name, "outs": ", ".join(node.outs), "params": ", ".join(node.params)},
+    )
     def _materialize(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         done = run_stage(node, repo)
         context.log.info("%s: %s in %.1f s", node.name, ACTIONS[done["action"]], done["seconds"])
-        meta = {"dvc_action": ACTIONS[done["action"]], "dvc_skipped": done["skipped"], "seconds": round(done["seconds"], 2), "dvc_output": dg.MetadataValue.text(done["stdout"])}
+        meta = {
+            "dvc_action": ACTIONS[done["action"]],
+            "dvc_skipped": done["skipped"],
+            "seconds": round(done["seconds"], 2),
+            "dvc_output": dg.MetadataValue.text(done["stdout"]),
+        }
         meta.update({f"metric/{k}": v for k, v in list(_read_metrics(node, repo).items())[:40]})
         return dg.MaterializeResult(metadata=meta)
 
@@ -141,7 +157,9 @@ def _checks(node: StageNode, repo: Path) -> list[dg.AssetChecksDefinition]:
         missing = [p for p in node.outs if not (repo / p).exists()]
         return dg.AssetCheckResult(passed=not missing, metadata={"missing": ", ".join(missing) or "none"})
 
-    @dg.asset_check(asset=node.key, name="metrics_finite", description="no NaN or infinite value in the stage's metrics")
+    @dg.asset_check(
+        asset=node.key, name="metrics_finite", description="no NaN or infinite value in the stage's metrics"
+    )
     def metrics_finite() -> dg.AssetCheckResult:
         bad = [k for k, v in _read_metrics(node, repo).items() if not math.isfinite(v)]
         return dg.AssetCheckResult(passed=not bad, metadata={"non_finite": ", ".join(bad[:20]) or "none"})
@@ -160,8 +178,12 @@ def build_assets(repo: Path = REPO) -> tuple[list[dg.AssetsDefinition], list[dg.
 def build_definitions(repo: Path = REPO) -> dg.Definitions:
     assets, checks = build_assets(repo)
     everything = dg.define_asset_job("dvc_repro_all", selection=dg.AssetSelection.all())
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[everything],
-                          executor=dg.multiprocess_executor.configured({"max_concurrent": 1}))
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[everything],
+        executor=dg.multiprocess_executor.configured({"max_concurrent": 1}),
+    )
 
 
 defs = build_definitions()

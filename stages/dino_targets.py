@@ -2,9 +2,10 @@
 
 Reads the ``dino_targets`` section and ``splits.train`` / ``splits.test`` of params.yaml (the PCA is fitted on frames
 of the training logs only; every log is transformed; when the store has surface labels, a linear probe fitted on the
-training logs' points and scored on the test logs' measures how semantic the targets are) and the log store at ``--store``; writes the PCA, the teacher's
-identity and per-log point targets under ``--out`` (schema: ``gasp_core/targets/schema.py``) and the stage
-metrics to ``--metrics``. Offline unless ``teacher.weights`` is ``hub``.
+training logs' points and scored on the test logs' measures how semantic the targets are) and the log store at
+``--store``; writes the PCA, the teacher's identity and per-log point targets under ``--out`` (schema:
+``gasp_core/targets/schema.py``) and the stage metrics to ``--metrics``. Offline unless ``teacher.weights`` is
+``hub``.
 """
 
 from pathlib import Path
@@ -20,8 +21,16 @@ def main() -> None:
     params = read_params(args.params)
     cfg = dino_targets_config_from_dict(params["dino_targets"], strict=True)
     test_logs = params["splits"].get("test")
-    write_metrics(args.metrics, build_dino_targets(args.store, args.out, cfg, params["splits"]["train"],
-                                                   test_logs=test_logs if isinstance(test_logs, list) else None))
+    write_metrics(
+        args.metrics,
+        build_dino_targets(
+            args.store,
+            args.out,
+            cfg,
+            params["splits"]["train"],
+            test_logs=test_logs if isinstance(test_logs, list) else None,
+        ),
+    )
 
 
 if __name__ == "__main__":

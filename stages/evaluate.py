@@ -28,8 +28,9 @@ def main() -> None:
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
     inits = {name: args.models / name for name in cfg.inits}
-    metrics, qualitative, stats = evaluate_runs(args.task, inits, args.runs, args.labels, args.occupancy, scene, splits, cfg,
-                                                list(params["pretrain"]["seeds"]))
+    metrics, qualitative, stats = evaluate_runs(
+        args.task, inits, args.runs, args.labels, args.occupancy, scene, splits, cfg, list(params["pretrain"]["seeds"])
+    )
     save_qualitative(args.out / "qualitative.npz", qualitative)
     save_arrays(args.out / "stats.npz", stats)
     write_metrics(args.metrics, metrics)

@@ -1,10 +1,11 @@
-"""DVC stage ``finetune@<task>-<init>``: fine-tune one task's head on one encoder initialisation, for every label
-budget and seed of the ``finetune`` params section.
+"""DVC stage ``finetune@<task>-<init>``: fine-tune one task's head on one encoder initialisation, for every label budget
+and seed of the ``finetune`` params section.
 
-Reads ``scene``, ``splits``, ``pretrain.seeds`` and ``finetune``; the task labels, the occupancy queries (4D occupancy)
-and the initialisation's model folders (``models/pretrain/<init>/seed_<p>``, one per pre-training seed). Writes heads (and fine-tuned encoders with
-``finetune.encoder: full``) to ``--out`` and the training losses and validation metrics to ``--metrics``; with ``--live``, the fine-tuning curves (training loss
-per step, validation loss and metrics at each validation) as dvclive plots.
+Reads ``scene``, ``splits``, ``pretrain.seeds`` and ``finetune``; the task labels, the occupancy queries (4D
+occupancy) and the initialisation's model folders (``models/pretrain/<init>/seed_<p>``, one per pre-training seed).
+Writes heads (and fine-tuned encoders with ``finetune.encoder: full``) to ``--out`` and the training losses and
+validation metrics to ``--metrics``; with ``--live``, the fine-tuning curves (training loss per step, validation loss
+and metrics at each validation) as dvclive plots.
 """
 
 from pathlib import Path
@@ -30,8 +31,22 @@ def main() -> None:
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
     seeds = list(params["pretrain"]["seeds"])
-    write_metrics(args.metrics, finetune(args.task, args.init, args.labels, args.occupancy, args.models / args.init, args.out,
-                                         scene, splits, cfg, seeds, live_dir=args.live))
+    write_metrics(
+        args.metrics,
+        finetune(
+            args.task,
+            args.init,
+            args.labels,
+            args.occupancy,
+            args.models / args.init,
+            args.out,
+            scene,
+            splits,
+            cfg,
+            seeds,
+            live_dir=args.live,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
 """DVC stage ``pretrain@<variant>-<seed>``: pre-train the BEV encoder and implicit decoders (uno | gasp | ablations).
 
-Reads the ``scene``, ``splits`` (pre-training sees the training logs only) and ``pretrain`` sections of params.yaml, the log store and both target stages'
-outputs; writes ``--out`` (model.safetensors + config.json, loadable with
-``gasp_core.models.load_pretrained``), dvclive metrics and plots under ``--live`` and the final metrics
-to ``--metrics``. Multi-GPU / multi-node: launch the same command with
-``torchrun --nproc_per_node=N stages/pretrain.py ...``. ``--seed`` (one of ``pretrain.seeds``) seeds the initialisation
-and every data draw. Resumable checkpoints go to ``--checkpoints``
-(scratch space outside DVC; a run resumes only from a checkpoint of identical settings).
+Reads the ``scene``, ``splits`` (pre-training sees the training logs only) and ``pretrain`` sections of params.yaml,
+the log store and both target stages' outputs; writes ``--out`` (model.safetensors + config.json, loadable with
+``gasp_core.models.load_pretrained``), dvclive metrics and plots under ``--live`` and the final metrics to
+``--metrics``. Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node=N stages/pretrain.py
+...``. ``--seed`` (one of ``pretrain.seeds``) seeds the initialisation and every data draw. Resumable checkpoints go
+to ``--checkpoints`` (scratch space outside DVC; a run resumes only from a checkpoint of identical settings).
 """
 
 import os
@@ -31,7 +30,9 @@ def main() -> None:
     parser.add_argument("--occupancy", type=Path, required=True, help="occupancy_labels output")
     parser.add_argument("--dino", type=Path, required=True, help="dino_targets output")
     parser.add_argument("--live", type=Path, required=True, help="dvclive folder (metrics and plots)")
-    parser.add_argument("--checkpoints", type=Path, default=None, help="default: outputs/checkpoints/pretrain_<variant>")
+    parser.add_argument(
+        "--checkpoints", type=Path, default=None, help="default: outputs/checkpoints/pretrain_<variant>"
+    )
     args = parser.parse_args()
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
@@ -40,8 +41,19 @@ def main() -> None:
         raise SystemExit(f"--seed {args.seed} is not one of pretrain.seeds = {cfg.seeds} in {args.params}")
     ckpt = args.checkpoints or Path("outputs/checkpoints") / f"pretrain_{args.variant}_seed_{args.seed}"
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
-    metrics = pretrain(args.variant, args.store, args.occupancy, args.dino, args.out, scene, cfg, ckpt, live_dir=args.live,
-                       logs=splits.train, seed=args.seed)
+    metrics = pretrain(
+        args.variant,
+        args.store,
+        args.occupancy,
+        args.dino,
+        args.out,
+        scene,
+        cfg,
+        ckpt,
+        live_dir=args.live,
+        logs=splits.train,
+        seed=args.seed,
+    )
     write_metrics(args.metrics, metrics)
 
 

@@ -16,8 +16,8 @@ from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.data.store import LogStore
 from gasp_core.models import load_pretrained
-from gasp_core.tasks.config import SplitsConfig
 from gasp_core.targets.dino import surface_classes
+from gasp_core.tasks.config import SplitsConfig
 from gasp_core.teacher.probe import ProbeConfig
 from gasp_core.train.field_probe import probe_field
 
@@ -35,7 +35,11 @@ def main() -> None:
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     probe_cfg = from_dict(ProbeConfig, params["dino_targets"]["probe"], "dino_targets.probe", strict=True)
     seed = list(params["pretrain"]["seeds"])[0]
-    metrics: dict = {"labelled": surface_classes(LogStore(args.store)) is not None, "pretrain_seed": seed, "variants": {}}
+    metrics: dict = {
+        "labelled": surface_classes(LogStore(args.store)) is not None,
+        "pretrain_seed": seed,
+        "variants": {},
+    }
     if not metrics["labelled"]:
         log.warning("%s: no surface labels in the store; the field probe has nothing to score", args.store)
     else:
@@ -43,11 +47,16 @@ def main() -> None:
             model = load_pretrained(args.models / variant / f"seed_{seed}")
             if model.dino is None:
                 continue
-            metrics["variants"][variant] = probe_field(model, args.store, args.dino, splits.train, splits.test, scene,
-                                                       probe_cfg)
+            metrics["variants"][variant] = probe_field(
+                model, args.store, args.dino, splits.train, splits.test, scene, probe_cfg
+            )
             r = metrics["variants"][variant]
-            log.info("%s: field probe mIoU %.3f (teacher targets on the same points %.3f)", variant,
-                     r["field"]["mIoU"], r["targets"]["mIoU"])
+            log.info(
+                "%s: field probe mIoU %.3f (teacher targets on the same points %.3f)",
+                variant,
+                r["field"]["mIoU"],
+                r["targets"]["mIoU"],
+            )
     write_metrics(args.metrics, metrics)
 
 

@@ -22,14 +22,29 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, required=True, help="evaluate stages' outputs (<task>/qualitative.npz)")
     parser.add_argument("--labels", type=Path, required=True)
     parser.add_argument("--plot", type=Path, default=None, help="main metrics as CSV for dvc plots")
-    parser.add_argument("--gasp", type=Path, default=None, help="pre-trained GASP variant folder (DINO figure of its first seed)")
+    parser.add_argument(
+        "--gasp", type=Path, default=None, help="pre-trained GASP variant folder (DINO figure of its first seed)"
+    )
     args = parser.parse_args()
     params = read_params(args.params)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
     bootstrap = from_dict(BootstrapConfig, params["report"]["bootstrap"], "report.bootstrap", strict=True)
-    write_metrics(args.metrics, build_report(args.metrics_dir, args.eval, args.labels, args.out, splits, cfg, args.plot, args.gasp,
-                                             list(params["pretrain"]["seeds"]), bootstrap))
+    write_metrics(
+        args.metrics,
+        build_report(
+            args.metrics_dir,
+            args.eval,
+            args.labels,
+            args.out,
+            splits,
+            cfg,
+            args.plot,
+            args.gasp,
+            list(params["pretrain"]["seeds"]),
+            bootstrap,
+        ),
+    )
 
 
 if __name__ == "__main__":

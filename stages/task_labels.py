@@ -19,7 +19,9 @@ from gasp_core.tasks.config import SplitsConfig, TaskLabelsConfig
 def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--occupancy", type=Path, required=True, help="occupancy_labels output (samples and ray queries)")
+    parser.add_argument(
+        "--occupancy", type=Path, required=True, help="occupancy_labels output (samples and ray queries)"
+    )
     args = parser.parse_args()
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
@@ -27,8 +29,9 @@ def main() -> None:
     vox = from_dict(VoxelizerConfig, params["pretrain"]["model"]["voxelizer"], "pretrain.model.voxelizer", strict=True)
     occ = occupancy_labels_config_from_dict(params["occupancy_labels"], strict=True)
     cfg = from_dict(TaskLabelsConfig, params["task_labels"], "task_labels", strict=True)
-    metrics = build_task_labels(args.store, args.occupancy, args.out, scene, vox, occ, cfg, splits.all(),
-                                ray_logs=[*splits.val, *splits.test])
+    metrics = build_task_labels(
+        args.store, args.occupancy, args.out, scene, vox, occ, cfg, splits.all(), ray_logs=[*splits.val, *splits.test]
+    )
     write_metrics(args.metrics, metrics)
 
 

@@ -63,14 +63,19 @@ def test_a_stale_params_yaml_is_caught(tmp_path):
 
 @pytest.mark.parametrize("dataset,model,preset", list(itertools.product(*GROUPS.values())))
 def test_every_group_combination_composes_and_parses(tmp_path, dataset, model, preset):
-    p = yaml.safe_load(compose(tmp_path / "p.yaml", [f"dataset={dataset}", f"model={model}", f"preset={preset}"]).read_text())
+    p = yaml.safe_load(
+        compose(tmp_path / "p.yaml", [f"dataset={dataset}", f"model={model}", f"preset={preset}"]).read_text()
+    )
     # presets with a world of their own (smoke, study) bring its splits
     if dataset == "embedded" or "splits" in yaml.safe_load((ROOT / "configs/preset" / f"{preset}.yaml").read_text()):
         _parse_all(p)
     else:  # real datasets leave the log splits to the user, and the stages say so
         with pytest.raises(ConfigError, match=r"splits\.train is not set"):
             _parse_all(p)
-    assert p["pretrain"]["model"] == yaml.safe_load((ROOT / "configs/model" / f"{model}.yaml").read_text())["pretrain"]["model"]
+    assert (
+        p["pretrain"]["model"]
+        == yaml.safe_load((ROOT / "configs/model" / f"{model}.yaml").read_text())["pretrain"]["model"]
+    )
 
 
 def test_overrides_compose_and_typos_fail(tmp_path):
@@ -87,7 +92,12 @@ def test_every_param_is_declared_by_a_stage_that_reads_it():
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = dvc_stages(ROOT)
-    templated = {"pretrain.variants", "finetune.tasks", "finetune.inits", "ingest.root"}  # dvc.yaml's foreach/matrix/deps
+    templated = {
+        "pretrain.variants",
+        "finetune.tasks",
+        "finetune.inits",
+        "ingest.root",
+    }  # dvc.yaml's foreach/matrix/deps
     dead = [k for k in _leaves(params) if k not in templated and not any(s.reads(k) for s in stages)]
     assert dead == [], f"params nobody declares (a sweep over them would be a no-op): {dead}"
 
@@ -115,8 +125,9 @@ def test_every_stage_declares_the_params_it_reads():
         script = ROOT / "stages" / f"{name.split('@')[0]}.py"
         for read in _params_read_by(script):
             # a whole section read for one key (pretrain reads splits for splits.train) must declare that key
-            assert any(read == d or read.startswith(d + ".") or d.startswith(read + ".") for d in keys), \
+            assert any(read == d or read.startswith(d + ".") or d.startswith(read + ".") for d in keys), (
                 f"{script.name} reads params[{read!r}] but dvc.yaml's {name} declares only {sorted(keys)}"
+            )
             checked += 1
     assert checked > 20
 
@@ -146,9 +157,9 @@ def test_read_params_names_the_file_and_the_missing_section(tmp_path):
 def test_study_preset_wiring(tmp_path):
     """The study composes into a full DAG at its promised size, on splits of its own world's logs, without running."""
     from gasp_core.presets import world_config
+    from gasp_core.sim.config import world_config_from_dict
     from gasp_core.sim.generate import log_seeds
     from gasp_core.sim.manoeuvres import ego_summary
-    from gasp_core.sim.config import world_config_from_dict
     from gasp_core.sim.world import log_id_for
     from gasp_core.tasks.config import TASKS
 
@@ -211,12 +222,18 @@ def test_stage_deps_are_exactly_the_import_closure():
     for name, (script, deps) in _stage_scripts().items():
         closure = import_closure(script)
         assert "gasp_core" not in deps, name
-        assert deps == minimal_cover(closure), f"{name}: dvc.yaml deps differ: run `python -m gasp_core.closure --write dvc.yaml`"
+        assert deps == minimal_cover(closure), (
+            f"{name}: dvc.yaml deps differ: run `python -m gasp_core.closure --write dvc.yaml`"
+        )
         covered = [f for f in closure if not any(f.as_posix() == d or f.as_posix().startswith(d + "/") for d in deps)]
         assert not covered, f"{name} misses {covered}"
     # what a head or the simulator reaches: task stages see tasks/heads.py, no stage sees the town
     reach = {name: {f.as_posix() for f in import_closure(s)} for name, (s, _) in _stage_scripts().items()}
-    assert {n for n, files in reach.items() if "gasp_core/tasks/heads.py" in files} == {"finetune", "evaluate", "report"}
+    assert {n for n, files in reach.items() if "gasp_core/tasks/heads.py" in files} == {
+        "finetune",
+        "evaluate",
+        "report",
+    }
     assert not any("gasp_core/sim/town.py" in files for files in reach.values())
 
 
@@ -229,13 +246,23 @@ def test_import_closure_holds_what_python_loads(script):
 
     from gasp_core.closure import import_closure
 
-    code = ("import runpy, sys\nsys.argv = [sys.argv[1], '--help']\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-            "except SystemExit:\n    pass\nprint('\\n'.join(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
-            "    if (n == 'gasp_core' or n.startswith('gasp_core.')) and getattr(m, '__file__', None))))")
-    res = subprocess.run([sys.executable, "-c", code, script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import runpy, sys\nsys.argv = [sys.argv[1], '--help']\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit:\n    pass\nprint('\\n'.join(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
+        "    if (n == 'gasp_core' or n.startswith('gasp_core.')) and getattr(m, '__file__', None))))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
     assert res.returncode == 0, res.stderr[-2000:]
-    loaded = {Path(line).resolve().relative_to(ROOT).as_posix() for line in res.stdout.split("\n") if line.endswith(".py")}
+    loaded = {
+        Path(line).resolve().relative_to(ROOT).as_posix() for line in res.stdout.split("\n") if line.endswith(".py")
+    }
     closure = {f.as_posix() for f in import_closure(script)}
     assert loaded and loaded <= closure, sorted(loaded - closure)
     if script == "stages/task_labels.py":
@@ -266,10 +293,20 @@ def test_import_closure_on_a_package_built_for_it(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     plain = [p.as_posix() for p in import_closure("stages/plain.py", tmp_path)]
-    assert plain == ["gasp_core/__init__.py", "gasp_core/a/__init__.py", "gasp_core/a/one.py", "gasp_core/a/two.py",
-                     "gasp_core/b/__init__.py", "gasp_core/b/lazy.py"]
+    assert plain == [
+        "gasp_core/__init__.py",
+        "gasp_core/a/__init__.py",
+        "gasp_core/a/one.py",
+        "gasp_core/a/two.py",
+        "gasp_core/b/__init__.py",
+        "gasp_core/b/lazy.py",
+    ]
     assert minimal_cover(import_closure("stages/plain.py", tmp_path), tmp_path) == [
-        "gasp_core/__init__.py", "gasp_core/a", "gasp_core/b/__init__.py", "gasp_core/b/lazy.py"]
+        "gasp_core/__init__.py",
+        "gasp_core/a",
+        "gasp_core/b/__init__.py",
+        "gasp_core/b/lazy.py",
+    ]
     assert "gasp_core/heavy.py" in {p.as_posix() for p in import_closure("stages/wants_big.py", tmp_path)}
     assert "gasp_core/heavy.py" in {p.as_posix() for p in import_closure("stages/from_c.py", tmp_path)}
 
@@ -290,7 +327,11 @@ def test_layering():
 
     layer_of = {pkg: layer for layer, pkgs in LAYERS.items() for pkg in pkgs}
     root = ROOT / "gasp_core"
-    top = {p.stem if p.is_file() else p.name for p in root.iterdir() if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py")}
+    top = {
+        p.stem if p.is_file() else p.name
+        for p in root.iterdir()
+        if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py")
+    }
     assert top - {"__init__", "__main__"} <= set(layer_of), f"unlayered: {sorted(top - set(layer_of) - {'__init__'})}"
     bad = []
     for path in sorted(root.rglob("*.py")):

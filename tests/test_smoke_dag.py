@@ -33,8 +33,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _dvc(cwd: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _status(project: Path) -> dict:
@@ -103,8 +104,17 @@ def test_smoke_dag_end_to_end(smoke):
         assert (task in ("occupancy", "trajectory")) == ("baseline" in metrics)
         assert (smoke / "data" / "eval" / task / "stats.npz").stat().st_size > 100
     report = (smoke / "reports" / "README.md").read_text()
-    for title in ("BEV semantic forecasting", "4D occupancy", "4D semantic occupancy", "Map segmentation", "Ego trajectory",
-                  "Paired differences", "non-learned baseline", "GASP vs UnO", "UnO vs scratch"):
+    for title in (
+        "BEV semantic forecasting",
+        "4D occupancy",
+        "4D semantic occupancy",
+        "Map segmentation",
+        "Ego trajectory",
+        "Paired differences",
+        "non-learned baseline",
+        "GASP vs UnO",
+        "UnO vs scratch",
+    ):
         assert title in report
     summary = json.loads((smoke / "reports" / "summary.json").read_text())
     for task, s in summary["tasks"].items():
@@ -113,8 +123,15 @@ def test_smoke_dag_end_to_end(smoke):
             assert {"gasp>uno", "uno>scratch"} <= set(s[budget]["pairs"])
             for d in s[budget]["pairs"].values():
                 assert d["verdict"] in ("better", "worse", "inconclusive", "n/a")
-    for fig in ("radar.png", "forecast.png", "map.png", "trajectory.png", "occupancy.png", "semantic_occupancy.png",
-                "dino_bev.png"):
+    for fig in (
+        "radar.png",
+        "forecast.png",
+        "map.png",
+        "trajectory.png",
+        "occupancy.png",
+        "semantic_occupancy.png",
+        "dino_bev.png",
+    ):
         assert (smoke / "reports" / fig).stat().st_size > 1000, fig
     shown = _dvc(smoke, "metrics", "show", "--json")
     assert shown.returncode == 0 and "evaluate" in shown.stdout
@@ -134,7 +151,9 @@ def test_smoke_teacher_is_trained_distilled_and_probed(smoke):
     assert dino["teacher_weights"].startswith("in_domain:mae:") and dino["teacher_random_weights"] is False
     assert set(dino["probe"]) == {"rgb", "teacher"}
     probe = json.loads((smoke / "metrics" / "probe.json").read_text())
-    assert probe["labelled"] and set(probe["variants"]) == {v for v in params["pretrain"]["variants"] if VARIANTS[v].dino}
+    assert probe["labelled"] and set(probe["variants"]) == {
+        v for v in params["pretrain"]["variants"] if VARIANTS[v].dino
+    }
     for result in [*dino["probe"].values(), *(r for v in probe["variants"].values() for r in v.values())]:
         assert 0.0 <= result["mIoU"] <= 1.0 and result["test_points"] > 0
 
@@ -147,7 +166,9 @@ def test_dagster_materialize_reruns_only_the_stale_asset(smoke):
     assets, _ = build_assets(smoke)
 
     def materialize_asset(*key: str) -> str:
-        res = dg.materialize(assets, selection=dg.AssetSelection.assets(dg.AssetKey(list(key))), instance=dg.DagsterInstance.ephemeral())
+        res = dg.materialize(
+            assets, selection=dg.AssetSelection.assets(dg.AssetKey(list(key))), instance=dg.DagsterInstance.ephemeral()
+        )
         assert res.success
         (event,) = res.get_asset_materialization_events()
         meta = event.materialization.metadata
@@ -181,10 +202,22 @@ def test_headless_dagster_webserver_lists_assets_and_runs_one(smoke, tmp_path):
     shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
     url = f"http://127.0.0.1:{_free_port()}"
     log = (tmp_path / "webserver.log").open("w")
-    proc = subprocess.Popen([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1],
-                             "-m", "orchestration.definitions"],
-                            cwd=ROOT, env=_env(DAGSTER_HOME=str(home), GASP_REPO=str(smoke)), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            url.rsplit(":", 1)[1],
+            "-m",
+            "orchestration.definitions",
+        ],
+        cwd=ROOT,
+        env=_env(DAGSTER_HOME=str(home), GASP_REPO=str(smoke)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         client.wait_until_up(url, 180, alive=lambda: proc.poll() is None)
         served = client.assets(url)

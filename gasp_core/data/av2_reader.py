@@ -23,7 +23,14 @@ from shapely.geometry import Polygon
 from gasp_core.data.errors import BadSweepError, InputError
 from gasp_core.data.schema import CALIBRATION, CAMERA_FRAMES, MapLayer
 from gasp_core.data.source import (
-    SIDECAR_DIR, BoxRecords, MapElement, SurfaceSidecar, SweepData, SweepRef, dedupe_polylines, overlaps,
+    SIDECAR_DIR,
+    BoxRecords,
+    MapElement,
+    SurfaceSidecar,
+    SweepData,
+    SweepRef,
+    dedupe_polylines,
+    overlaps,
     road_boundaries,
 )
 from gasp_core.geometry import make_se3, quat_wxyz_to_rotation, rotation_to_quat_wxyz
@@ -32,8 +39,22 @@ LIDARS = ["up_lidar", "down_lidar"]
 LASERS_PER_LIDAR = 32  # AV2: laser_number 0-31 fire from up_lidar, 32-63 from down_lidar
 POSE_COLUMNS = ("timestamp_ns", "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
 SWEEP_COLUMNS = ("x", "y", "z", "intensity", "laser_number", "offset_ns")
-ANNOTATION_COLUMNS = ("timestamp_ns", "track_uuid", "category", "length_m", "width_m", "height_m",
-                      "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m", "num_interior_pts")
+ANNOTATION_COLUMNS = (
+    "timestamp_ns",
+    "track_uuid",
+    "category",
+    "length_m",
+    "width_m",
+    "height_m",
+    "qw",
+    "qx",
+    "qy",
+    "qz",
+    "tx_m",
+    "ty_m",
+    "tz_m",
+    "num_interior_pts",
+)
 NO_MARK = {"NONE", "UNKNOWN"}
 
 
@@ -167,8 +188,13 @@ class AV2LogReader:
         return times[order], poses[order]
 
     def calibration(self) -> pa.Table:
-        extr = self._table("calibration/egovehicle_SE3_sensor.feather", ("sensor_name", "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m"))
-        intr = self._table("calibration/intrinsics.feather", ("sensor_name", "fx_px", "fy_px", "cx_px", "cy_px", "width_px", "height_px"))
+        extr = self._table(
+            "calibration/egovehicle_SE3_sensor.feather", ("sensor_name", "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
+        )
+        intr = self._table(
+            "calibration/intrinsics.feather",
+            ("sensor_name", "fx_px", "fy_px", "cx_px", "cy_px", "width_px", "height_px"),
+        )
         extr_by_name = {str(r.sensor_name): r for r in extr.itertuples()}
         intr_by_name = {str(r.sensor_name): r for r in intr.itertuples()}
         with_images = self.camera_names()
@@ -177,22 +203,40 @@ class AV2LogReader:
         rows = {name: [] for name in CALIBRATION.names}
         for name, kind in needed:
             if name not in extr_by_name:
-                raise InputError(self.log_id, self.log_dir / "calibration/egovehicle_SE3_sensor.feather",
-                                 f"no extrinsics for sensor {name!r}")
+                raise InputError(
+                    self.log_id,
+                    self.log_dir / "calibration/egovehicle_SE3_sensor.feather",
+                    f"no extrinsics for sensor {name!r}",
+                )
             e = extr_by_name[name]
             i = intr_by_name.get(name)
             if kind == "camera" and i is None:
-                raise InputError(self.log_id, self.log_dir / "calibration/intrinsics.feather", f"no intrinsics for camera {name!r}")
-            values = {"sensor_name": name, "kind": kind, "qw": e.qw, "qx": e.qx, "qy": e.qy, "qz": e.qz,
-                      "tx_m": e.tx_m, "ty_m": e.ty_m, "tz_m": e.tz_m}
+                raise InputError(
+                    self.log_id, self.log_dir / "calibration/intrinsics.feather", f"no intrinsics for camera {name!r}"
+                )
+            values = {
+                "sensor_name": name,
+                "kind": kind,
+                "qw": e.qw,
+                "qx": e.qx,
+                "qy": e.qy,
+                "qz": e.qz,
+                "tx_m": e.tx_m,
+                "ty_m": e.ty_m,
+                "tz_m": e.tz_m,
+            }
             for key in ("fx_px", "fy_px", "cx_px", "cy_px", "k1", "k2", "k3", "width_px", "height_px"):
                 values[key] = None if i is None else getattr(i, key, 0.0)
             for key, value in values.items():
                 rows[key].append(value)
         table = pa.table(rows, schema=CALIBRATION)
-        numeric = np.column_stack([table[c].to_numpy(zero_copy_only=False) for c in ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")])
+        numeric = np.column_stack(
+            [table[c].to_numpy(zero_copy_only=False) for c in ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")]
+        )
         if not np.isfinite(numeric.astype(np.float64)).all():
-            raise InputError(self.log_id, self.log_dir / "calibration/egovehicle_SE3_sensor.feather", "NaN or inf in extrinsics")
+            raise InputError(
+                self.log_id, self.log_dir / "calibration/egovehicle_SE3_sensor.feather", "NaN or inf in extrinsics"
+            )
         return table
 
     # --- cameras --------------------------------------------------------------------------
@@ -248,15 +292,22 @@ class AV2LogReader:
         idx = np.clip(np.searchsorted(times, ts), 0, max(len(times) - 1, 0))
         missing = times[idx] != ts if len(times) else np.ones(len(ts), bool)
         if missing.any():
-            raise InputError(self.log_id, path, f"{int(missing.sum())} boxes at timestamps without an ego pose "
-                             f"(first {int(ts[missing][0])})")
+            raise InputError(
+                self.log_id,
+                path,
+                f"{int(missing.sum())} boxes at timestamps without an ego pose (first {int(ts[missing][0])})",
+            )
         city_T_ego = poses[idx]
         center_city = np.einsum("nij,nj->ni", city_T_ego[:, :3, :3], center) + city_T_ego[:, :3, 3]
         rot_city = city_T_ego[:, :3, :3] @ (quat_wxyz_to_rotation(quat) if len(quat) else np.zeros((0, 3, 3)))
         return BoxRecords(
-            timestamp_ns=ts, track_id=ann["track_uuid"].astype(str).tolist(), category_raw=ann["category"].astype(str).tolist(),
-            center_city=center_city, quat_wxyz_city=rotation_to_quat_wxyz(rot_city) if len(ts) else np.zeros((0, 4)),
-            size_lwh_m=size, num_points=ann["num_interior_pts"].to_numpy(dtype=np.int64),
+            timestamp_ns=ts,
+            track_id=ann["track_uuid"].astype(str).tolist(),
+            category_raw=ann["category"].astype(str).tolist(),
+            center_city=center_city,
+            quat_wxyz_city=rotation_to_quat_wxyz(rot_city) if len(ts) else np.zeros((0, 4)),
+            size_lwh_m=size,
+            num_points=ann["num_interior_pts"].to_numpy(dtype=np.int64),
         )
 
     def cuboids(self, timestamp_ns: int):
@@ -290,16 +341,31 @@ class AV2LogReader:
         for seg in sorted(m.vector_lane_segments.values(), key=lambda s: s.id):
             if seg.is_intersection or not overlaps(seg.polygon_boundary, bounds_xy):
                 continue
-            for side, bound, mark in (("left", seg.left_lane_boundary, seg.left_mark_type),
-                                      ("right", seg.right_lane_boundary, seg.right_mark_type)):
+            for side, bound, mark in (
+                ("left", seg.left_lane_boundary, seg.left_mark_type),
+                ("right", seg.right_lane_boundary, seg.right_mark_type),
+            ):
                 if mark.value not in NO_MARK:
-                    dividers.append(MapElement(MapLayer.LANE_DIVIDER, f"{seg.id}_{side}", 0, bound.xyz.astype(np.float64),
-                                               closed=False, mark_type=mark.value))
-        crossings = [MapElement(MapLayer.PED_CROSSING, str(pc.id), 0, _open_ring(pc.polygon).astype(np.float64), closed=True)
-                     for pc in sorted(m.vector_pedestrian_crossings.values(), key=lambda p: p.id) if overlaps(pc.polygon, bounds_xy)]
+                    dividers.append(
+                        MapElement(
+                            MapLayer.LANE_DIVIDER,
+                            f"{seg.id}_{side}",
+                            0,
+                            bound.xyz.astype(np.float64),
+                            closed=False,
+                            mark_type=mark.value,
+                        )
+                    )
+        crossings = [
+            MapElement(MapLayer.PED_CROSSING, str(pc.id), 0, _open_ring(pc.polygon).astype(np.float64), closed=True)
+            for pc in sorted(m.vector_pedestrian_crossings.values(), key=lambda p: p.id)
+            if overlaps(pc.polygon, bounds_xy)
+        ]
         areas = sorted((a for a in m.vector_drivable_areas.values() if overlaps(a.xyz, bounds_xy)), key=lambda a: a.id)
-        drivable = [MapElement(MapLayer.DRIVABLE_AREA, str(a.id), 0, _open_ring(a.xyz).astype(np.float64), closed=True)
-                    for a in areas]
+        drivable = [
+            MapElement(MapLayer.DRIVABLE_AREA, str(a.id), 0, _open_ring(a.xyz).astype(np.float64), closed=True)
+            for a in areas
+        ]
         polys = [Polygon(el.xyz[:, :2]) for el in drivable if len(el.xyz) >= 3]
         verts = np.concatenate([el.xyz for el in drivable]) if drivable else np.zeros((0, 3))
         return dedupe_polylines(dividers) + road_boundaries(polys, (verts[:, :2], verts[:, 2])) + crossings + drivable
@@ -312,4 +378,3 @@ class AV2LogReader:
 def _open_ring(xyz: np.ndarray) -> np.ndarray:
     """Drop a repeated closing vertex."""
     return xyz[:-1] if len(xyz) > 1 and np.allclose(xyz[0], xyz[-1]) else xyz
-

@@ -20,8 +20,16 @@ from pyquaternion import Quaternion
 from gasp_core.data.errors import BadSweepError, InputError
 from gasp_core.data.schema import CALIBRATION, CAMERA_FRAMES, MapLayer
 from gasp_core.data.source import (
-    SIDECAR_DIR, BoxRecords, MapElement, SurfaceSidecar, SweepData, SweepRef, dedupe_polylines, overlaps,
-    polygon_elements, road_boundaries,
+    SIDECAR_DIR,
+    BoxRecords,
+    MapElement,
+    SurfaceSidecar,
+    SweepData,
+    SweepRef,
+    dedupe_polylines,
+    overlaps,
+    polygon_elements,
+    road_boundaries,
 )
 from gasp_core.geometry import make_se3, quat_wxyz_to_rotation
 
@@ -97,10 +105,14 @@ class NuScenesSceneReader:
 
 # nuScenes lane-divider segment types in av2's LaneMarkType vocabulary (the store's mark_type).
 NUSCENES_MARK_TYPES = {
-    "SINGLE_DASHED_WHITE": "DASHED_WHITE", "DOUBLE_DASHED_WHITE": "DOUBLE_DASH_WHITE",
-    "SINGLE_SOLID_WHITE": "SOLID_WHITE", "DOUBLE_SOLID_WHITE": "DOUBLE_SOLID_WHITE",
-    "SINGLE_SOLID_YELLOW": "SOLID_YELLOW", "DOUBLE_SOLID_YELLOW": "DOUBLE_SOLID_YELLOW",
-    "SINGLE_DASHED_YELLOW": "DASHED_YELLOW", "NIL": "NONE",
+    "SINGLE_DASHED_WHITE": "DASHED_WHITE",
+    "DOUBLE_DASHED_WHITE": "DOUBLE_DASH_WHITE",
+    "SINGLE_SOLID_WHITE": "SOLID_WHITE",
+    "DOUBLE_SOLID_WHITE": "DOUBLE_SOLID_WHITE",
+    "SINGLE_SOLID_YELLOW": "SOLID_YELLOW",
+    "DOUBLE_SOLID_YELLOW": "DOUBLE_SOLID_YELLOW",
+    "SINGLE_DASHED_YELLOW": "DASHED_YELLOW",
+    "NIL": "NONE",
 }
 POINT_FIELDS = 5  # .pcd.bin: float32 x, y, z, intensity, ring index
 
@@ -114,7 +126,9 @@ def open_nuscenes(dataroot: Path, version: str) -> NuScenes:
     if key not in _NUSC_CACHE:
         table_dir = Path(dataroot) / version
         if not table_dir.is_dir():
-            raise FileNotFoundError(f"nuScenes tables {table_dir} do not exist (dataroot={dataroot}, version={version})")
+            raise FileNotFoundError(
+                f"nuScenes tables {table_dir} do not exist (dataroot={dataroot}, version={version})"
+            )
         _NUSC_CACHE[key] = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
     return _NUSC_CACHE[key]
 
@@ -140,7 +154,9 @@ class NuScenesLogSource(NuScenesSceneReader):
         try:
             return self.nusc.get(table, tok)
         except KeyError as exc:
-            raise InputError(self.log_id, self.table_dir / f"{table}.json", f"no {table} record with token {tok}") from exc
+            raise InputError(
+                self.log_id, self.table_dir / f"{table}.json", f"no {table} record with token {tok}"
+            ) from exc
 
     @cached_property
     def _lidar_chain(self) -> list[dict]:
@@ -148,9 +164,12 @@ class NuScenesLogSource(NuScenesSceneReader):
         ts = np.array([sd["timestamp"] for sd in chain], dtype=np.int64)
         bad = np.flatnonzero(np.diff(ts) <= 0)
         if len(bad):
-            raise InputError(self.log_id, self.table_dir / "sample_data.json",
-                             f"{self.channel} timestamps not increasing at {chain[bad[0] + 1]['filename']} "
-                             f"({ts[bad[0]]} then {ts[bad[0] + 1]} us)")
+            raise InputError(
+                self.log_id,
+                self.table_dir / "sample_data.json",
+                f"{self.channel} timestamps not increasing at {chain[bad[0] + 1]['filename']} "
+                f"({ts[bad[0]]} then {ts[bad[0] + 1]} us)",
+            )
         return chain
 
     @cached_property
@@ -162,7 +181,12 @@ class NuScenesLogSource(NuScenesSceneReader):
         chains = {}
         for channel, tok in first["data"].items():
             sd = self._get("sample_data", tok)
-            if self._get("sensor", self._get("calibrated_sensor", sd["calibrated_sensor_token"])["sensor_token"])["modality"] != "camera":
+            if (
+                self._get("sensor", self._get("calibrated_sensor", sd["calibrated_sensor_token"])["sensor_token"])[
+                    "modality"
+                ]
+                != "camera"
+            ):
                 continue
             while sd["prev"]:
                 sd = self._get("sample_data", sd["prev"])
@@ -198,17 +222,35 @@ class NuScenesLogSource(NuScenesSceneReader):
             cs = self._get("calibrated_sensor", sd["calibrated_sensor_token"])
             q, t = cs.get("rotation"), cs.get("translation")
             if q is None or t is None or len(q) != 4 or len(t) != 3 or not np.isfinite(np.r_[q, t]).all():
-                raise InputError(self.log_id, self.table_dir / "calibrated_sensor.json", f"bad or missing extrinsics for {name}")
+                raise InputError(
+                    self.log_id, self.table_dir / "calibrated_sensor.json", f"bad or missing extrinsics for {name}"
+                )
             K = np.asarray(cs.get("camera_intrinsic") or [], dtype=np.float64)
             if kind == "camera" and K.shape != (3, 3):
-                raise InputError(self.log_id, self.table_dir / "calibrated_sensor.json", f"missing camera_intrinsic for {name}")
+                raise InputError(
+                    self.log_id, self.table_dir / "calibrated_sensor.json", f"missing camera_intrinsic for {name}"
+                )
             cam = kind == "camera"
-            values = {"sensor_name": name, "kind": kind, "qw": q[0], "qx": q[1], "qy": q[2], "qz": q[3],
-                      "tx_m": t[0], "ty_m": t[1], "tz_m": t[2],
-                      "fx_px": K[0, 0] if cam else None, "fy_px": K[1, 1] if cam else None,
-                      "cx_px": K[0, 2] if cam else None, "cy_px": K[1, 2] if cam else None,
-                      "k1": 0.0 if cam else None, "k2": 0.0 if cam else None, "k3": 0.0 if cam else None,
-                      "width_px": int(sd["width"]) if cam else None, "height_px": int(sd["height"]) if cam else None}
+            values = {
+                "sensor_name": name,
+                "kind": kind,
+                "qw": q[0],
+                "qx": q[1],
+                "qy": q[2],
+                "qz": q[3],
+                "tx_m": t[0],
+                "ty_m": t[1],
+                "tz_m": t[2],
+                "fx_px": K[0, 0] if cam else None,
+                "fy_px": K[1, 1] if cam else None,
+                "cx_px": K[0, 2] if cam else None,
+                "cy_px": K[1, 2] if cam else None,
+                "k1": 0.0 if cam else None,
+                "k2": 0.0 if cam else None,
+                "k3": 0.0 if cam else None,
+                "width_px": int(sd["width"]) if cam else None,
+                "height_px": int(sd["height"]) if cam else None,
+            }
             for key, value in values.items():
                 rows[key].append(value)
         return pa.table(rows, schema=CALIBRATION)
@@ -221,15 +263,23 @@ class NuScenesLogSource(NuScenesSceneReader):
             raise BadSweepError(self.log_id, ref.file, "sweep file is missing")
         raw = np.fromfile(ref.file, dtype=np.float32)
         if raw.size % POINT_FIELDS:
-            raise BadSweepError(self.log_id, ref.file, f"truncated: {raw.size * 4} bytes is not a whole number of "
-                                f"{POINT_FIELDS}-float points")
+            raise BadSweepError(
+                self.log_id,
+                ref.file,
+                f"truncated: {raw.size * 4} bytes is not a whole number of {POINT_FIELDS}-float points",
+            )
         raw = raw.reshape(-1, POINT_FIELDS)
         sd = self._lidar_by_ns[ref.timestamp_ns]
         ego_T_sensor = record_pose(self._get("calibrated_sensor", sd["calibrated_sensor_token"]))
         pts = raw[:, :3].astype(np.float64) @ ego_T_sensor[:3, :3].T + ego_T_sensor[:3, 3]
-        return SweepData(points_ego=pts, intensity=raw[:, 3], laser_number=raw[:, 4].astype(np.int64),
-                         lidar=np.zeros(len(raw), np.uint8), offset_ns=np.zeros(len(raw), np.int64),
-                         surface=self.sidecar.read(ref.file.name.removesuffix(".pcd.bin"), len(raw)))
+        return SweepData(
+            points_ego=pts,
+            intensity=raw[:, 3],
+            laser_number=raw[:, 4].astype(np.int64),
+            lidar=np.zeros(len(raw), np.uint8),
+            offset_ns=np.zeros(len(raw), np.int64),
+            surface=self.sidecar.read(ref.file.name.removesuffix(".pcd.bin"), len(raw)),
+        )
 
     def surface_classes(self) -> list[str] | None:
         """Names of the sidecar's surface ids; None for scenes without one (real nuScenes)."""
@@ -261,8 +311,12 @@ class NuScenesLogSource(NuScenesSceneReader):
                 npts.append(int(ann.get("num_lidar_pts", -1)))
         arrays = [np.asarray(a, dtype=np.float64).reshape(-1, k) for a, k in ((center, 3), (quat, 4), (size, 3))]
         if not all(np.isfinite(a).all() for a in arrays):
-            raise InputError(self.log_id, self.table_dir / "sample_annotation.json", "NaN or inf in box centres, rotations or sizes")
-        return BoxRecords(np.asarray(ts, np.int64), track, cat, arrays[0], arrays[1], arrays[2], np.asarray(npts, np.int64))
+            raise InputError(
+                self.log_id, self.table_dir / "sample_annotation.json", "NaN or inf in box centres, rotations or sizes"
+            )
+        return BoxRecords(
+            np.asarray(ts, np.int64), track, cat, arrays[0], arrays[1], arrays[2], np.asarray(npts, np.int64)
+        )
 
     def map_elements(self, bounds_xy: tuple[float, float, float, float]) -> list[MapElement]:
         """The map-expansion layers that meet the box (empty when the dataroot has no expansion)."""
@@ -277,7 +331,10 @@ class NuScenesLogSource(NuScenesSceneReader):
             for tok in records[layer]:
                 rec = nmap.get(layer, tok)
                 xy = np.asarray(nmap.extract_line(rec["line_token"]).coords)
-                kinds = [NUSCENES_MARK_TYPES.get(s.get("segment_type", ""), "UNKNOWN") for s in rec.get("lane_divider_segments", [])]
+                kinds = [
+                    NUSCENES_MARK_TYPES.get(s.get("segment_type", ""), "UNKNOWN")
+                    for s in rec.get("lane_divider_segments", [])
+                ]
                 mark = max(set(kinds), key=kinds.count) if kinds else "UNKNOWN"
                 dividers.append(MapElement(MapLayer.LANE_DIVIDER, tok, 0, _xy_nan_z(xy), closed=False, mark_type=mark))
         out += dedupe_polylines(dividers)
@@ -291,7 +348,9 @@ class NuScenesLogSource(NuScenesSceneReader):
                 out += polygon_elements(MapLayer.DRIVABLE_AREA, f"{tok}_{k}", poly)
         out += road_boundaries(drivable_polys)
         for tok in records["ped_crossing"]:
-            out += polygon_elements(MapLayer.PED_CROSSING, tok, nmap.extract_polygon(nmap.get("ped_crossing", tok)["polygon_token"]))
+            out += polygon_elements(
+                MapLayer.PED_CROSSING, tok, nmap.extract_polygon(nmap.get("ped_crossing", tok)["polygon_token"])
+            )
         order = {name: i for i, name in enumerate(MapLayer.ALL)}
         return sorted(out, key=lambda el: order[el.layer])
 

@@ -51,5 +51,7 @@ def select_samples(sweep_ns: np.ndarray, scene: SceneConfig, stride: int, tol_s:
         if sweep_ns[-1] < t0 + horizon_ns - tol_ns:
             break
         future = sweep_ns[(sweep_ns > t0) & (sweep_ns <= t0 + horizon_ns + tol_ns)]
-        out.append(Sample(t0, i, [int(t) for t in sweep_ns[i - scene.past_sweeps + 1: i + 1]], [int(t) for t in future]))
+        out.append(
+            Sample(t0, i, [int(t) for t in sweep_ns[i - scene.past_sweeps + 1 : i + 1]], [int(t) for t in future])
+        )
     return out

@@ -43,64 +43,99 @@ BOXES_FILE = "boxes.parquet"
 MAP_FILE = "map.parquet"
 STORE_MANIFEST = "manifest.json"
 
-_POSE_COLUMNS = [("qw", pa.float64()), ("qx", pa.float64()), ("qy", pa.float64()), ("qz", pa.float64()),
-                 ("tx_m", pa.float64()), ("ty_m", pa.float64()), ("tz_m", pa.float64())]
+_POSE_COLUMNS = [
+    ("qw", pa.float64()),
+    ("qx", pa.float64()),
+    ("qy", pa.float64()),
+    ("qz", pa.float64()),
+    ("tx_m", pa.float64()),
+    ("ty_m", pa.float64()),
+    ("tz_m", pa.float64()),
+]
 
 POSES = pa.schema([("timestamp_ns", pa.int64()), *_POSE_COLUMNS])
 
-CALIBRATION = pa.schema([
-    ("sensor_name", pa.string()),
-    ("kind", pa.string()),  # "lidar" | "camera"
-    *_POSE_COLUMNS,  # ego_T_sensor; cameras use OpenCV axes (x right, y down, z forward)
-    ("fx_px", pa.float64()), ("fy_px", pa.float64()), ("cx_px", pa.float64()), ("cy_px", pa.float64()),
-    ("k1", pa.float64()), ("k2", pa.float64()), ("k3", pa.float64()),
-    ("width_px", pa.int32()), ("height_px", pa.int32()),
-])
+CALIBRATION = pa.schema(
+    [
+        ("sensor_name", pa.string()),
+        ("kind", pa.string()),  # "lidar" | "camera"
+        *_POSE_COLUMNS,  # ego_T_sensor; cameras use OpenCV axes (x right, y down, z forward)
+        ("fx_px", pa.float64()),
+        ("fy_px", pa.float64()),
+        ("cx_px", pa.float64()),
+        ("cy_px", pa.float64()),
+        ("k1", pa.float64()),
+        ("k2", pa.float64()),
+        ("k3", pa.float64()),
+        ("width_px", pa.int32()),
+        ("height_px", pa.int32()),
+    ]
+)
 
-SWEEP_INDEX = pa.schema([
-    ("timestamp_ns", pa.int64()),
-    ("num_points", pa.int64()),
-    ("file", pa.string()),  # relative to the log folder
-])
+SWEEP_INDEX = pa.schema(
+    [
+        ("timestamp_ns", pa.int64()),
+        ("num_points", pa.int64()),
+        ("file", pa.string()),  # relative to the log folder
+    ]
+)
 
-SWEEP_POINTS = pa.schema([
-    ("x_m", pa.float32()), ("y_m", pa.float32()), ("z_m", pa.float32()),  # ego frame at the sweep timestamp
-    ("intensity", pa.float32()),
-    ("laser_number", pa.int16()),  # laser / ring index within its lidar's scan pattern
-    ("lidar", pa.uint8()),  # index into LogMeta.lidars
-    ("offset_ns", pa.int32()),  # firing time after the sweep timestamp
-])
+SWEEP_POINTS = pa.schema(
+    [
+        ("x_m", pa.float32()),
+        ("y_m", pa.float32()),
+        ("z_m", pa.float32()),  # ego frame at the sweep timestamp
+        ("intensity", pa.float32()),
+        ("laser_number", pa.int16()),  # laser / ring index within its lidar's scan pattern
+        ("lidar", pa.uint8()),  # index into LogMeta.lidars
+        ("offset_ns", pa.int32()),  # firing time after the sweep timestamp
+    ]
+)
 
 # Surface class id of each return (index into LogMeta.surface_classes), only in logs that have labels.
 SWEEP_SURFACE_FIELD = pa.field("surface", pa.uint8())
 SWEEP_POINTS_WITH_SURFACE = SWEEP_POINTS.append(SWEEP_SURFACE_FIELD)
 
-CAMERA_FRAMES = pa.schema([
-    ("camera", pa.string()),
-    ("timestamp_ns", pa.int64()),
-    ("image_path", pa.string()),  # relative to LogMeta.source_root
-])
+CAMERA_FRAMES = pa.schema(
+    [
+        ("camera", pa.string()),
+        ("timestamp_ns", pa.int64()),
+        ("image_path", pa.string()),  # relative to LogMeta.source_root
+    ]
+)
 
-BOXES = pa.schema([
-    ("timestamp_ns", pa.int64()),
-    ("track_id", pa.string()),
-    ("category_raw", pa.string()),  # the source dataset's category name
-    ("category", pa.string()),  # a UnifiedCategory name, lower case
-    ("tx_m", pa.float64()), ("ty_m", pa.float64()), ("tz_m", pa.float64()),  # box centre, city frame
-    ("qw", pa.float64()), ("qx", pa.float64()), ("qy", pa.float64()), ("qz", pa.float64()),  # city_R_box
-    ("length_m", pa.float64()), ("width_m", pa.float64()), ("height_m", pa.float64()),
-    ("num_points", pa.int64()),  # lidar returns inside the box, as the source counts them (-1 unknown)
-])
+BOXES = pa.schema(
+    [
+        ("timestamp_ns", pa.int64()),
+        ("track_id", pa.string()),
+        ("category_raw", pa.string()),  # the source dataset's category name
+        ("category", pa.string()),  # a UnifiedCategory name, lower case
+        ("tx_m", pa.float64()),
+        ("ty_m", pa.float64()),
+        ("tz_m", pa.float64()),  # box centre, city frame
+        ("qw", pa.float64()),
+        ("qx", pa.float64()),
+        ("qy", pa.float64()),
+        ("qz", pa.float64()),  # city_R_box
+        ("length_m", pa.float64()),
+        ("width_m", pa.float64()),
+        ("height_m", pa.float64()),
+        ("num_points", pa.int64()),  # lidar returns inside the box, as the source counts them (-1 unknown)
+    ]
+)
 
-MAP = pa.schema([
-    ("layer", pa.string()),  # a MapLayer value
-    ("element_id", pa.string()),
-    ("part", pa.int32()),  # 0: the element's exterior ring or its polyline; k > 0: the k-th hole
-    ("mark_type", pa.string()),  # lane dividers: an av2 LaneMarkType value; "" elsewhere
-    ("closed", pa.bool_()),  # True for polygon rings (first vertex not repeated)
-    ("x_m", pa.list_(pa.float64())), ("y_m", pa.list_(pa.float64())),
-    ("z_m", pa.list_(pa.float64())),  # null where the source map is 2D (nuScenes)
-])
+MAP = pa.schema(
+    [
+        ("layer", pa.string()),  # a MapLayer value
+        ("element_id", pa.string()),
+        ("part", pa.int32()),  # 0: the element's exterior ring or its polyline; k > 0: the k-th hole
+        ("mark_type", pa.string()),  # lane dividers: an av2 LaneMarkType value; "" elsewhere
+        ("closed", pa.bool_()),  # True for polygon rings (first vertex not repeated)
+        ("x_m", pa.list_(pa.float64())),
+        ("y_m", pa.list_(pa.float64())),
+        ("z_m", pa.list_(pa.float64())),  # null where the source map is 2D (nuScenes)
+    ]
+)
 
 
 class UnifiedCategory(IntEnum):
@@ -179,7 +214,7 @@ class LogMeta:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "LogMeta":
+    def from_json(cls, data: dict) -> LogMeta:
         data = dict(data)
         data["ego"] = EgoDims(**data["ego"])
         data["skipped"] = [SkippedInput(**s) for s in data.get("skipped", [])]

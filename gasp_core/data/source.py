@@ -147,16 +147,24 @@ class SurfaceSidecar:
         except Exception as exc:  # pyarrow raises several types for truncated or corrupt files
             raise BadSweepError(self.log_id, path, f"unreadable or truncated surface sidecar ({exc})") from exc
         if table.num_rows != num_points:
-            raise BadSweepError(self.log_id, path, f"surface sidecar row count differs from its sweep "
-                                f"({table.num_rows} rows, {num_points} points)")
+            raise BadSweepError(
+                self.log_id,
+                path,
+                f"surface sidecar row count differs from its sweep ({table.num_rows} rows, {num_points} points)",
+            )
         surface = table[SURFACE_COLUMN].to_numpy()
         if not np.issubdtype(surface.dtype, np.integer):
-            raise BadSweepError(self.log_id, path,
-                                f"surface sidecar column is not integer ({table.schema.field(0).type})")
+            raise BadSweepError(
+                self.log_id, path, f"surface sidecar column is not integer ({table.schema.field(0).type})"
+            )
         classes = self.classes()
         if len(surface) and (surface.min() < 0 or surface.max() >= len(classes)):
-            raise BadSweepError(self.log_id, path, f"surface ids outside the class list "
-                                f"({int(surface.min())}..{int(surface.max())}, {len(classes)} classes)")
+            raise BadSweepError(
+                self.log_id,
+                path,
+                f"surface ids outside the class list "
+                f"({int(surface.min())}..{int(surface.max())}, {len(classes)} classes)",
+            )
         return surface.astype(np.uint8, copy=False)
 
 
@@ -197,7 +205,9 @@ def dedupe_polylines(elements: list[MapElement], tol_m: float = 0.05) -> list[Ma
     out = []
     for el in elements:
         xy = el.xyz[:, :2]
-        dup = any(len(s) == len(xy) and (np.abs(s - xy).max() < tol_m or np.abs(s[::-1] - xy).max() < tol_m) for s in seen)
+        dup = any(
+            len(s) == len(xy) and (np.abs(s - xy).max() < tol_m or np.abs(s[::-1] - xy).max() < tol_m) for s in seen
+        )
         if not dup:
             seen.append(xy)
             out.append(el)

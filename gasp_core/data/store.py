@@ -12,8 +12,16 @@ import polars as pl
 import pyarrow.ipc as ipc
 
 from gasp_core.data.schema import (
-    BOXES_FILE, CALIBRATION_FILE, CAMERA_FRAMES_FILE, MAP_FILE, META_FILE, POSES_FILE, STORE_MANIFEST,
-    SWEEP_INDEX_FILE, SWEEP_SURFACE_FIELD, LogMeta,
+    BOXES_FILE,
+    CALIBRATION_FILE,
+    CAMERA_FRAMES_FILE,
+    MAP_FILE,
+    META_FILE,
+    POSES_FILE,
+    STORE_MANIFEST,
+    SWEEP_INDEX_FILE,
+    SWEEP_SURFACE_FIELD,
+    LogMeta,
 )
 from gasp_core.geometry import PoseInterpolator, make_se3, quat_wxyz_to_rotation
 
@@ -107,8 +115,15 @@ class StoredLog:
             t = reader.read_all()
         xyz = np.column_stack([t[c].to_numpy() for c in ("x_m", "y_m", "z_m")])
         surface = t[SWEEP_SURFACE_FIELD.name].to_numpy() if SWEEP_SURFACE_FIELD.name in t.column_names else None
-        return StoredSweep(timestamp_ns, xyz, t["intensity"].to_numpy(), t["laser_number"].to_numpy(),
-                           t["lidar"].to_numpy(), t["offset_ns"].to_numpy(), surface)
+        return StoredSweep(
+            timestamp_ns,
+            xyz,
+            t["intensity"].to_numpy(),
+            t["laser_number"].to_numpy(),
+            t["lidar"].to_numpy(),
+            t["offset_ns"].to_numpy(),
+            surface,
+        )
 
     def sweep_points_in(self, timestamp_ns: int, t0_ns: int) -> np.ndarray:
         """(N, 3) float64 points of a sweep moved into the ego frame at ``t0_ns``."""
@@ -147,7 +162,9 @@ class LogStore:
         self.root = Path(root)
         manifest = self.root / STORE_MANIFEST
         if not manifest.is_file():
-            raise FileNotFoundError(f"{self.root} is not a complete log store (no {STORE_MANIFEST}; did ingest finish?)")
+            raise FileNotFoundError(
+                f"{self.root} is not a complete log store (no {STORE_MANIFEST}; did ingest finish?)"
+            )
         self.manifest = json.loads(manifest.read_text())
 
     @property

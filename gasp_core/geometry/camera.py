@@ -18,8 +18,9 @@ def in_image(uv: np.ndarray, depth: np.ndarray, width: int, height: int, min_dep
     return (depth > min_depth_m) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
 
 
-def zbuffer_visible(uv: np.ndarray, depth: np.ndarray, width: int, height: int, cell_px: int, tol_m: float,
-                    rel_tol: float = 0.0) -> np.ndarray:
+def zbuffer_visible(
+    uv: np.ndarray, depth: np.ndarray, width: int, height: int, cell_px: int, tol_m: float, rel_tol: float = 0.0
+) -> np.ndarray:
     """Points not hidden behind a nearer point in the same ``cell_px`` square of the image.
 
     A point is visible when its depth is within ``tol_m + rel_tol * depth_min`` of the nearest depth in

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def ray_box_interval(origins: np.ndarray, dirs: np.ndarray, box_min: np.ndarray, box_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ray_box_interval(
+    origins: np.ndarray, dirs: np.ndarray, box_min: np.ndarray, box_max: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances (t_enter, t_exit) along unit rays ``origins + t * dirs`` inside the box (slab method).
 
     ``t_enter`` is clipped at 0; rays that miss the box get ``t_enter > t_exit``.

@@ -87,4 +87,3 @@ class PoseInterpolator:
             trans = np.stack([np.interp(q[rest], times, self.poses[:, i, 3]) for i in range(3)], axis=-1)
             out[rest] = make_se3(rot, trans)
         return out
-

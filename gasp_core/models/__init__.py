@@ -3,10 +3,29 @@
 The model classes are imported on first use (PEP 562), so that reading a config (``gasp_core.models.config``,
 torch-free) does not pay for importing torch and timm: stages that only read params start seconds sooner."""
 
-from gasp_core.models.config import VARIANTS, DecoderConfig, EncoderConfig, LossConfig, ModelConfig, Variant, VoxelizerConfig, variant
+from gasp_core.models.config import (
+    VARIANTS,
+    DecoderConfig,
+    EncoderConfig,
+    LossConfig,
+    ModelConfig,
+    Variant,
+    VoxelizerConfig,
+    variant,
+)
 
-__all__ = ["VARIANTS", "DecoderConfig", "EncoderConfig", "GaspModel", "LossConfig", "ModelConfig", "Variant",
-           "VoxelizerConfig", "load_pretrained", "variant"]
+__all__ = [
+    "VARIANTS",
+    "DecoderConfig",
+    "EncoderConfig",
+    "GaspModel",
+    "LossConfig",
+    "ModelConfig",
+    "Variant",
+    "VoxelizerConfig",
+    "load_pretrained",
+    "variant",
+]
 
 
 def __getattr__(name: str):

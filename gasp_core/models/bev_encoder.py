@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import timm
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,16 +14,21 @@ class BEVEncoder(nn.Module):
 
     def __init__(self, in_channels: int, cfg: EncoderConfig) -> None:
         super().__init__()
-        self.backbone = timm.create_model(cfg.backbone, pretrained=False, features_only=True,
-                                          in_chans=in_channels, out_indices=tuple(cfg.out_indices))
+        self.backbone = timm.create_model(
+            cfg.backbone, pretrained=False, features_only=True, in_chans=in_channels, out_indices=tuple(cfg.out_indices)
+        )
         chans = self.backbone.feature_info.channels()
         self.strides = self.backbone.feature_info.reduction()
         if cfg.out_stride not in self.strides:
             raise ValueError(f"out_stride {cfg.out_stride} is not one of the backbone strides {self.strides}")
         self.out_level = self.strides.index(cfg.out_stride)
         self.lateral = nn.ModuleList(nn.Conv2d(c, cfg.width, 1) for c in chans)
-        self.smooth = nn.Sequential(nn.Conv2d(cfg.width, cfg.width, 3, padding=1), nn.BatchNorm2d(cfg.width), nn.ReLU(inplace=True),
-                                    nn.Conv2d(cfg.width, cfg.width, 3, padding=1))
+        self.smooth = nn.Sequential(
+            nn.Conv2d(cfg.width, cfg.width, 3, padding=1),
+            nn.BatchNorm2d(cfg.width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cfg.width, cfg.width, 3, padding=1),
+        )
 
     def forward(self, voxels: Tensor) -> Tensor:
         feats = self.backbone(voxels)

@@ -57,7 +57,8 @@ class LossConfig:
     dino_loss: Literal["cosine", "l2"] = "cosine"
     """Feature loss: 1 - cosine similarity, or MSE."""
     dino_standardize: bool = False
-    """Standardise each PCA dimension of the DINO targets (reweights low-variance components); off: the PCA feature as is."""
+    """Standardise each PCA dimension of the DINO targets (reweights low-variance components); off: the PCA feature
+    as is."""
 
 
 @dataclass

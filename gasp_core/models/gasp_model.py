@@ -49,8 +49,13 @@ class GaspModel(nn.Module):
     def _norm(self, q: Tensor, dims: tuple[int, ...]) -> Tensor:
         return (q - self.q_lo[list(dims)]) / self.q_span[list(dims)]
 
-    def forward(self, voxels: Tensor, occupancy_q: Tensor | None = None, ego_q: Tensor | None = None,
-                dino_q: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        voxels: Tensor,
+        occupancy_q: Tensor | None = None,
+        ego_q: Tensor | None = None,
+        dino_q: Tensor | None = None,
+    ) -> dict[str, Tensor]:
         bev = self.encoder(voxels)
         out = {"bev": bev}
         if self.occupancy is not None and occupancy_q is not None:
@@ -80,7 +85,12 @@ class GaspModel(nn.Module):
         return res
 
     def config_dict(self) -> dict:
-        return {"scene": asdict(self.scene), "model": asdict(self.cfg), "variant": asdict(self.variant), "dino_dim": self.dino_dim}
+        return {
+            "scene": asdict(self.scene),
+            "model": asdict(self.cfg),
+            "variant": asdict(self.variant),
+            "dino_dim": self.dino_dim,
+        }
 
     def save_pretrained(self, out_dir: Path) -> None:
         """``model.safetensors`` + ``config.json`` in ``out_dir`` (each written atomically)."""
@@ -96,8 +106,12 @@ class GaspModel(nn.Module):
 
 
 def model_from_config(cfg: dict) -> GaspModel:
-    return GaspModel(from_dict(SceneConfig, cfg["scene"], "scene"), from_dict(ModelConfig, cfg["model"], "model"),
-                     from_dict(Variant, cfg["variant"], "variant"), int(cfg["dino_dim"]))
+    return GaspModel(
+        from_dict(SceneConfig, cfg["scene"], "scene"),
+        from_dict(ModelConfig, cfg["model"], "model"),
+        from_dict(Variant, cfg["variant"], "variant"),
+        int(cfg["dino_dim"]),
+    )
 
 
 def load_pretrained(path: Path, device: str | torch.device = "cpu") -> GaspModel:

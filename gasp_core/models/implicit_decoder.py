@@ -34,7 +34,9 @@ def sample_bev(bev: Tensor, xy_norm: Tensor) -> Tensor:
 class ImplicitDecoder(nn.Module):
     """Queries ``(B, N, D)`` (normalised to [0, 1]: x, y, [z,] t) on a BEV map -> ``(B, N, out_dim)``."""
 
-    def __init__(self, feat_dim: int, query_dims: int, out_dim: int, cfg: DecoderConfig, extent_xy_m: tuple[float, float]) -> None:
+    def __init__(
+        self, feat_dim: int, query_dims: int, out_dim: int, cfg: DecoderConfig, extent_xy_m: tuple[float, float]
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.pe = FourierEncoding(query_dims, cfg.pe_frequencies)
@@ -44,8 +46,10 @@ class ImplicitDecoder(nn.Module):
         # offsets in metres -> normalised grid units (the grid spans 2 units over the extent)
         self.register_buffer("offset_to_norm", 2.0 * cfg.offset_scale_m / torch.tensor(extent_xy_m), persistent=False)
         self.gather = nn.Linear(cfg.offsets * feat_dim, h) if cfg.offsets else None
-        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(h + self.pe.out_dim, h), nn.ReLU(inplace=True), nn.Linear(h, h))
-                                    for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(h + self.pe.out_dim, h), nn.ReLU(inplace=True), nn.Linear(h, h))
+            for _ in range(cfg.blocks)
+        )
         self.out = nn.Linear(h, out_dim)
 
     def forward(self, bev: Tensor, q: Tensor) -> Tensor:

@@ -15,7 +15,9 @@ def pretrain_losses(out: dict[str, Tensor], batch: dict[str, Tensor], cfg: LossC
     total = out["bev"].new_zeros(())
     if "occupancy_logits" in out:
         w = torch.tensor(cfg.occupancy_pos_weight, device=out["bev"].device)
-        losses["occupancy"] = F.binary_cross_entropy_with_logits(out["occupancy_logits"], batch["occupancy_label"], pos_weight=w)
+        losses["occupancy"] = F.binary_cross_entropy_with_logits(
+            out["occupancy_logits"], batch["occupancy_label"], pos_weight=w
+        )
         total = total + cfg.occupancy_weight * losses["occupancy"]
     if "ego_logits" in out:
         w = torch.tensor(cfg.ego_pos_weight, device=out["bev"].device)

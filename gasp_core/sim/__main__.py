@@ -20,8 +20,9 @@ from gasp_core.sim.generate import generate
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gasp_core.sim", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m gasp_core.sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--format", choices=["av2", "nuscenes"], required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--logs", type=int, default=1)

@@ -7,8 +7,9 @@ unknown keys so a misspelt parameter never silently does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from gasp_core.config import from_dict
 

@@ -70,14 +70,25 @@ def main(argv: list[str] | None = None) -> int:
     old_md5 = Path("data.dvc").read_text() if Path("data.dvc").exists() else None
     if RAW_DIR.exists():
         shutil.rmtree(RAW_DIR)
-    manifest = generate(cfg["format"], Path(cfg["out"]), int(cfg["logs"]), float(cfg["seconds"]), int(cfg["seed"]),
-                        int(cfg.get("workers", 1)), cfg.get("world") or {}, cfg.get("split", "train"))
+    manifest = generate(
+        cfg["format"],
+        Path(cfg["out"]),
+        int(cfg["logs"]),
+        float(cfg["seconds"]),
+        int(cfg["seed"]),
+        int(cfg.get("workers", 1)),
+        cfg.get("world") or {},
+        cfg.get("split", "train"),
+    )
     print(f"generated {manifest['logs']} {manifest['format']} logs in {manifest['generation_s']} s")
     track_raw_dir()
     new = Path("data.dvc").read_text()
     if old_md5 is not None and new != old_md5:
-        print("note: data.dvc changed: the regenerated data differs from the committed hash "
-              "(a different config, or a platform with different floating-point results)", file=sys.stderr)
+        print(
+            "note: data.dvc changed: the regenerated data differs from the committed hash "
+            "(a different config, or a platform with different floating-point results)",
+            file=sys.stderr,
+        )
     return 0
 
 

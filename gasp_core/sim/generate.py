@@ -35,8 +35,17 @@ def _nuscenes_job(args: tuple[dict, int, int, str]) -> dict:
     return tables
 
 
-def generate(fmt: str, out: Path, n_logs: int, seconds: float, seed: int, workers: int = 1,
-             config: dict | None = None, split: str = "train", version: str = "v1.0-gasp") -> dict:
+def generate(
+    fmt: str,
+    out: Path,
+    n_logs: int,
+    seconds: float,
+    seed: int,
+    workers: int = 1,
+    config: dict | None = None,
+    split: str = "train",
+    version: str = "v1.0-gasp",
+) -> dict:
     """Generate ``n_logs`` logs; returns a manifest (also written to ``out/gasp_sim_manifest.json``)."""
     cfg_dict = dict(config or {})
     cfg_dict["seconds"] = seconds
@@ -57,14 +66,24 @@ def generate(fmt: str, out: Path, n_logs: int, seconds: float, seed: int, worker
             written = [str(out)]
     else:
         raise ValueError(f"unknown format {fmt!r}; expected 'av2' or 'nuscenes'")
-    manifest = {"format": fmt, "logs": n_logs, "seconds": seconds, "seed": seed, "log_seeds": seeds,
-                "split": split if fmt == "av2" else None, "version": version if fmt == "nuscenes" else None,
-                "config": cfg_dict,
-                # the ego's box, for ingest (which reads it here rather than importing the simulator's config)
-                "ego": {"length_m": world.ego_length_m, "width_m": world.ego_width_m, "height_m": world.ego_height_m,
-                        "rear_overhang_m": world.ego_rear_overhang_m},
-                "written": [str(Path(w).relative_to(out)) if Path(w) != out else "." for w in written]}
+    manifest = {
+        "format": fmt,
+        "logs": n_logs,
+        "seconds": seconds,
+        "seed": seed,
+        "log_seeds": seeds,
+        "split": split if fmt == "av2" else None,
+        "version": version if fmt == "nuscenes" else None,
+        "config": cfg_dict,
+        # the ego's box, for ingest (which reads it here rather than importing the simulator's config)
+        "ego": {
+            "length_m": world.ego_length_m,
+            "width_m": world.ego_width_m,
+            "height_m": world.ego_height_m,
+            "rear_overhang_m": world.ego_rear_overhang_m,
+        },
+        "written": [str(Path(w).relative_to(out)) if Path(w) != out else "." for w in written],
+    }
     write_json_atomic(out / "gasp_sim_manifest.json", manifest)  # no timings: the data must hash the same
     manifest["generation_s"] = round(time.perf_counter() - start, 2)
     return manifest
-

@@ -58,8 +58,15 @@ def summarize(log_id: str, seed: int, times_s: np.ndarray, xy: np.ndarray, yaw_r
     moving = step / np.diff(times_s) > STOPPED_MPS
     change = np.diff(moving.astype(np.int8))
     yaw = np.unwrap(yaw_rad)
-    return EgoSummary(log_id, seed, float(step.sum()), float(moving.mean()) if len(moving) else 0.0,
-                      int((change < 0).sum()), int((change > 0).sum()), float(np.abs(yaw - yaw[0]).max()))
+    return EgoSummary(
+        log_id,
+        seed,
+        float(step.sum()),
+        float(moving.mean()) if len(moving) else 0.0,
+        int((change < 0).sum()),
+        int((change > 0).sum()),
+        float(np.abs(yaw - yaw[0]).max()),
+    )
 
 
 def ego_summary(cfg: WorldConfig, seed: int) -> EgoSummary:
@@ -80,11 +87,16 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="a world config (configs/world/<name>.yaml)")
     args = parser.parse_args()
     rows = survey(yaml.safe_load(open(args.config)))
-    print(f"{'log':<40} {'seed':>6} {'dist_m':>7} {'moving':>6} {'stops':>5} {'starts':>6} {'turn_deg':>8} {'manoeuvres':>10}")
+    print(
+        f"{'log':<40} {'seed':>6} {'dist_m':>7} {'moving':>6} {'stops':>5} {'starts':>6} {'turn_deg':>8} "
+        f"{'manoeuvres':>10}"
+    )
     for r in rows:
         d = asdict(r)
-        print(f"{d['log_id']:<40} {d['seed']:>6} {d['distance_m']:>7.1f} {d['moving_fraction']:>6.2f} {d['stops']:>5} "
-              f"{d['starts']:>6} {np.degrees(d['heading_change_rad']):>8.0f} {r.manoeuvres:>10}")
+        print(
+            f"{d['log_id']:<40} {d['seed']:>6} {d['distance_m']:>7.1f} {d['moving_fraction']:>6.2f} {d['stops']:>5} "
+            f"{d['starts']:>6} {np.degrees(d['heading_change_rad']):>8.0f} {r.manoeuvres:>10}"
+        )
 
 
 if __name__ == "__main__":

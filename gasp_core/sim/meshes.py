@@ -25,7 +25,7 @@ class TaggedMesh:
         return self.vertices[self.faces]
 
     @staticmethod
-    def concatenate(meshes: list["TaggedMesh"]) -> "TaggedMesh":
+    def concatenate(meshes: list[TaggedMesh]) -> TaggedMesh:
         offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
         return TaggedMesh(
             np.concatenate([m.vertices for m in meshes]).astype(np.float64),
@@ -35,12 +35,16 @@ class TaggedMesh:
 
 
 def _tagged(mesh: trimesh.Trimesh, surface: Surface) -> TaggedMesh:
-    return TaggedMesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), np.full(len(mesh.faces), int(surface), np.uint8))
+    return TaggedMesh(
+        np.asarray(mesh.vertices), np.asarray(mesh.faces), np.full(len(mesh.faces), int(surface), np.uint8)
+    )
 
 
 def box_mesh(extents: tuple[float, float, float], center: tuple[float, float, float], surface: Surface) -> TaggedMesh:
     """Axis-aligned box with the given extents (x, y, z) and centre."""
-    return _tagged(trimesh.creation.box(extents=extents, transform=trimesh.transformations.translation_matrix(center)), surface)
+    return _tagged(
+        trimesh.creation.box(extents=extents, transform=trimesh.transformations.translation_matrix(center)), surface
+    )
 
 
 def _grid_surface(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +63,12 @@ def ground_mesh(town: Town) -> TaggedMesh:
     cfg = town.cfg
     step = cfg.terrain_step_m
     xs, ys = town.x_breaks, town.y_breaks
-    samples_x = [np.linspace(xs[i], xs[i + 1], max(2, math.ceil((xs[i + 1] - xs[i]) / step) + 1)) for i in range(len(xs) - 1)]
-    samples_y = [np.linspace(ys[j], ys[j + 1], max(2, math.ceil((ys[j + 1] - ys[j]) / step) + 1)) for j in range(len(ys) - 1)]
+    samples_x = [
+        np.linspace(xs[i], xs[i + 1], max(2, math.ceil((xs[i + 1] - xs[i]) / step) + 1)) for i in range(len(xs) - 1)
+    ]
+    samples_y = [
+        np.linspace(ys[j], ys[j + 1], max(2, math.ceil((ys[j + 1] - ys[j]) / step) + 1)) for j in range(len(ys) - 1)
+    ]
     parts: list[TaggedMesh] = []
     lift = lambda drivable: 0.0 if drivable else cfg.curb_height_m  # noqa: E731
     for i, x in enumerate(samples_x):
@@ -102,8 +110,13 @@ def static_mesh(town: Town) -> TaggedMesh:
     parts = [ground_mesh(town)]
     for b in town.buildings:
         base = float(town.surface_height(b.center_xy[None])[0]) - 0.3  # sink into sloped ground
-        parts.append(box_mesh((b.size_xy[0], b.size_xy[1], b.height_m + 0.3),
-                              (b.center_xy[0], b.center_xy[1], base + (b.height_m + 0.3) / 2), Surface.BUILDING))
+        parts.append(
+            box_mesh(
+                (b.size_xy[0], b.size_xy[1], b.height_m + 0.3),
+                (b.center_xy[0], b.center_xy[1], base + (b.height_m + 0.3) / 2),
+                Surface.BUILDING,
+            )
+        )
     for p in town.poles:
         base = float(town.surface_height(p.xy[None])[0]) - 0.1
         cyl = trimesh.creation.cylinder(radius=0.12, height=p.height_m, sections=8)

@@ -14,7 +14,7 @@ import numpy as np
 from embreex import rtcore_scene
 from embreex.mesh_construction import TriangleMesh
 
-from gasp_core.geometry import make_se3, transform_points, yaw_rotation
+from gasp_core.geometry import make_se3, transform_points
 from gasp_core.sim.config import CameraConfig, CameraSpec, LidarConfig
 from gasp_core.sim.meshes import TaggedMesh, agent_local_mesh
 from gasp_core.sim.semantics import ALBEDO, REFLECTIVITY, TEXTURE, Surface
@@ -85,13 +85,19 @@ class WorldCaster:
         for k in near:
             local = self._local[k]
             c, s = np.cos(yaw[k]), np.sin(yaw[k])
-            world = np.column_stack([local.vertices[:, 0] * c - local.vertices[:, 1] * s + xy[k, 0],
-                                     local.vertices[:, 0] * s + local.vertices[:, 1] * c + xy[k, 1],
-                                     local.vertices[:, 2] + z[k]])
+            world = np.column_stack(
+                [
+                    local.vertices[:, 0] * c - local.vertices[:, 1] * s + xy[k, 0],
+                    local.vertices[:, 0] * s + local.vertices[:, 1] * c + xy[k, 1],
+                    local.vertices[:, 2] + z[k],
+                ]
+            )
             parts.append(TaggedMesh(world, local.faces, local.face_class))
             owner.append(np.full(len(local.faces), k, np.int64))
         if not parts:
-            return _EmbreeScene(TaggedMesh(np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros(0, np.uint8))), np.zeros(0, np.int64)
+            return _EmbreeScene(
+                TaggedMesh(np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros(0, np.uint8))
+            ), np.zeros(0, np.int64)
         return _EmbreeScene(TaggedMesh.concatenate(parts)), np.concatenate(owner)
 
     def cast(self, origins: np.ndarray, dirs: np.ndarray, dynamic: tuple[_EmbreeScene, np.ndarray]) -> RayHits:
@@ -137,13 +143,20 @@ def lidar_directions(cfg: LidarConfig) -> tuple[np.ndarray, np.ndarray, np.ndarr
     azimuth = math.pi + 2 * math.pi * np.arange(n_cols) / n_cols  # start facing backwards, turn CCW
     elevation = np.deg2rad(np.linspace(cfg.elevation_deg[0], cfg.elevation_deg[1], cfg.beams))
     ce, se = np.cos(elevation), np.sin(elevation)
-    dirs = np.stack([np.cos(azimuth)[:, None] * ce[None], np.sin(azimuth)[:, None] * ce[None],
-                     np.broadcast_to(se[None], (n_cols, cfg.beams))], axis=-1)
+    dirs = np.stack(
+        [
+            np.cos(azimuth)[:, None] * ce[None],
+            np.sin(azimuth)[:, None] * ce[None],
+            np.broadcast_to(se[None], (n_cols, cfg.beams)),
+        ],
+        axis=-1,
+    )
     return dirs, azimuth, elevation
 
 
-def cast_lidar_sweep(caster: WorldCaster, cfg: LidarConfig, city_T_ego_fn, t_sweep_s: float,
-                     rng: np.random.Generator) -> LidarSweep:
+def cast_lidar_sweep(
+    caster: WorldCaster, cfg: LidarConfig, city_T_ego_fn, t_sweep_s: float, rng: np.random.Generator
+) -> LidarSweep:
     """Simulate one rotation starting at ``t_sweep_s``; ``city_T_ego_fn(times) -> (N, 4, 4)``."""
     dirs_sensor, _, _ = lidar_directions(cfg)
     n_cols, n_beams = dirs_sensor.shape[:2]
@@ -179,8 +192,12 @@ def cast_lidar_sweep(caster: WorldCaster, cfg: LidarConfig, city_T_ego_fn, t_swe
     points_city = origins[idx] + dirs[idx] * r[:, None]
     cos_inc = np.abs(np.einsum("ij,ij->i", normal[idx], dirs[idx]))
     refl = REFLECTIVITY[surface[idx]]
-    intensity = np.clip(255.0 * refl * (0.35 + 0.65 * cos_inc) * (1.0 - 0.4 * np.minimum(r / cfg.max_range_m, 1.0))
-                        + rng.normal(0.0, 2.0, len(r)), 0, 255).astype(np.uint8)
+    intensity = np.clip(
+        255.0 * refl * (0.35 + 0.65 * cos_inc) * (1.0 - 0.4 * np.minimum(r / cfg.max_range_m, 1.0))
+        + rng.normal(0.0, 2.0, len(r)),
+        0,
+        255,
+    ).astype(np.uint8)
     ego_T_city = np.linalg.inv(city_T_ego_fn(np.array([t_sweep_s]))[0])
     return LidarSweep(
         timestamp_s=t_sweep_s,
@@ -213,7 +230,9 @@ def ego_T_camera(cfg: CameraConfig, spec: CameraSpec) -> np.ndarray:
     forward = np.array([math.cos(yaw), math.sin(yaw), 0.0])
     right = np.array([math.sin(yaw), -math.cos(yaw), 0.0])
     down = np.array([0.0, 0.0, -1.0])
-    position = np.array([cfg.mount_forward_m + cfg.ring_radius_m * math.cos(yaw), cfg.ring_radius_m * math.sin(yaw), cfg.mount_height_m])
+    position = np.array(
+        [cfg.mount_forward_m + cfg.ring_radius_m * math.cos(yaw), cfg.ring_radius_m * math.sin(yaw), cfg.mount_height_m]
+    )
     return make_se3(np.stack([right, down, forward], axis=1), position)
 
 
@@ -234,13 +253,18 @@ def _value_noise(p: np.ndarray, scale: float) -> np.ndarray:
                 corner = i + np.array([dx, dy, dz])
                 h = np.sin(corner @ np.array([127.1, 311.7, 74.7])) * 43758.5453
                 h -= np.floor(h)
-                w = (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) * (f[:, 2] if dz else 1 - f[:, 2])
+                w = (
+                    (f[:, 0] if dx else 1 - f[:, 0])
+                    * (f[:, 1] if dy else 1 - f[:, 1])
+                    * (f[:, 2] if dz else 1 - f[:, 2])
+                )
                 out += w * h
     return out * 2 - 1
 
 
-def render_camera(caster: WorldCaster, cfg: CameraConfig, city_T_cam: np.ndarray, t_s: float,
-                  dynamic=None) -> tuple[np.ndarray, np.ndarray]:
+def render_camera(
+    caster: WorldCaster, cfg: CameraConfig, city_T_cam: np.ndarray, t_s: float, dynamic=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Ray-cast one image: (H, W, 3) uint8 RGB and (H, W) depth along the optical axis (inf = sky)."""
     K = camera_intrinsics(cfg)
     u, v = np.meshgrid(np.arange(cfg.width_px) + 0.5, np.arange(cfg.height_px) + 0.5)
@@ -268,11 +292,16 @@ def render_camera(caster: WorldCaster, cfg: CameraConfig, city_T_cam: np.ndarray
         n = hits.normal[idx]
         n = np.where((np.einsum("ij,ij->i", n, dirs[idx]) > 0)[:, None], -n, n)
         texture = 0.6 * _value_noise(p, 0.4) + 0.4 * _value_noise(p, 2.5)
-        albedo *= (1.0 + TEXTURE[surf][:, None] * texture[:, None])
+        albedo *= 1.0 + TEXTURE[surf][:, None] * texture[:, None]
         building = (surf == Surface.BUILDING) & (np.abs(n[:, 2]) < 0.5)
         if building.any():  # windows on facades
             along = np.where(np.abs(n[building, 0]) > np.abs(n[building, 1]), p[building, 1], p[building, 0])
-            win = ((along / 3.0) % 1.0 > 0.25) & ((along / 3.0) % 1.0 < 0.75) & ((p[building, 2] / 3.2) % 1.0 > 0.35) & ((p[building, 2] / 3.2) % 1.0 < 0.8)
+            win = (
+                ((along / 3.0) % 1.0 > 0.25)
+                & ((along / 3.0) % 1.0 < 0.75)
+                & ((p[building, 2] / 3.2) % 1.0 > 0.35)
+                & ((p[building, 2] / 3.2) % 1.0 < 0.8)
+            )
             albedo[np.nonzero(building)[0][win]] = (0.2, 0.27, 0.38)
         lambert = np.clip(n @ SUN_DIR, 0.0, 1.0)
         if cfg.shadows:

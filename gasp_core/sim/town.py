@@ -134,8 +134,9 @@ class Town:
                 edges.add((k, index[(i + 1, j)]))
             if (i, j + 1) in index:
                 edges.add((k, index[(i, j + 1)]))
-        on_border = lambda k: (self.node_ij[k, 0] in (0, c.grid_nodes_x - 1)  # noqa: E731
-                               or self.node_ij[k, 1] in (0, c.grid_nodes_y - 1))
+        on_border = lambda k: (  # noqa: E731
+            self.node_ij[k, 0] in (0, c.grid_nodes_x - 1) or self.node_ij[k, 1] in (0, c.grid_nodes_y - 1)
+        )
         interior = sorted(e for e in edges if not (on_border(e[0]) and on_border(e[1])))
         degree = lambda k: sum(k in f for f in edges)  # noqa: E731
         for e in interior:
@@ -161,10 +162,20 @@ class Town:
         c, w = self.cfg, self.half_width_m
         xs = np.unique(self.nodes_xy[:, 0])
         ys = np.unique(self.nodes_xy[:, 1])
-        self.bounds_xy = np.array([xs[0] - w - c.outer_margin_m, ys[0] - w - c.outer_margin_m,
-                                   xs[-1] + w + c.outer_margin_m, ys[-1] + w + c.outer_margin_m])
-        self.x_breaks = np.concatenate([[self.bounds_xy[0]], np.stack([xs - w, xs + w], 1).ravel(), [self.bounds_xy[2]]])
-        self.y_breaks = np.concatenate([[self.bounds_xy[1]], np.stack([ys - w, ys + w], 1).ravel(), [self.bounds_xy[3]]])
+        self.bounds_xy = np.array(
+            [
+                xs[0] - w - c.outer_margin_m,
+                ys[0] - w - c.outer_margin_m,
+                xs[-1] + w + c.outer_margin_m,
+                ys[-1] + w + c.outer_margin_m,
+            ]
+        )
+        self.x_breaks = np.concatenate(
+            [[self.bounds_xy[0]], np.stack([xs - w, xs + w], 1).ravel(), [self.bounds_xy[2]]]
+        )
+        self.y_breaks = np.concatenate(
+            [[self.bounds_xy[1]], np.stack([ys - w, ys + w], 1).ravel(), [self.bounds_xy[3]]]
+        )
         nx, ny = len(self.x_breaks) - 1, len(self.y_breaks) - 1
         drivable = np.zeros((nx, ny), dtype=bool)
         node_at = {(int(i), int(j)): k for k, (i, j) in enumerate(self.node_ij)}
@@ -195,8 +206,9 @@ class Town:
         c, p = self.cfg, self._ground_phase
         k = 2 * np.pi / c.ground_wavelength_m
         x, y = xy[..., 0], xy[..., 1]
-        return c.ground_amplitude_m * (0.6 * np.sin(k * x + p[0]) * np.cos(0.8 * k * y + p[1])
-                                       + 0.4 * np.sin(1.7 * k * (x + y) + p[2]))
+        return c.ground_amplitude_m * (
+            0.6 * np.sin(k * x + p[0]) * np.cos(0.8 * k * y + p[1]) + 0.4 * np.sin(1.7 * k * (x + y) + p[2])
+        )
 
     def surface_height(self, xy: np.ndarray) -> np.ndarray:
         """Height of the walkable surface: road level on drivable cells, curb level elsewhere."""
@@ -221,11 +233,17 @@ class Town:
                     p1 = self.nodes_xy[dst] - u * w + offset
                     center = _densify(np.stack([p0, p1]), 1.0)
                     lane = LaneSegment(
-                        id=next_id, centerline=center,
-                        left_boundary=center + 0.5 * lw * left, right_boundary=center - 0.5 * lw * left,
+                        id=next_id,
+                        centerline=center,
+                        left_boundary=center + 0.5 * lw * left,
+                        right_boundary=center - 0.5 * lw * left,
                         left_mark="DOUBLE_SOLID_YELLOW" if k == 0 else "DASHED_WHITE",
                         right_mark="SOLID_WHITE" if k == n_lanes - 1 else "DASHED_WHITE",
-                        is_intersection=False, lane_index=k, node=dst, axis=axis)
+                        is_intersection=False,
+                        lane_index=k,
+                        node=dst,
+                        axis=axis,
+                    )
                     self.lanes[next_id] = lane
                     ids.append(next_id)
                     next_id += 1
@@ -259,11 +277,20 @@ class Town:
                             center = _densify(curve, 1.0)
                         normal = _polyline_normals(center)
                         lane = LaneSegment(
-                            id=next_id, centerline=center,
-                            left_boundary=center + 0.5 * lw * normal, right_boundary=center - 0.5 * lw * normal,
-                            left_mark="NONE", right_mark="NONE", is_intersection=True, lane_index=k,
-                            node=node, axis=lane_in.axis, turn=turn,
-                            successors=[lane_out.id], predecessors=[lane_in.id])
+                            id=next_id,
+                            centerline=center,
+                            left_boundary=center + 0.5 * lw * normal,
+                            right_boundary=center - 0.5 * lw * normal,
+                            left_mark="NONE",
+                            right_mark="NONE",
+                            is_intersection=True,
+                            lane_index=k,
+                            node=node,
+                            axis=lane_in.axis,
+                            turn=turn,
+                            successors=[lane_out.id],
+                            predecessors=[lane_in.id],
+                        )
                         self.lanes[next_id] = lane
                         lane_in.successors.append(next_id)
                         lane_out.predecessors.append(next_id)
@@ -319,7 +346,7 @@ class Town:
                 yield p0, p1, u, normal
 
     def _make_props(self) -> None:
-        c, rng, w = self.cfg, self.rng, self.half_width_m
+        c, rng = self.cfg, self.rng
         self.trees: list[Tree] = []
         self.poles: list[Pole] = []
         self.parked_cars: list[ParkedCar] = []
@@ -339,7 +366,9 @@ class Town:
             if rng.random() < c.parked_car_prob:
                 depth0, depth1 = c.sidewalk_width_m + 0.5, c.sidewalk_width_m + 3.5
                 q0, q1 = p0 + u * 8.0, p1 - u * 8.0
-                strip = np.stack([q0 + normal * depth0, q1 + normal * depth0, q1 + normal * depth1, q0 + normal * depth1])
+                strip = np.stack(
+                    [q0 + normal * depth0, q1 + normal * depth0, q1 + normal * depth1, q0 + normal * depth1]
+                )
                 self.parking_strips.append(strip)
                 keepout.append(np.concatenate([strip.min(0) - 1.0, strip.max(0) + 1.0]))
                 yaw = math.atan2(u[1], u[0]) + (math.pi if rng.random() < 0.5 else 0.0)
@@ -431,7 +460,7 @@ class Town:
             for s in np.arange(0.5, span - 0.25, 1.0):  # zebra bars, parallel to the road
                 a = cw.edge1[0] + across * (s + 0.25)
                 stripe(a, a + u * (CROSSWALK_END_M - CROSSWALK_START_M), 0.5, int(Surface.CROSSWALK))
-        for (src, dst), ids in self.road_lanes.items():  # stop lines before crossings
+        for (src, dst), _ids in self.road_lanes.items():  # stop lines before crossings
             if len(self.neighbors[dst]) < 3:
                 continue
             u = (self.nodes_xy[dst] - self.nodes_xy[src]) / c.block_m

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gasp_core.sim.config import TrafficConfig, WorldConfig
+from gasp_core.sim.config import WorldConfig
 from gasp_core.sim.town import STOP_LINE_M, Town
 
 # kind -> (AV2 category, length, width, height) ranges
@@ -95,8 +95,10 @@ class TrafficSim:
 
     def __init__(self, town: Town, cfg: WorldConfig, rng: np.random.Generator) -> None:
         self.town, self.cfg, self.tcfg, self.rng = town, cfg, cfg.traffic, rng
-        self.lane_cum = {lid: np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(l.centerline, axis=0), axis=1))])
-                         for lid, l in town.lanes.items()}
+        self.lane_cum = {
+            lid: np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(l.centerline, axis=0), axis=1))])
+            for lid, l in town.lanes.items()
+        }
         self.road_lane_ids = [lid for lid, l in town.lanes.items() if not l.is_intersection]
         self.t = -self.tcfg.warmup_s
         self.vehicles: list[_Vehicle] = []
@@ -118,19 +120,36 @@ class TrafficSim:
         t, rng = self.tcfg, self.rng
         n_lanes = self.town.cfg.lanes_per_direction
         lid, s = self._free_spot(self.road_lane_ids, 15.0)
-        ego = _Vehicle("ego", [lid], s, t.ego_speed_mps * 0.5, t.ego_speed_mps,
-                       self.cfg.ego_length_m, self.cfg.ego_width_m, self.cfg.ego_height_m)
+        ego = _Vehicle(
+            "ego",
+            [lid],
+            s,
+            t.ego_speed_mps * 0.5,
+            t.ego_speed_mps,
+            self.cfg.ego_length_m,
+            self.cfg.ego_width_m,
+            self.cfg.ego_height_m,
+        )
         self._place(ego)
         self.vehicles.append(ego)
-        kinds = rng.choice(["car", "truck", "bus"], size=t.vehicles,
-                           p=[1 - t.truck_fraction - t.bus_fraction, t.truck_fraction, t.bus_fraction])
+        kinds = rng.choice(
+            ["car", "truck", "bus"],
+            size=t.vehicles,
+            p=[1 - t.truck_fraction - t.bus_fraction, t.truck_fraction, t.bus_fraction],
+        )
         for kind in list(kinds) + ["cyclist"] * t.cyclists:
             outer = kind == "cyclist"
-            lanes = [l for l in self.road_lane_ids if self.town.lanes[l].lane_index == n_lanes - 1] if outer else self.road_lane_ids
+            lanes = (
+                [l for l in self.road_lane_ids if self.town.lanes[l].lane_index == n_lanes - 1]
+                if outer
+                else self.road_lane_ids
+            )
             lid, s = self._free_spot(lanes, 12.0)
             _, lr, wr, hr = AGENT_SIZES[str(kind)]
             v0 = rng.uniform(4.0, 6.0) if outer else rng.uniform(*t.vehicle_speed_mps)
-            veh = _Vehicle(str(kind), [lid], s, 0.5 * v0, v0, rng.uniform(*lr), rng.uniform(*wr), rng.uniform(*hr), outer)
+            veh = _Vehicle(
+                str(kind), [lid], s, 0.5 * v0, v0, rng.uniform(*lr), rng.uniform(*wr), rng.uniform(*hr), outer
+            )
             self._place(veh)
             self.vehicles.append(veh)
         for _ in range(t.pedestrians):
@@ -139,9 +158,16 @@ class TrafficSim:
             while self.town.ped_edges[e][2] >= 0:  # start on a sidewalk edge
                 e = int(rng.integers(len(self.town.ped_edges)))
             a, b = self._ped_edge_ends(e, True)
-            ped = _Pedestrian(e, bool(rng.random() < 0.5), float(rng.uniform(0, np.linalg.norm(b - a))),
-                              float(rng.uniform(1.0, 1.6)), float(rng.uniform(-0.6, 0.6)),
-                              rng.uniform(*lr), rng.uniform(*wr), rng.uniform(*hr))
+            ped = _Pedestrian(
+                e,
+                bool(rng.random() < 0.5),
+                float(rng.uniform(0, np.linalg.norm(b - a))),
+                float(rng.uniform(1.0, 1.6)),
+                float(rng.uniform(-0.6, 0.6)),
+                rng.uniform(*lr),
+                rng.uniform(*wr),
+                rng.uniform(*hr),
+            )
             self._place_ped(ped)
             self.pedestrians.append(ped)
 
@@ -169,7 +195,9 @@ class TrafficSim:
             veh.route.append(nxt)
             remaining += self.lane_cum[nxt][-1]
 
-    def _route_points(self, veh: _Vehicle, start_m: float, horizon_m: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _route_points(
+        self, veh: _Vehicle, start_m: float, horizon_m: float, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Points (n, 2) along the route from ``veh.s + start_m``, their arc length and route index."""
         self._extend_route(veh, start_m + horizon_m + 1.0)
         q = np.linspace(start_m, start_m + horizon_m, n) + veh.s
@@ -178,7 +206,11 @@ class TrafficSim:
         offset = 0.0
         for k, lid in enumerate(veh.route):
             cum = self.lane_cum[lid]
-            sel = (q >= offset) & (q <= offset + cum[-1] + 1e-9) if k == 0 else (q > offset) & (q <= offset + cum[-1] + 1e-9)
+            sel = (
+                (q >= offset) & (q <= offset + cum[-1] + 1e-9)
+                if k == 0
+                else (q > offset) & (q <= offset + cum[-1] + 1e-9)
+            )
             if k == 0:
                 sel |= q < offset
             line = self.town.lanes[lid].centerline
@@ -204,7 +236,9 @@ class TrafficSim:
     # ------------------------------------------------------------ stepping
     def _obstacles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         agents = [(v.xy, v.heading, v.length / 2, v.width / 2, v.v) for v in self.vehicles]
-        agents += [(p.xy, p.heading, p.length / 2, p.width / 2, 0.0 if p.waiting else p.speed) for p in self.pedestrians]
+        agents += [
+            (p.xy, p.heading, p.length / 2, p.width / 2, 0.0 if p.waiting else p.speed) for p in self.pedestrians
+        ]
         xy = np.array([a[0] for a in agents])
         heading = np.array([a[1] for a in agents])
         half = np.array([[a[2], a[3]] for a in agents])
@@ -230,8 +264,12 @@ class TrafficSim:
         lat = np.abs(np.einsum("ij,ij->i", rel, n))
         along = np.einsum("ij,ij->i", rel, t)
         hp = np.stack([-heading[:, 1], heading[:, 0]], 1)
-        r_lat = half[:, 0] * np.abs(np.einsum("ij,ij->i", heading, n)) + half[:, 1] * np.abs(np.einsum("ij,ij->i", hp, n))
-        r_along = half[:, 0] * np.abs(np.einsum("ij,ij->i", heading, t)) + half[:, 1] * np.abs(np.einsum("ij,ij->i", hp, t))
+        r_lat = half[:, 0] * np.abs(np.einsum("ij,ij->i", heading, n)) + half[:, 1] * np.abs(
+            np.einsum("ij,ij->i", hp, n)
+        )
+        r_along = half[:, 0] * np.abs(np.einsum("ij,ij->i", heading, t)) + half[:, 1] * np.abs(
+            np.einsum("ij,ij->i", hp, t)
+        )
         s_j = arc[nearest] + along
         in_corridor = (lat < veh.width / 2 + r_lat + 0.3) & (s_j > 0.0)
         if not in_corridor.any():
@@ -314,7 +352,11 @@ class TrafficSim:
             v0 = self._desired_speed(veh)
             free = 1.0 - (veh.v / max(v0, 0.1)) ** 4
             if math.isfinite(gap):
-                s_star = IDM_MIN_GAP_M + veh.v * IDM_HEADWAY_S + veh.v * (veh.v - v_lead) / (2 * math.sqrt(t.max_accel_mps2 * t.comfort_decel_mps2))
+                s_star = (
+                    IDM_MIN_GAP_M
+                    + veh.v * IDM_HEADWAY_S
+                    + veh.v * (veh.v - v_lead) / (2 * math.sqrt(t.max_accel_mps2 * t.comfort_decel_mps2))
+                )
                 free -= (max(s_star, 0.0) / max(gap, 0.1)) ** 2
             accel.append(float(np.clip(t.max_accel_mps2 * free, -HARD_BRAKE_MPS2, t.max_accel_mps2)))
         for veh, a in zip(self.vehicles, accel):
@@ -348,7 +390,9 @@ class TrafficSim:
             e = int(self.rng.choice(pool))
             ped.edge, ped.forward, ped.d = e, self.town.ped_edges[e][0] == at, 0.0
             e_node, e_axis = self.town.ped_edges[e][2], self.town.ped_edges[e][3]
-            if e_node >= 0 and not self.town.light_is_green(e_node, 1 - e_axis, self.t, self.tcfg.green_s, self.tcfg.all_red_s):
+            if e_node >= 0 and not self.town.light_is_green(
+                e_node, 1 - e_axis, self.t, self.tcfg.green_s, self.tcfg.all_red_s
+            ):
                 ped.waiting = True
         self._place_ped(ped)
 
@@ -377,12 +421,15 @@ def simulate_traffic(town: Town, cfg: WorldConfig, rng: np.random.Generator) -> 
     times = np.arange(n_rec) * t.dt_s
     tracks: list[AgentTrack] = []
     ego_track: AgentTrack | None = None
-    bodies = [(v.kind, v.length, v.width, v.height) for v in sim.vehicles] + [("pedestrian", p.length, p.width, p.height) for p in sim.pedestrians]
+    bodies = [(v.kind, v.length, v.width, v.height) for v in sim.vehicles] + [
+        ("pedestrian", p.length, p.width, p.height) for p in sim.pedestrians
+    ]
     for i, (kind, length, width, height) in enumerate(bodies):
         z = town.surface_height(xy[:, i]) + height / 2
         category = "EGO_VEHICLE" if kind == "ego" else AGENT_SIZES[kind][0]
-        track = AgentTrack(_track_uuid(rng),
-                           kind, category, length, width, height, times, xy[:, i], yaw[:, i], z, _paint(rng, kind))
+        track = AgentTrack(
+            _track_uuid(rng), kind, category, length, width, height, times, xy[:, i], yaw[:, i], z, _paint(rng, kind)
+        )
         if kind == "ego":
             ego_track = track
         else:
@@ -392,9 +439,21 @@ def simulate_traffic(town: Town, cfg: WorldConfig, rng: np.random.Generator) -> 
         length, width, height = rng.uniform(*lr), rng.uniform(*wr), rng.uniform(*hr)
         z = float(town.surface_height(car.xy[None])[0]) + height / 2
         n = len(times)
-        tracks.append(AgentTrack(_track_uuid(rng),
-                                 "parked", "REGULAR_VEHICLE", length, width, height, times,
-                                 np.tile(car.xy, (n, 1)), np.full(n, car.yaw_rad), np.full(n, z), _paint(rng, "parked")))
+        tracks.append(
+            AgentTrack(
+                _track_uuid(rng),
+                "parked",
+                "REGULAR_VEHICLE",
+                length,
+                width,
+                height,
+                times,
+                np.tile(car.xy, (n, 1)),
+                np.full(n, car.yaw_rad),
+                np.full(n, z),
+                _paint(rng, "parked"),
+            )
+        )
     assert ego_track is not None
     return ego_track, tracks
 
@@ -406,8 +465,22 @@ def _track_uuid(rng: np.random.Generator) -> str:
 
 def _paint(rng: np.random.Generator, kind: str) -> np.ndarray:
     if kind in ("car", "parked", "ego"):
-        palette = np.array([[0.75, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1],
-                            [0.5, 0.5, 0.55], [0.1, 0.45, 0.2], [0.8, 0.7, 0.2]], np.float32)
+        palette = np.array(
+            [
+                [0.75, 0.1, 0.1],
+                [0.1, 0.2, 0.6],
+                [0.85, 0.85, 0.85],
+                [0.1, 0.1, 0.1],
+                [0.5, 0.5, 0.55],
+                [0.1, 0.45, 0.2],
+                [0.8, 0.7, 0.2],
+            ],
+            np.float32,
+        )
         return palette[int(rng.integers(len(palette)))]
-    return {"truck": np.array([0.9, 0.9, 0.92], np.float32), "bus": np.array([0.95, 0.75, 0.1], np.float32),
-            "pedestrian": np.array([0.25, 0.3, 0.6], np.float32), "cyclist": np.array([0.9, 0.5, 0.1], np.float32)}[kind]
+    return {
+        "truck": np.array([0.9, 0.9, 0.92], np.float32),
+        "bus": np.array([0.95, 0.75, 0.1], np.float32),
+        "pedestrian": np.array([0.25, 0.3, 0.6], np.float32),
+        "cyclist": np.array([0.9, 0.5, 0.1], np.float32),
+    }[kind]

@@ -134,4 +134,3 @@ def _annotate(log: SimLog, sweep: LidarSweep) -> list[Box]:
         inside = int(boxes_contain(sweep.points_ego, center, yaw_ego, size).sum())
         boxes.append(Box(k, center, yaw_ego, inside))
     return boxes
-

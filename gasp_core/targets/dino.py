@@ -66,7 +66,9 @@ def list_frames(store: LogStore, stride: int) -> list[Frame]:
         cams = lg.camera_frames.sort(["camera", "timestamp_ns"])
         for cam in cams["camera"].unique(maintain_order=True):
             rows = cams.filter(cams["camera"] == cam)[::stride]
-            frames += [Frame(log_id, cam, int(t), lg.image_path(p)) for t, p in zip(rows["timestamp_ns"], rows["image_path"])]
+            frames += [
+                Frame(log_id, cam, int(t), lg.image_path(p)) for t, p in zip(rows["timestamp_ns"], rows["image_path"])
+            ]
     return frames
 
 
@@ -92,8 +94,9 @@ def _batches(frames: list[Frame], size: int):
         yield run
 
 
-def fit_pca(teacher: DinoTeacher, frames: list[Frame], cfg: DinoTargetsConfig, device: torch.device,
-            max_tokens: int = 200_000) -> FeaturePCA:
+def fit_pca(
+    teacher: DinoTeacher, frames: list[Frame], cfg: DinoTargetsConfig, device: torch.device, max_tokens: int = 200_000
+) -> FeaturePCA:
     rng = np.random.default_rng(cfg.seed)
     pick = sorted(rng.choice(len(frames), size=min(cfg.pca_fit_frames, len(frames)), replace=False))
     chosen = [frames[i] for i in pick]
@@ -111,13 +114,17 @@ def fit_log_frames(frames: list[Frame], fit_logs: list[str], store: LogStore) ->
     """The frames of ``fit_logs`` (the training split): val and test images never shape the targets' PCA."""
     if isinstance(fit_logs, str) or not fit_logs:
         if fit_logs == MISSING_VALUE:
-            raise ConfigError("splits.train is not set ('???' in the composed config): the DINO PCA is fitted on the "
-                              "training logs; give them in configs/ or with -S splits.train=...")
+            raise ConfigError(
+                "splits.train is not set ('???' in the composed config): the DINO PCA is fitted on the "
+                "training logs; give them in configs/ or with -S splits.train=..."
+            )
         raise ValueError(f"fit_logs: expected a non-empty list of training log ids (splits.train), got {fit_logs!r}")
     missing = [lid for lid in fit_logs if lid not in store.log_ids]
     if missing:
-        raise ValueError(f"{store.root}: the DINO PCA's fit logs (splits.train) {missing} are not in the log store "
-                         f"(it holds {store.log_ids})")
+        raise ValueError(
+            f"{store.root}: the DINO PCA's fit logs (splits.train) {missing} are not in the log store "
+            f"(it holds {store.log_ids})"
+        )
     fit = set(fit_logs)
     chosen = [f for f in frames if f.log_id in fit]
     if not chosen:
@@ -143,8 +150,13 @@ def pixel_rgb(image: torch.Tensor, uv: np.ndarray) -> np.ndarray:
     return np.round(image[:, v, u].T.numpy() * 255.0).astype(np.uint8)
 
 
-def probe_targets(sets: dict[str, dict[str, list[ProbeSet]]], train_logs: list[str], test_logs: list[str],
-                  classes: list[str], cfg: ProbeConfig) -> dict:
+def probe_targets(
+    sets: dict[str, dict[str, list[ProbeSet]]],
+    train_logs: list[str],
+    test_logs: list[str],
+    classes: list[str],
+    cfg: ProbeConfig,
+) -> dict:
     """The probe of each feature source (``rgb``, ``teacher``; ``sets[source][log_id]``) fitted on the points of
     ``train_logs``, scored on those of ``test_logs``."""
     out = {}
@@ -152,13 +164,24 @@ def probe_targets(sets: dict[str, dict[str, list[ProbeSet]]], train_logs: list[s
         train = ProbeSet.concat([p for lid in train_logs for p in sets[source].get(lid, [])])
         test = ProbeSet.concat([p for lid in test_logs for p in sets[source].get(lid, [])])
         out[source] = linear_probe(train, test, classes, cfg)
-        log.info("probe of %s features: accuracy %.3f, mIoU %.3f (%d test points)", source, out[source]["accuracy"],
-                 out[source]["mIoU"], out[source]["test_points"])
+        log.info(
+            "probe of %s features: accuracy %.3f, mIoU %.3f (%d test points)",
+            source,
+            out[source]["accuracy"],
+            out[source]["mIoU"],
+            out[source]["test_points"],
+        )
     return out
 
 
-def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_logs: list[str],
-                       progress: bool = True, test_logs: list[str] | None = None) -> dict:
+def build_dino_targets(
+    store_dir: Path,
+    out: Path,
+    cfg: DinoTargetsConfig,
+    fit_logs: list[str],
+    progress: bool = True,
+    test_logs: list[str] | None = None,
+) -> dict:
     """Teacher features for every frame of every log, lifted onto lidar points; returns the stage metrics.
     The PCA is fitted on frames of ``fit_logs`` (the training split) only; every log is transformed. When the store
     has surface labels and ``test_logs`` are given, a linear probe fitted on the training logs' points and scored on
@@ -174,17 +197,25 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_l
     out = Path(out)
     if out.exists():  # the PCA is fitted across logs: every log is redone together
         if any(out.iterdir()) and not (out / schema.MANIFEST_FILE).is_file() and not (out / schema.PCA_FILE).is_file():
-            raise FileExistsError(f"{out} exists and does not look like DINO targets (no {schema.MANIFEST_FILE}); "
-                                  "refusing to replace it")
+            raise FileExistsError(
+                f"{out} exists and does not look like DINO targets (no {schema.MANIFEST_FILE}); refusing to replace it"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True)
     device = resolve_device(cfg.teacher.device)
     teacher = DinoTeacher(cfg.teacher).to(device)
     pca = fit_pca(teacher, fit_frames, cfg, device)
     pca.save(out / schema.PCA_FILE)
-    write_json_atomic(out / schema.TEACHER_FILE, {"model": teacher.model_name, "weights": teacher.weights_id,
-                                                   "random_weights": teacher.is_random, "feature_dim": teacher.dim,
-                                                   "pca_dim": cfg.pca_dim})
+    write_json_atomic(
+        out / schema.TEACHER_FILE,
+        {
+            "model": teacher.model_name,
+            "weights": teacher.weights_id,
+            "random_weights": teacher.is_random,
+            "feature_dim": teacher.dim,
+            "pca_dim": cfg.pca_dim,
+        },
+    )
     classes = surface_classes(store) if test_logs else None
     probed = set(fit_logs) | set(test_logs or [])
     probe_sets: dict[str, dict[str, list[ProbeSet]]] = {"rgb": {}, "teacher": {}}
@@ -211,15 +242,25 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_l
                         lifted = lift_frame(lg, f.camera, f.camera_ns, w, h, cfg.lift, rng)
                         if lifted is None:
                             counts["frames_skipped_no_sweep"] += 1
-                            log.warning("log %s: %s frame %d has no lidar sweep within %.0f ms; skipped",
-                                        log_id, f.camera, f.camera_ns, cfg.lift.max_sync_ms)
+                            log.warning(
+                                "log %s: %s frame %d has no lidar sweep within %.0f ms; skipped",
+                                log_id,
+                                f.camera,
+                                f.camera_ns,
+                                cfg.lift.max_sync_ms,
+                            )
                             continue
-                        feats = pca.transform(sample_features(fmap[k], lifted.uv, (h, w))).cpu().numpy().astype(np.float16)
+                        feats = (
+                            pca.transform(sample_features(fmap[k], lifted.uv, (h, w))).cpu().numpy().astype(np.float16)
+                        )
                         flat = pa.array(feats.reshape(-1), pa.float16())
                         columns = {
-                            "x_m": lifted.points_ego[:, 0].astype(np.float32), "y_m": lifted.points_ego[:, 1].astype(np.float32),
-                            "z_m": lifted.points_ego[:, 2].astype(np.float32), "t_ns": lifted.t_ns,
-                            "feature": pa.FixedSizeListArray.from_arrays(flat, cfg.pca_dim)}
+                            "x_m": lifted.points_ego[:, 0].astype(np.float32),
+                            "y_m": lifted.points_ego[:, 1].astype(np.float32),
+                            "z_m": lifted.points_ego[:, 2].astype(np.float32),
+                            "t_ns": lifted.t_ns,
+                            "feature": pa.FixedSizeListArray.from_arrays(flat, cfg.pca_dim),
+                        }
                         if classes is not None:
                             rgb = pixel_rgb(images[k], lifted.uv)
                             columns["surface"] = lifted.surface.astype(np.uint8)
@@ -229,33 +270,54 @@ def build_dino_targets(store_dir: Path, out: Path, cfg: DinoTargetsConfig, fit_l
                                 pick = np.sort(probe_rng.choice(len(feats), n, replace=False))
                                 y = lifted.surface[pick].astype(np.int64)
                                 probe_sets["rgb"].setdefault(log_id, []).append(
-                                    ProbeSet(rgb[pick].astype(np.float32) / 255.0, y))
+                                    ProbeSet(rgb[pick].astype(np.float32) / 255.0, y)
+                                )
                                 probe_sets["teacher"].setdefault(log_id, []).append(
-                                    ProbeSet(feats[pick].astype(np.float32), y))
+                                    ProbeSet(feats[pick].astype(np.float32), y)
+                                )
                         writer.write_batch(pa.record_batch(columns, schema=points_schema))
-                        for key, value in (("batch", len(rows["batch"])), ("camera", f.camera), ("camera_ns", f.camera_ns),
-                                           ("sweep_ns", lifted.sweep_ns), ("num_points", len(lifted.t_ns))):
+                        for key, value in (
+                            ("batch", len(rows["batch"])),
+                            ("camera", f.camera),
+                            ("camera_ns", f.camera_ns),
+                            ("sweep_ns", lifted.sweep_ns),
+                            ("num_points", len(lifted.t_ns)),
+                        ):
                             rows[key].append(value)
                         counts["frames"] += 1
                         counts["points"] += len(lifted.t_ns)
                     bar.update(len(batch))
             pq.write_table(pa.table(rows, schema=schema.DINO_FRAMES), tmp / schema.DINO_FRAMES_FILE)
-            (tmp / schema.META_FILE).write_text(json.dumps({"log_id": log_id, "frames": len(rows["batch"]),
-                                                            "teacher": teacher.weights_id}))
+            (tmp / schema.META_FILE).write_text(
+                json.dumps({"log_id": log_id, "frames": len(rows["batch"]), "teacher": teacher.weights_id})
+            )
     bar.close()
     seconds = time.perf_counter() - start
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     metrics = {
-        **counts, "logs": len(store.log_ids),
+        **counts,
+        "logs": len(store.log_ids),
         "points_per_frame": round(counts["points"] / max(counts["frames"], 1), 1),
         "bytes_per_frame": round(size / max(counts["frames"], 1)),
-        "teacher_model": teacher.model_name, "teacher_weights": teacher.weights_id, "teacher_random_weights": teacher.is_random,
-        "pca_dim": cfg.pca_dim, "pca_explained_variance": round(float(pca.explained_variance_ratio.sum()), 4),
+        "teacher_model": teacher.model_name,
+        "teacher_weights": teacher.weights_id,
+        "teacher_random_weights": teacher.is_random,
+        "pca_dim": cfg.pca_dim,
+        "pca_explained_variance": round(float(pca.explained_variance_ratio.sum()), 4),
     }
     if classes is not None:
         metrics["probe"] = probe_targets(probe_sets, list(fit_logs), list(test_logs), classes, cfg.probe)
-    log.info("%d images in %.1f s: %.2f images/s (teacher forward alone %.2f images/s), %.0f lifted points/s on %s",
-             len(frames), seconds, len(frames) / seconds, len(frames) / max(teacher_s, 1e-9), counts["points"] / seconds, device)
-    write_json_atomic(out / schema.MANIFEST_FILE, {"logs": store.log_ids, "pca_fit_logs": list(fit_logs), "config": asdict(cfg),
-                                                   "metrics": metrics})
+    log.info(
+        "%d images in %.1f s: %.2f images/s (teacher forward alone %.2f images/s), %.0f lifted points/s on %s",
+        len(frames),
+        seconds,
+        len(frames) / seconds,
+        len(frames) / max(teacher_s, 1e-9),
+        counts["points"] / seconds,
+        device,
+    )
+    write_json_atomic(
+        out / schema.MANIFEST_FILE,
+        {"logs": store.log_ids, "pca_fit_logs": list(fit_logs), "config": asdict(cfg), "metrics": metrics},
+    )
     return metrics

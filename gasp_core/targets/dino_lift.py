@@ -45,8 +45,9 @@ def nearest_sweep(sweep_ns: np.ndarray, camera_ns: int) -> int:
     return int(sweep_ns[np.argmin(np.abs(sweep_ns.astype(np.int64) - camera_ns))])
 
 
-def lift_frame(log, camera: str, camera_ns: int, width: int, height: int, cfg: LiftConfig,
-               rng: np.random.Generator | None = None) -> LiftedPoints | None:
+def lift_frame(
+    log, camera: str, camera_ns: int, width: int, height: int, cfg: LiftConfig, rng: np.random.Generator | None = None
+) -> LiftedPoints | None:
     """Points of the sweep nearest to the frame that the camera sees (at most ``max_points_per_frame``, drawn
     with ``rng``); None if no sweep is close enough."""
     ts = nearest_sweep(log.sweep_timestamps_ns, camera_ns)
@@ -59,11 +60,19 @@ def lift_frame(log, camera: str, camera_ns: int, width: int, height: int, cfg: L
     uv, depth = project(pts_cam, log.intrinsics(camera))
     keep = in_image(uv, depth, width, height, cfg.min_depth_m)
     idx = np.flatnonzero(keep)
-    vis = zbuffer_visible(uv[idx], depth[idx], width, height, cfg.occlusion_cell_px, cfg.occlusion_tol_m, cfg.occlusion_rel_tol)
+    vis = zbuffer_visible(
+        uv[idx], depth[idx], width, height, cfg.occlusion_cell_px, cfg.occlusion_tol_m, cfg.occlusion_rel_tol
+    )
     idx = idx[vis]
     if cfg.max_points_per_frame and len(idx) > cfg.max_points_per_frame:
         rng = rng if rng is not None else np.random.default_rng(camera_ns)
         idx = np.sort(rng.choice(idx, cfg.max_points_per_frame, replace=False))
     surface = getattr(sw, "surface", None)
-    return LiftedPoints(ts, sw.points_ego[idx], ts + sw.offset_ns[idx].astype(np.int64), uv[idx], depth[idx],
-                        None if surface is None else surface[idx])
+    return LiftedPoints(
+        ts,
+        sw.points_ego[idx],
+        ts + sw.offset_ns[idx].astype(np.int64),
+        uv[idx],
+        depth[idx],
+        None if surface is None else surface[idx],
+    )

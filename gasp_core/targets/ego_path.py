@@ -78,11 +78,20 @@ def ego_queries(log, sample: Sample, scene: SceneConfig, cfg: EgoPathConfig, rng
     xy_near = np.einsum("nij,nj->ni", q[:, :2, :2], local) + q[:, :2, 3]
     # far: anywhere in the extent
     t_far = rng.uniform(0.0, scene.horizon_s, cfg.far_per_sample)
-    xy_far = np.column_stack([rng.uniform(scene.extent_m[0], scene.extent_m[1], len(t_far)),
-                              rng.uniform(scene.extent_m[2], scene.extent_m[3], len(t_far))])
+    xy_far = np.column_stack(
+        [
+            rng.uniform(scene.extent_m[0], scene.extent_m[1], len(t_far)),
+            rng.uniform(scene.extent_m[2], scene.extent_m[3], len(t_far)),
+        ]
+    )
     xy = np.concatenate([xy_pos, xy_near, xy_far])
     t = np.concatenate([t_pos, t_near, t_far])
     inside = inside_footprint(xy, poses(t), ego)
-    source = np.concatenate([np.full(len(t_pos), EgoSource.POSITIVE), np.full(len(t_near), EgoSource.NEAR),
-                             np.full(len(t_far), EgoSource.FAR)]).astype(np.uint8)
+    source = np.concatenate(
+        [
+            np.full(len(t_pos), EgoSource.POSITIVE),
+            np.full(len(t_near), EgoSource.NEAR),
+            np.full(len(t_far), EgoSource.FAR),
+        ]
+    ).astype(np.uint8)
     return EgoQueries(xy, t, inside.astype(np.uint8), source)

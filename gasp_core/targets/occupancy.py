@@ -38,7 +38,8 @@ class OccupancyConfig:
     missing_range_m: float = 40.0
     """Missing rays are free up to this range."""
     missing_min_elevation_deg: float = -1.0
-    """Rays pointing further down (in the ego frame) never give missing rays: their no-return means absorption, not free space."""
+    """Rays pointing further down (in the ego frame) never give missing rays: their no-return means absorption, not
+    free space."""
     azimuth_bins: int | None = None
     """Scan-pattern azimuth bins per revolution; null infers them from each sweep."""
     origin_time_bins: int = 16
@@ -161,10 +162,14 @@ def prepare_sweep(log, ts_ns: int, cfg: OccupancyConfig) -> SweepRays:
 
 
 def concat(rays: list[Rays]) -> Rays:
-    return Rays(*(np.concatenate([getattr(r, f) for r in rays]) for f in ("origins", "endpoints", "dirs", "range_m", "t_s")))
+    return Rays(
+        *(np.concatenate([getattr(r, f) for r in rays]) for f in ("origins", "endpoints", "dirs", "range_m", "t_s"))
+    )
 
 
-def sample_rays(log, sample: Sample, cfg: OccupancyConfig, cache: dict[int, SweepRays] | None = None) -> tuple[Rays, Rays | None]:
+def sample_rays(
+    log, sample: Sample, cfg: OccupancyConfig, cache: dict[int, SweepRays] | None = None
+) -> tuple[Rays, Rays | None]:
     """All returned rays and all missing rays of a sample's target sweeps, in the t0 frame.
 
     ``cache`` keeps prepared sweeps across the samples of a log (consecutive samples share most sweeps).
@@ -187,12 +192,26 @@ def sample_rays(log, sample: Sample, cfg: OccupancyConfig, cache: dict[int, Swee
         vec = points - origins
         rng_m = np.linalg.norm(vec, axis=1)
         ok = rng_m > 1e-3
-        returned.append(Rays(origins[ok], points[ok], vec[ok] / rng_m[ok, None], rng_m[ok],
-                             ((ts - sample.t0_ns) + sr.offset_ns[ok]) / 1e9))
+        returned.append(
+            Rays(
+                origins[ok],
+                points[ok],
+                vec[ok] / rng_m[ok, None],
+                rng_m[ok],
+                ((ts - sample.t0_ns) + sr.offset_ns[ok]) / 1e9,
+            )
+        )
         if len(sr.missing_offset_ns):
             n = len(sr.missing_offset_ns)
-            missing.append(Rays(sr.missing_origins @ R.T + tr, np.full((n, 3), np.nan), sr.missing_dirs @ R.T,
-                                np.full(n, cfg.missing_range_m), ((ts - sample.t0_ns) + sr.missing_offset_ns) / 1e9))
+            missing.append(
+                Rays(
+                    sr.missing_origins @ R.T + tr,
+                    np.full((n, 3), np.nan),
+                    sr.missing_dirs @ R.T,
+                    np.full(n, cfg.missing_range_m),
+                    ((ts - sample.t0_ns) + sr.missing_offset_ns) / 1e9,
+                )
+            )
     return concat(returned), (concat(missing) if missing else None)
 
 
@@ -202,8 +221,9 @@ def _choose(rng: np.random.Generator, candidates: np.ndarray, n: int) -> np.ndar
     return rng.choice(candidates, size=n, replace=len(candidates) < n)
 
 
-def occupancy_queries(returned: Rays, missing: Rays | None, scene: SceneConfig, cfg: OccupancyConfig,
-                      rng: np.random.Generator) -> OccupancyQueries:
+def occupancy_queries(
+    returned: Rays, missing: Rays | None, scene: SceneConfig, cfg: OccupancyConfig, rng: np.random.Generator
+) -> OccupancyQueries:
     """Occupied and free queries along returned rays, free queries along missing rays, inside the extent."""
     box_min, box_max = scene.box_min, scene.box_max
     inside = np.all((returned.endpoints >= box_min) & (returned.endpoints <= box_max), axis=1)
@@ -224,8 +244,10 @@ def occupancy_queries(returned: Rays, missing: Rays | None, scene: SceneConfig, 
         return idx, rays.origins[idx] + rays.dirs[idx] * s[:, None]
 
     free, free_xyz = free_along(returned, cfg.free_per_sample, returned.range_m - cfg.delta_free_m)
-    parts = [(occ, occ_xyz, returned.t_s[occ], 1, QuerySource.RETURN, 0),
-             (free, free_xyz, returned.t_s[free], 0, QuerySource.FREE, 0)]
+    parts = [
+        (occ, occ_xyz, returned.t_s[occ], 1, QuerySource.RETURN, 0),
+        (free, free_xyz, returned.t_s[free], 0, QuerySource.FREE, 0),
+    ]
     if missing is not None and cfg.missing_per_sample > 0:
         miss, miss_xyz = free_along(missing, cfg.missing_per_sample, missing.range_m)
         parts.append((miss, miss_xyz, missing.t_s[miss], 0, QuerySource.MISSING, len(returned.t_s)))

@@ -22,8 +22,13 @@ class ScanPattern:
     azimuth_bins: int  # bins per revolution
 
 
-def infer_pattern(azimuth: np.ndarray, elevation: np.ndarray, laser: np.ndarray, azimuth_bins: int | None = None,
-                  min_returns: int = 50) -> ScanPattern:
+def infer_pattern(
+    azimuth: np.ndarray,
+    elevation: np.ndarray,
+    laser: np.ndarray,
+    azimuth_bins: int | None = None,
+    min_returns: int = 50,
+) -> ScanPattern:
     """Elevation per laser (median) and the azimuth resolution (median step between a laser's returns)."""
     lasers, inverse, counts = np.unique(laser, return_inverse=True, return_counts=True)
     order = np.argsort(inverse, kind="stable")
@@ -48,7 +53,9 @@ def azimuth_bin(azimuth: np.ndarray, bins: int) -> np.ndarray:
     return np.floor((np.mod(azimuth + np.pi, TWO_PI)) / TWO_PI * bins).astype(np.int64) % bins
 
 
-def empty_cells(azimuth: np.ndarray, laser: np.ndarray, pattern: ScanPattern, dilate: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def empty_cells(
+    azimuth: np.ndarray, laser: np.ndarray, pattern: ScanPattern, dilate: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """(laser index into ``pattern.lasers``, azimuth bin centre) of cells with no return.
 
     A cell counts as empty only when its ``dilate`` neighbours in azimuth are empty too, so jitter of

@@ -40,45 +40,60 @@ TEACHER_FILE = "teacher.json"
 META_FILE = "meta.json"
 MANIFEST_FILE = "manifest.json"
 
-SAMPLES = pa.schema([
-    ("batch", pa.int32()),
-    ("t0_ns", pa.int64()),
-    ("past_ns", pa.list_(pa.int64())),  # input sweeps, oldest first, ending at t0
-    ("future_ns", pa.list_(pa.int64())),  # sweeps in (t0, t0 + horizon]
-    ("num_occupancy", pa.int32()),
-    ("num_ego", pa.int32()),
-])
+SAMPLES = pa.schema(
+    [
+        ("batch", pa.int32()),
+        ("t0_ns", pa.int64()),
+        ("past_ns", pa.list_(pa.int64())),  # input sweeps, oldest first, ending at t0
+        ("future_ns", pa.list_(pa.int64())),  # sweeps in (t0, t0 + horizon]
+        ("num_occupancy", pa.int32()),
+        ("num_ego", pa.int32()),
+    ]
+)
 
-OCCUPANCY = pa.schema([
-    ("x_m", pa.float32()), ("y_m", pa.float32()), ("z_m", pa.float32()),
-    ("t_s", pa.float16()),
-    ("occupied", pa.uint8()),
-    ("source", pa.uint8()),
-])
+OCCUPANCY = pa.schema(
+    [
+        ("x_m", pa.float32()),
+        ("y_m", pa.float32()),
+        ("z_m", pa.float32()),
+        ("t_s", pa.float16()),
+        ("occupied", pa.uint8()),
+        ("source", pa.uint8()),
+    ]
+)
 
-EGO_PATH = pa.schema([
-    ("x_m", pa.float32()), ("y_m", pa.float32()),
-    ("t_s", pa.float16()),
-    ("inside", pa.uint8()),
-    ("source", pa.uint8()),
-])
+EGO_PATH = pa.schema(
+    [
+        ("x_m", pa.float32()),
+        ("y_m", pa.float32()),
+        ("t_s", pa.float16()),
+        ("inside", pa.uint8()),
+        ("source", pa.uint8()),
+    ]
+)
 
-DINO_FRAMES = pa.schema([
-    ("batch", pa.int32()),
-    ("camera", pa.string()),
-    ("camera_ns", pa.int64()),
-    ("sweep_ns", pa.int64()),
-    ("num_points", pa.int32()),
-])
+DINO_FRAMES = pa.schema(
+    [
+        ("batch", pa.int32()),
+        ("camera", pa.string()),
+        ("camera_ns", pa.int64()),
+        ("sweep_ns", pa.int64()),
+        ("num_points", pa.int32()),
+    ]
+)
 
 
 def dino_points_schema(dim: int, labelled: bool = False) -> pa.Schema:
     fields = [
-        ("x_m", pa.float32()), ("y_m", pa.float32()), ("z_m", pa.float32()),  # ego frame at sweep_ns
+        ("x_m", pa.float32()),
+        ("y_m", pa.float32()),
+        ("z_m", pa.float32()),  # ego frame at sweep_ns
         ("t_ns", pa.int64()),  # firing time of the point
         ("feature", pa.list_(pa.float16(), dim)),
     ]
     if labelled:
-        fields += [("surface", pa.uint8()),  # LogMeta.surface_classes index of what the return hit
-                   ("rgb", pa.list_(pa.uint8(), 3))]  # the image's colour at the point's pixel
+        fields += [
+            ("surface", pa.uint8()),  # LogMeta.surface_classes index of what the return hit
+            ("rgb", pa.list_(pa.uint8(), 3)),
+        ]  # the image's colour at the point's pixel
     return pa.schema(fields)

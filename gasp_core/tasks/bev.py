@@ -31,11 +31,15 @@ class BevGrid:
         return np.column_stack([xx.ravel(), yy.ravel()])
 
 
-def boxes_mask(grid: BevGrid, centre_xy: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray) -> np.ndarray:
+def boxes_mask(
+    grid: BevGrid, centre_xy: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray
+) -> np.ndarray:
     """(H, W) cells whose centre lies inside any of the rotated rectangles."""
     pts = grid.centres()
     inside = np.zeros(len(pts), bool)
-    for (cx, cy), a, l, w in zip(np.atleast_2d(centre_xy), np.atleast_1d(yaw), np.atleast_1d(length), np.atleast_1d(width)):
+    for (cx, cy), a, l, w in zip(
+        np.atleast_2d(centre_xy), np.atleast_1d(yaw), np.atleast_1d(length), np.atleast_1d(width)
+    ):
         d = pts - (cx, cy)
         lx = np.cos(a) * d[:, 0] + np.sin(a) * d[:, 1]
         ly = -np.sin(a) * d[:, 0] + np.cos(a) * d[:, 1]

@@ -43,8 +43,15 @@ from gasp_core.targets.build import OccupancyLabelsConfig, log_rng
 from gasp_core.targets.occupancy import sample_rays
 from gasp_core.tasks.bev import BevGrid
 from gasp_core.tasks.config import TaskLabelsConfig
-from gasp_core.tasks.labels import (FORECAST_CLASSES, MAP_CLASSES, ego_waypoints, forecast_labels, map_labels,
-                                    objects_at, semantic_occupancy)
+from gasp_core.tasks.labels import (
+    FORECAST_CLASSES,
+    MAP_CLASSES,
+    ego_waypoints,
+    forecast_labels,
+    map_labels,
+    objects_at,
+    semantic_occupancy,
+)
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -64,7 +71,9 @@ def stored_samples(occupancy_dir: Path, log_id: str) -> list[Sample]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: occupancy labels do not cover log {log_id}")
     table = pl.read_parquet(path).sort("batch")
-    return [Sample(r["t0_ns"], r["batch"], list(r["past_ns"]), list(r["future_ns"])) for r in table.iter_rows(named=True)]
+    return [
+        Sample(r["t0_ns"], r["batch"], list(r["past_ns"]), list(r["future_ns"])) for r in table.iter_rows(named=True)
+    ]
 
 
 def input_end_s(log_: StoredLog, sample: Sample) -> float:
@@ -79,13 +88,22 @@ def _in_box_points(obj, rng: np.random.Generator, n: int) -> np.ndarray:
     if len(obj.category) == 0 or n <= 0:
         return np.zeros((0, 3))
     k = rng.integers(len(obj.category), size=n)
-    local = (rng.uniform(-0.5, 0.5, (n, 3)) * obj.size_lwh[k])
+    local = rng.uniform(-0.5, 0.5, (n, 3)) * obj.size_lwh[k]
     c, s = np.cos(obj.yaw[k]), np.sin(obj.yaw[k])
-    return obj.center[k] + np.column_stack([c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1], local[:, 2]])
+    return obj.center[k] + np.column_stack(
+        [c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1], local[:, 2]]
+    )
 
 
-def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: VoxelizerConfig, occ_cfg: OccupancyLabelsConfig,
-              cfg: TaskLabelsConfig, with_rays: bool = True) -> dict[str, np.ndarray]:
+def label_log(
+    log_: StoredLog,
+    occupancy_dir: Path,
+    scene: SceneConfig,
+    vox: VoxelizerConfig,
+    occ_cfg: OccupancyLabelsConfig,
+    cfg: TaskLabelsConfig,
+    with_rays: bool = True,
+) -> dict[str, np.ndarray]:
     """All task labels of one log's samples (see the module docstring); the depth-rendering rays only
     ``with_rays`` (they are evaluation targets: training logs skip them)."""
     samples = stored_samples(occupancy_dir, log_.log_id)
@@ -96,9 +114,26 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
     wp_times = np.asarray(cfg.waypoint_times_s, float)
     occ_file = Path(occupancy_dir) / log_.log_id / schema.OCCUPANCY_FILE
     reader = ipc.open_file(pa.memory_map(str(occ_file)))
-    out: dict[str, list] = {k: [] for k in ("voxels", "forecast", "map", "waypoints", "ego_past", "boxes", "sem_xyzt", "sem_class",
-                                            "sem_sample", "ray_origin", "ray_dir", "ray_t", "ray_range", "ray_sample",
-                                            "occ_t_min")}
+    out: dict[str, list] = {
+        k: []
+        for k in (
+            "voxels",
+            "forecast",
+            "map",
+            "waypoints",
+            "ego_past",
+            "boxes",
+            "sem_xyzt",
+            "sem_class",
+            "sem_sample",
+            "ray_origin",
+            "ray_dir",
+            "ray_t",
+            "ray_range",
+            "ray_sample",
+            "occ_t_min",
+        )
+    }
     cache: dict = {}
     future_only = replace(occ_cfg.occupancy, include_present=False)  # the t0 sweep is the model's input
     for s, sample in enumerate(samples):
@@ -115,7 +150,9 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
         for k, t in enumerate(wp_times):
             obj = objects_at(log_, sample.t0_ns, sample.t0_ns + int(round(t * 1e9)))
             n = len(obj.category)
-            out["boxes"].append(np.column_stack([np.full(n, s), np.full(n, k), obj.center[:, :2], obj.yaw, obj.size_lwh[:, :2]]))
+            out["boxes"].append(
+                np.column_stack([np.full(n, s), np.full(n, k), obj.center[:, :2], obj.yaw, obj.size_lwh[:, :2]])
+            )
         # semantic occupancy: stored occupancy queries (surfaces and free space) plus points inside boxes
         batch = reader.get_batch(sample.index)
         q = np.column_stack([batch.column(c).to_numpy().astype(np.float64) for c in ("x_m", "y_m", "z_m", "t_s")])
@@ -135,7 +172,9 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
         if not with_rays:
             continue
         returned, _ = sample_rays(log_, sample, future_only, cache)
-        ok = np.flatnonzero(np.all((returned.endpoints >= scene.box_min) & (returned.endpoints <= scene.box_max), axis=1))
+        ok = np.flatnonzero(
+            np.all((returned.endpoints >= scene.box_min) & (returned.endpoints <= scene.box_max), axis=1)
+        )
         pick = rng.choice(ok, min(len(ok), cfg.render_rays), replace=False)
         out["ray_origin"].append(returned.origins[pick].astype(np.float32))
         out["ray_dir"].append(returned.dirs[pick].astype(np.float32))
@@ -143,13 +182,26 @@ def label_log(log_: StoredLog, occupancy_dir: Path, scene: SceneConfig, vox: Vox
         out["ray_range"].append(returned.range_m[pick].astype(np.float32))
         out["ray_sample"].append(np.full(len(pick), s, np.int32))
     if not with_rays:
-        out.update(ray_origin=[np.zeros((0, 3), np.float32)], ray_dir=[np.zeros((0, 3), np.float32)],
-                   ray_t=[np.zeros(0, np.float32)], ray_range=[np.zeros(0, np.float32)], ray_sample=[np.zeros(0, np.int32)])
-    res = {k: (np.stack(v) if k in ("voxels", "forecast", "map", "waypoints", "ego_past", "occ_t_min") else np.concatenate(v))
-           for k, v in out.items()}
+        out.update(
+            ray_origin=[np.zeros((0, 3), np.float32)],
+            ray_dir=[np.zeros((0, 3), np.float32)],
+            ray_t=[np.zeros(0, np.float32)],
+            ray_range=[np.zeros(0, np.float32)],
+            ray_sample=[np.zeros(0, np.int32)],
+        )
+    res = {
+        k: (
+            np.stack(v)
+            if k in ("voxels", "forecast", "map", "waypoints", "ego_past", "occ_t_min")
+            else np.concatenate(v)
+        )
+        for k, v in out.items()
+    }
     res["boxes"] = res["boxes"].astype(np.float32).reshape(-1, 7)
     res["t0_ns"] = np.array([s.t0_ns for s in samples], np.int64)
-    res["ego_dims"] = np.array([log_.meta.ego.length_m, log_.meta.ego.width_m, log_.meta.ego.rear_overhang_m], np.float32)
+    res["ego_dims"] = np.array(
+        [log_.meta.ego.length_m, log_.meta.ego.width_m, log_.meta.ego.rear_overhang_m], np.float32
+    )
     return res
 
 
@@ -160,22 +212,37 @@ def _label_one(job) -> dict:
     with atomic_path(Path(out) / f"{log_id}.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-    return {"log_id": log_id, "samples": int(len(arrays["t0_ns"])), "seconds": time.perf_counter() - start,
-            "forecast_positive_fraction": float(np.unpackbits(arrays["forecast"]).mean()),
-            "semantic_object_fraction": float((arrays["sem_class"] > 0).mean()),
-            "render_rays": int(len(arrays["ray_t"]))}
+    return {
+        "log_id": log_id,
+        "samples": int(len(arrays["t0_ns"])),
+        "seconds": time.perf_counter() - start,
+        "forecast_positive_fraction": float(np.unpackbits(arrays["forecast"]).mean()),
+        "semantic_object_fraction": float((arrays["sem_class"] > 0).mean()),
+        "render_rays": int(len(arrays["ray_t"])),
+    }
 
 
-def build_task_labels(store_dir: Path, occupancy_dir: Path, out: Path, scene: SceneConfig, vox: VoxelizerConfig,
-                      occ_cfg: OccupancyLabelsConfig, cfg: TaskLabelsConfig, logs: list[str], progress: bool = True,
-                      ray_logs: list[str] | None = None) -> dict:
+def build_task_labels(
+    store_dir: Path,
+    occupancy_dir: Path,
+    out: Path,
+    scene: SceneConfig,
+    vox: VoxelizerConfig,
+    occ_cfg: OccupancyLabelsConfig,
+    cfg: TaskLabelsConfig,
+    logs: list[str],
+    progress: bool = True,
+    ray_logs: list[str] | None = None,
+) -> dict:
     """Label ``logs`` into ``out`` (one npz each, then the manifest); depth-rendering rays for ``ray_logs``
     (default: all). Returns the stage metrics."""
     out = Path(out)
     for key in ("forecast_times_s", "waypoint_times_s"):
         times = getattr(cfg, key)
         if not times or min(times) < 0 or max(times) > scene.horizon_s + 1e-9:
-            raise ConfigError(f"task_labels.{key} = {times}: times must lie in [0, scene.horizon_s = {scene.horizon_s}]")
+            raise ConfigError(
+                f"task_labels.{key} = {times}: times must lie in [0, scene.horizon_s = {scene.horizon_s}]"
+            )
     store = LogStore(store_dir)
     missing = [lid for lid in logs if lid not in store.log_ids]
     if missing:
@@ -184,22 +251,37 @@ def build_task_labels(store_dir: Path, occupancy_dir: Path, out: Path, scene: Sc
     for stale in out.glob("*.npz"):
         if stale.stem not in logs:
             stale.unlink()
-    jobs = [(store_dir, occupancy_dir, out, lid, scene, vox, occ_cfg, cfg, ray_logs is None or lid in ray_logs) for lid in logs]
+    jobs = [
+        (store_dir, occupancy_dir, out, lid, scene, vox, occ_cfg, cfg, ray_logs is None or lid in ray_logs)
+        for lid in logs
+    ]
     results = map_jobs(_label_one, jobs, cfg.workers, "task labels", progress=progress, ordered=True)
     rows, cols = grid_shape(scene, vox)
     fg, mg = forecast_grid(scene, cfg), map_grid(scene, cfg)
-    manifest = {"logs": {r["log_id"]: r["samples"] for r in results}, "scene": asdict(scene), "voxelizer": asdict(vox),
-                "config": asdict(cfg), "voxel_shape": [scene.past_sweeps * vox.z_bins, rows, cols],
-                "forecast_shape": [len(cfg.forecast_times_s), len(FORECAST_CLASSES), *fg.shape],
-                "map_shape": [len(MAP_CLASSES), *mg.shape], "map_classes": list(MAP_CLASSES),
-                "forecast_classes": [c.label for c in FORECAST_CLASSES], "semantic_classes": list(SEMANTIC_CLASSES)}
+    manifest = {
+        "logs": {r["log_id"]: r["samples"] for r in results},
+        "scene": asdict(scene),
+        "voxelizer": asdict(vox),
+        "config": asdict(cfg),
+        "voxel_shape": [scene.past_sweeps * vox.z_bins, rows, cols],
+        "forecast_shape": [len(cfg.forecast_times_s), len(FORECAST_CLASSES), *fg.shape],
+        "map_shape": [len(MAP_CLASSES), *mg.shape],
+        "map_classes": list(MAP_CLASSES),
+        "forecast_classes": [c.label for c in FORECAST_CLASSES],
+        "semantic_classes": list(SEMANTIC_CLASSES),
+    }
     write_json_atomic(out / MANIFEST, manifest)
     n = sum(r["samples"] for r in results)
-    log.info("labelled %d samples of %d logs in %.1f s of worker time", n, len(results), sum(r["seconds"] for r in results))
-    return {"logs": len(results), "samples": n,
-            "forecast_positive_fraction": round(float(np.mean([r["forecast_positive_fraction"] for r in results])), 5),
-            "semantic_object_fraction": round(float(np.mean([r["semantic_object_fraction"] for r in results])), 4),
-            "render_rays": sum(r["render_rays"] for r in results)}
+    log.info(
+        "labelled %d samples of %d logs in %.1f s of worker time", n, len(results), sum(r["seconds"] for r in results)
+    )
+    return {
+        "logs": len(results),
+        "samples": n,
+        "forecast_positive_fraction": round(float(np.mean([r["forecast_positive_fraction"] for r in results])), 5),
+        "semantic_object_fraction": round(float(np.mean([r["semantic_object_fraction"] for r in results])), 4),
+        "render_rays": sum(r["render_rays"] for r in results),
+    }
 
 
 class TaskLabels:
@@ -221,7 +303,11 @@ class TaskLabels:
                 arrays = dict(z)
             m = self.manifest
             s = len(arrays["t0_ns"])
-            for key, shape in (("voxels", m["voxel_shape"]), ("forecast", m["forecast_shape"]), ("map", m["map_shape"])):
+            for key, shape in (
+                ("voxels", m["voxel_shape"]),
+                ("forecast", m["forecast_shape"]),
+                ("map", m["map_shape"]),
+            ):
                 size = int(np.prod(shape))
                 arrays[key] = np.unpackbits(arrays[key], axis=1)[:, :size].reshape(s, *shape)
             self._cache[log_id] = arrays

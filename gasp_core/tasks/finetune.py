@@ -30,10 +30,10 @@ from gasp_core.geometry.rays import ray_box_interval
 from gasp_core.io import atomic_path, write_json_atomic
 from gasp_core.models.gasp_model import load_pretrained
 from gasp_core.targets import schema
+from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks import metrics as M
 from gasp_core.tasks.build import SEMANTIC_CLASSES, TaskLabels, forecast_grid
 from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig, TaskLabelsConfig
-from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks.heads import ImplicitHead, MapHead, TrajectoryHeads, constant_velocity
 from gasp_core.tasks.labels import FORECAST_CLASSES, MAP_CLASSES
 from gasp_core.teacher.dinov2 import resolve_device
@@ -104,7 +104,7 @@ def _batched_queries(head: nn.Module, bev: Tensor, q: np.ndarray, chunk: int = 6
     """Head outputs for many queries (N, D) on one sample's BEV (1, C, h, w), in chunks."""
     outs = []
     for i in range(0, len(q), chunk):
-        outs.append(head(bev, _t(q[None, i:i + chunk], bev.device))[0].float().cpu().numpy())
+        outs.append(head(bev, _t(q[None, i : i + chunk], bev.device))[0].float().cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, 1))
 
 
@@ -168,10 +168,22 @@ class ForecastTask(Task):
         out["mAP"] = _nanmean(aps)
         out["softIoU"] = _nanmean([out[f"softIoU/{cls.label}"] for cls in FORECAST_CLASSES])
         vehicle = FORECAST_CLASSES.index(UnifiedCategory.VEHICLE)
-        hist = np.stack([[M.score_histogram(P[s, k, vehicle], Y[s, k, vehicle]) for k in range(len(self.times))]
-                         for s in range(len(P))])  # (S, T, 2, bins)
-        return Evaluation(out, {"prob": P[0], "truth": Y[0], "times": self.times,
-                                "classes": np.array([c.label for c in FORECAST_CLASSES])}, {"vehicle_hist": hist})
+        hist = np.stack(
+            [
+                [M.score_histogram(P[s, k, vehicle], Y[s, k, vehicle]) for k in range(len(self.times))]
+                for s in range(len(P))
+            ]
+        )  # (S, T, 2, bins)
+        return Evaluation(
+            out,
+            {
+                "prob": P[0],
+                "truth": Y[0],
+                "times": self.times,
+                "classes": np.array([c.label for c in FORECAST_CLASSES]),
+            },
+            {"vehicle_hist": hist},
+        )
 
     @staticmethod
     def main_from_stats(stats, weight):
@@ -202,7 +214,9 @@ class OccupancyTask(Task):
     def _queries(self, item: Item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(queries (Q, 4), occupied (Q,), source (Q,)) of the item's stored occupancy queries."""
         if item[0] not in self._files:
-            self._files[item[0]] = ipc.open_file(pa.memory_map(str(self.occupancy_dir / item[0] / schema.OCCUPANCY_FILE)))
+            self._files[item[0]] = ipc.open_file(
+                pa.memory_map(str(self.occupancy_dir / item[0] / schema.OCCUPANCY_FILE))
+            )
         b = self._files[item[0]].get_batch(item[1])
         q = np.column_stack([b.column(c).to_numpy().astype(np.float32) for c in ("x_m", "y_m", "z_m", "t_s")])
         return q, b.column("occupied").to_numpy().astype(np.float32), b.column("source").to_numpy()
@@ -213,9 +227,14 @@ class OccupancyTask(Task):
         q, y, src = self._queries(item)
         future = q[:, 3] > self._arr(item, "occ_t_min")
         out = {}
-        for name, keep in (("lidar", future & (src != QuerySource.MISSING)), ("missing", future & (src == QuerySource.MISSING))):
+        for name, keep in (
+            ("lidar", future & (src != QuerySource.MISSING)),
+            ("missing", future & (src == QuerySource.MISSING)),
+        ):
             idx = np.flatnonzero(keep)
-            idx = np.sort(np.random.default_rng([item[1], len(q)]).choice(idx, min(len(idx), self.eval_queries), replace=False))
+            idx = np.sort(
+                np.random.default_rng([item[1], len(q)]).choice(idx, min(len(idx), self.eval_queries), replace=False)
+            )
             out[name] = (q[idx], y[idx])
         return out
 
@@ -248,7 +267,7 @@ class OccupancyTask(Task):
             last = self._arr(it, "voxels")[-z_bins:].astype(np.float32)  # (Z, H, W): the t0 sweep
             pad = np.pad(last, ((0, 0), (1, 1), (1, 1)))
             h, w = last.shape[1:]
-            near = sum(pad[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+            near = sum(pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
             score = 0.5 * last + 0.5 * near
 
             def prob(q):
@@ -259,6 +278,7 @@ class OccupancyTask(Task):
                 p = np.zeros(len(q))
                 p[ok] = score[iz[ok], iy[ok], ix[ok]]
                 return p
+
             return prob
 
         return self._score(field, items)
@@ -285,9 +305,13 @@ class OccupancyTask(Task):
                 qual = {"depth": depth, "true_depth": true}
         s, y, t = np.concatenate(scores), np.concatenate(labels).astype(bool), np.concatenate(times)
         l1, rel = np.concatenate(l1), np.concatenate(rel)
-        out = {"AP": M.average_precision(s, y), "IoU": M.iou(s >= 0.5, y), "depth_L1_m": float(l1.mean()) if len(l1) else None,
-               "depth_AbsRel": float(rel.mean()) if len(rel) else None,
-               "free_rate/missing": float(np.concatenate(free_missing).mean()) if free_missing else None}
+        out = {
+            "AP": M.average_precision(s, y),
+            "IoU": M.iou(s >= 0.5, y),
+            "depth_L1_m": float(l1.mean()) if len(l1) else None,
+            "depth_AbsRel": float(rel.mean()) if len(rel) else None,
+            "free_rate/missing": float(np.concatenate(free_missing).mean()) if free_missing else None,
+        }
         lo = 0.0
         for h in self.horizons_s:
             if lo >= self.scene.horizon_s - 1e-9:
@@ -466,9 +490,16 @@ class TrajectoryTask(Task):
             metrics.update({f"{k}{suffix}": v for k, v in m.items()})
             stats[f"l2{suffix}"] = l2
         true = np.stack([self._arr(it, "waypoints") for it in items]).astype(np.float64)
-        metrics["collision_rate_true_path"] = float(np.mean([self.collisions(it, t).any() for it, t in zip(items, true)]))
-        qual = {"pred": preds["odometry"][0], "pred_no_odometry": preds["blind"][0], "true": true[0],
-                "constant_velocity": self._constant_velocity([items[0]])[0], "times": np.asarray(self.label_cfg.waypoint_times_s)}
+        metrics["collision_rate_true_path"] = float(
+            np.mean([self.collisions(it, t).any() for it, t in zip(items, true)])
+        )
+        qual = {
+            "pred": preds["odometry"][0],
+            "pred_no_odometry": preds["blind"][0],
+            "true": true[0],
+            "constant_velocity": self._constant_velocity([items[0]])[0],
+            "times": np.asarray(self.label_cfg.waypoint_times_s),
+        }
         return Evaluation(metrics, qual, {"l2": stats["l2"], "l2_blind": stats["l2/no_odometry"]})
 
     def _constant_velocity(self, items: list[Item]) -> np.ndarray:
@@ -510,7 +541,9 @@ class TrajectoryTask(Task):
         return M.collides(xy, yaw, (length, width), overhang, per_step)
 
 
-TASK_CLASSES: dict[str, type[Task]] = {c.name: c for c in (ForecastTask, OccupancyTask, SemanticOccupancyTask, MapTask, TrajectoryTask)}
+TASK_CLASSES: dict[str, type[Task]] = {
+    c.name: c for c in (ForecastTask, OccupancyTask, SemanticOccupancyTask, MapTask, TrajectoryTask)
+}
 
 
 def _nanmean(values) -> float:
@@ -563,7 +596,7 @@ class Features:
         if missing:
             with torch.no_grad():  # plain tensors: the heads save them for their backward pass
                 for i in range(0, len(missing), 8):
-                    chunk = missing[i:i + 8]
+                    chunk = missing[i : i + 8]
                     for it, f in zip(chunk, self.encoder(self.voxels(chunk))):
                         self._cache[it] = f.clone()
         out = torch.stack([self._cache[it] for it in items])
@@ -583,8 +616,16 @@ def _lr(step: int, cfg: FinetuneConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))))
 
 
-def train_run(task: Task, encoder_dir: Path, items: list[Item], cfg: FinetuneConfig, seed: int, device: torch.device,
-              features: Features | None = None, val_items: list[Item] | None = None) -> tuple[nn.Module, nn.Module, list[float], dict]:
+def train_run(
+    task: Task,
+    encoder_dir: Path,
+    items: list[Item],
+    cfg: FinetuneConfig,
+    seed: int,
+    device: torch.device,
+    features: Features | None = None,
+    val_items: list[Item] | None = None,
+) -> tuple[nn.Module, nn.Module, list[float], dict]:
     """One fine-tuning run: returns (head, encoder, per-step losses, model selection record). With a frozen encoder,
     ``features`` (shared across runs of the same initialisation) caches the BEV features.
 
@@ -657,7 +698,11 @@ def train_run(task: Task, encoder_dir: Path, items: list[Item], cfg: FinetuneCon
             encoder.load_state_dict(state["encoder"])
     head.eval()
     encoder.eval()
-    selection = {"selected_step": {part or "head": step for part, (_, _, step) in best.items()}, "history": history} if every else {}
+    selection = (
+        {"selected_step": {part or "head": step for part, (_, _, step) in best.items()}, "history": history}
+        if every
+        else {}
+    )
     return head, encoder, losses, selection
 
 
@@ -668,7 +713,7 @@ def _val_loss(task: Task, head: nn.Module, features: Features, items: list[Item]
     total, n = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(items), batch_size):
-            batch = items[i:i + batch_size]
+            batch = items[i : i + batch_size]
             total += float(task.loss(head, features(batch), batch, rng)) * len(batch)
             n += len(batch)
     return total / max(n, 1)
@@ -732,9 +777,20 @@ def load_run(task: Task, path: Path, encoder_dir: Path, device: torch.device) ->
     return head.eval(), encoder
 
 
-def finetune(task_name: str, init: str, labels_dir: Path, occupancy_dir: Path, init_dir: Path, out_dir: Path,
-             scene: SceneConfig, splits: SplitsConfig, cfg: FinetuneConfig, pretrain_seeds: list[int] = (0,),
-             progress: bool = True, live_dir: Path | None = None) -> dict:
+def finetune(
+    task_name: str,
+    init: str,
+    labels_dir: Path,
+    occupancy_dir: Path,
+    init_dir: Path,
+    out_dir: Path,
+    scene: SceneConfig,
+    splits: SplitsConfig,
+    cfg: FinetuneConfig,
+    pretrain_seeds: list[int] = (0,),
+    progress: bool = True,
+    live_dir: Path | None = None,
+) -> dict:
     """Every (pre-training seed, budget, seed) run of one task and initialisation (``init_dir/seed_<p>`` holds
     pre-training seed p); saves heads under ``out_dir`` and returns metrics: the first and final training loss
     and the validation metrics of each run. With ``live_dir``, each run's curves (training loss per step,
@@ -750,8 +806,12 @@ def finetune(task_name: str, init: str, labels_dir: Path, occupancy_dir: Path, i
     task = make_task(task_name, labels, occupancy_dir, scene, cfg)
     val_items = items_of(labels, splits.val)
     result: dict = {"task": task_name, "init": init, "encoder": cfg.encoder, "runs": {}}
-    bar = tqdm(total=len(pretrain_seeds) * len(cfg.budgets) * len(cfg.seeds), desc=f"finetune {task_name}/{init}", unit="run",
-               disable=not progress)
+    bar = tqdm(
+        total=len(pretrain_seeds) * len(cfg.budgets) * len(cfg.seeds),
+        desc=f"finetune {task_name}/{init}",
+        unit="run",
+        disable=not progress,
+    )
     for p in pretrain_seeds:
         encoder_dir = pretrained_dir(init_dir, p)
         shared = Features(load_encoder(encoder_dir, device), labels, device, True) if cfg.encoder == "frozen" else None
@@ -760,18 +820,46 @@ def finetune(task_name: str, init: str, labels_dir: Path, occupancy_dir: Path, i
             items = items_of(labels, logs)
             for seed in cfg.seeds:
                 start = time.perf_counter()
-                head, encoder, losses, selection = train_run(task, encoder_dir, items, cfg, seed, device, shared, val_items)
-                val = task.evaluate(head, shared if shared is not None else Features(encoder, labels, device, True), val_items).metrics
-                info = {"task": task_name, "init": init, "pretrain_seed": p, "budget": budget, "fraction": fraction, "seed": seed,
-                        "labelled_logs": logs, "samples": len(items), "feat_dim": _feat_dim(encoder), "loss_first": losses[0],
-                        "loss_final": float(np.mean(losses[-10:])), "val": val, **selection, "config": asdict(cfg)}
+                head, encoder, losses, selection = train_run(
+                    task, encoder_dir, items, cfg, seed, device, shared, val_items
+                )
+                val = task.evaluate(
+                    head, shared if shared is not None else Features(encoder, labels, device, True), val_items
+                ).metrics
+                info = {
+                    "task": task_name,
+                    "init": init,
+                    "pretrain_seed": p,
+                    "budget": budget,
+                    "fraction": fraction,
+                    "seed": seed,
+                    "labelled_logs": logs,
+                    "samples": len(items),
+                    "feat_dim": _feat_dim(encoder),
+                    "loss_first": losses[0],
+                    "loss_final": float(np.mean(losses[-10:])),
+                    "val": val,
+                    **selection,
+                    "config": asdict(cfg),
+                }
                 save_run(run_dir(out_dir, budget, p, seed), head, None if cfg.encoder == "frozen" else encoder, info)
                 result["runs"][f"{budget}/{run_name(p, seed)}"] = {
-                    "loss_first": round(losses[0], 5), "loss_final": round(info["loss_final"], 5), "val": _round(val),
-                    **({"selected_step": selection["selected_step"]} if selection else {})}
+                    "loss_first": round(losses[0], 5),
+                    "loss_final": round(info["loss_final"], 5),
+                    "val": _round(val),
+                    **({"selected_step": selection["selected_step"]} if selection else {}),
+                }
                 # timings go to the log only: metrics stay byte-identical across reruns
-                log.info("%s/%s pretrain seed %d %s seed %d: %d steps in %.1f s", task_name, init, p, budget, seed, cfg.steps,
-                         time.perf_counter() - start)
+                log.info(
+                    "%s/%s pretrain seed %d %s seed %d: %d steps in %.1f s",
+                    task_name,
+                    init,
+                    p,
+                    budget,
+                    seed,
+                    cfg.steps,
+                    time.perf_counter() - start,
+                )
                 if live is not None:
                     write_curves(live, f"{budget}/{run_name(p, seed)}", losses, selection.get("history", []))
                 bar.update()
@@ -829,9 +917,19 @@ def split_stats(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, 
     return out
 
 
-def evaluate_runs(task_name: str, inits: dict[str, Path], runs_root: Path, labels_dir: Path, occupancy_dir: Path,
-                  scene: SceneConfig, splits: SplitsConfig, cfg: FinetuneConfig, pretrain_seeds: list[int] = (0,),
-                  split: str = "test", progress: bool = True) -> tuple[dict, dict, dict]:
+def evaluate_runs(
+    task_name: str,
+    inits: dict[str, Path],
+    runs_root: Path,
+    labels_dir: Path,
+    occupancy_dir: Path,
+    scene: SceneConfig,
+    splits: SplitsConfig,
+    cfg: FinetuneConfig,
+    pretrain_seeds: list[int] = (0,),
+    split: str = "test",
+    progress: bool = True,
+) -> tuple[dict, dict, dict]:
     """Score every saved run of a task on ``split``, and the task's non-learned baseline where it has one.
 
     Returns (metrics: per init / budget the mean and std over runs and each run's metrics, plus ``baseline``;
@@ -847,7 +945,9 @@ def evaluate_runs(task_name: str, inits: dict[str, Path], runs_root: Path, label
     qualitative: dict = {}
     stats: dict[str, np.ndarray] = {"sample_log": np.array([logs.index(lid) for lid, _ in items], np.int64)}
     runs = [(p, s) for p in pretrain_seeds for s in cfg.seeds]
-    bar = tqdm(total=len(inits) * len(cfg.budgets) * len(runs), desc=f"evaluate {task_name}", unit="run", disable=not progress)
+    bar = tqdm(
+        total=len(inits) * len(cfg.budgets) * len(runs), desc=f"evaluate {task_name}", unit="run", disable=not progress
+    )
     for init, init_dir in inits.items():
         per_run: dict[str, dict[str, dict]] = {b: {} for b in cfg.budgets}
         for p in pretrain_seeds:
@@ -855,8 +955,12 @@ def evaluate_runs(task_name: str, inits: dict[str, Path], runs_root: Path, label
             shared = Features(load_encoder(encoder_dir, device), labels, device, True)
             for budget in cfg.budgets:
                 for seed in cfg.seeds:
-                    head, encoder = load_run(task, run_dir(Path(runs_root) / init, budget, p, seed), encoder_dir, device)
-                    ev = task.evaluate(head, shared if encoder is None else Features(encoder, labels, device, True), items)
+                    head, encoder = load_run(
+                        task, run_dir(Path(runs_root) / init, budget, p, seed), encoder_dir, device
+                    )
+                    ev = task.evaluate(
+                        head, shared if encoder is None else Features(encoder, labels, device, True), items
+                    )
                     per_run[budget][run_name(p, seed)] = ev.metrics
                     stats.update({stats_key(init, budget, run_name(p, seed), k): v for k, v in ev.stats.items()})
                     if init not in qualitative and ev.qualitative:
@@ -867,7 +971,8 @@ def evaluate_runs(task_name: str, inits: dict[str, Path], runs_root: Path, label
             metrics["results"].setdefault(init, {})[budget] = {
                 "mean": _round({k: _nanmean([r[k] for r in by_run.values()]) for k in keys}),
                 "std": _round({k: _nanstd([r[k] for r in by_run.values()]) for k in keys}),
-                "runs": {name: _round(r) for name, r in by_run.items()}}
+                "runs": {name: _round(r) for name, r in by_run.items()},
+            }
     bar.close()
     base = task.baseline(items)
     if base is not None:
@@ -877,5 +982,7 @@ def evaluate_runs(task_name: str, inits: dict[str, Path], runs_root: Path, label
 
 
 def _round(d: dict, digits: int = 5) -> dict:
-    return {k: (round(float(v), digits) if v is not None and not (isinstance(v, float) and math.isnan(v)) else None)
-            for k, v in d.items()}
+    return {
+        k: (round(float(v), digits) if v is not None and not (isinstance(v, float) and math.isnan(v)) else None)
+        for k, v in d.items()
+    }

@@ -1,4 +1,5 @@
-"""Task heads on the BEV feature map: implicit (queried at points), convolutional (dense BEV) and pooled (trajectory)."""
+"""Task heads on the BEV feature map: implicit (queried at points), convolutional (dense BEV) and pooled
+(trajectory)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ class ImplicitHead(nn.Module):
     """Queries in metres / seconds of the t0 frame -> ``out_dim`` logits, read off the BEV map by an UnO-style
     implicit decoder. ``dims`` picks which of (x, y, z, t) the queries carry: (0, 1, 3) for BEV (x, y, t)."""
 
-    def __init__(self, feat_dim: int, out_dim: int, dims: tuple[int, ...], scene: SceneConfig, cfg: DecoderConfig) -> None:
+    def __init__(
+        self, feat_dim: int, out_dim: int, dims: tuple[int, ...], scene: SceneConfig, cfg: DecoderConfig
+    ) -> None:
         super().__init__()
         self.dims = list(dims)
         extent_xy = (scene.extent_m[1] - scene.extent_m[0], scene.extent_m[3] - scene.extent_m[2])
@@ -36,8 +39,12 @@ class MapHead(nn.Module):
     def __init__(self, feat_dim: int, layers: int, out_hw: tuple[int, int], cfg: DecoderConfig) -> None:
         super().__init__()
         self.out_hw = tuple(out_hw)
-        self.net = nn.Sequential(nn.Conv2d(feat_dim, feat_dim, 3, padding=1), nn.BatchNorm2d(feat_dim), nn.ReLU(inplace=True),
-                                 nn.Conv2d(feat_dim, layers, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(feat_dim, feat_dim, 3, padding=1),
+            nn.BatchNorm2d(feat_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(feat_dim, layers, 1),
+        )
 
     def forward(self, bev: Tensor) -> Tensor:
         return F.interpolate(self.net(bev), size=self.out_hw, mode="bilinear", align_corners=False)
@@ -52,16 +59,31 @@ class TrajectoryHead(nn.Module):
     starts at zero: an untrained head with odometry is the constant-velocity baseline, one without stands still.
     The residual is bounded by ``tanh`` to +-``scale_m``."""
 
-    def __init__(self, feat_dim: int, times_s: list[float], past_steps: int, cfg: DecoderConfig, scale_m: float = 10.0,
-                 odometry: bool = True) -> None:
+    def __init__(
+        self,
+        feat_dim: int,
+        times_s: list[float],
+        past_steps: int,
+        cfg: DecoderConfig,
+        scale_m: float = 10.0,
+        odometry: bool = True,
+    ) -> None:
         super().__init__()
         h = cfg.hidden
         self.scale_m, self.odometry = scale_m, odometry
         self.register_buffer("times", torch.tensor(times_s, dtype=torch.float32), persistent=False)
-        self.conv = nn.Sequential(nn.Conv2d(feat_dim, h, 3, stride=2, padding=1), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
-                                  nn.Conv2d(h, h, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(4))
+        self.conv = nn.Sequential(
+            nn.Conv2d(feat_dim, h, 3, stride=2, padding=1),
+            nn.BatchNorm2d(h),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(h, h, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(4),
+        )
         extra = 3 * past_steps if odometry else 0
-        self.mlp = nn.Sequential(nn.Linear(16 * h + extra, 2 * h), nn.ReLU(inplace=True), nn.Linear(2 * h, 2 * len(times_s)))
+        self.mlp = nn.Sequential(
+            nn.Linear(16 * h + extra, 2 * h), nn.ReLU(inplace=True), nn.Linear(2 * h, 2 * len(times_s))
+        )
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
@@ -85,7 +107,9 @@ class TrajectoryHeads(nn.Module):
     def __init__(self, feat_dim: int, times_s: list[float], past_steps: int, cfg: DecoderConfig) -> None:
         super().__init__()
         self.odometry = TrajectoryHead(feat_dim, times_s, past_steps, cfg, odometry=True)
-        self.blind = TrajectoryHead(feat_dim, times_s, past_steps, cfg, scale_m=40.0, odometry=False)  # whole path: up to 40 m
+        self.blind = TrajectoryHead(
+            feat_dim, times_s, past_steps, cfg, scale_m=40.0, odometry=False
+        )  # whole path: up to 40 m
         self.times = self.odometry.times
 
     def forward(self, bev: Tensor, past: Tensor) -> dict[str, Tensor]:

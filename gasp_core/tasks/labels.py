@@ -43,7 +43,9 @@ class Tracks:
         code = np.cumsum(new) - 1
         self.keys = code * _KEY_STRIDE + (self.ts - self.t_min)
         self.track_ids = track[self.starts]
-        self.category = np.array([UnifiedCategory[c.upper()].value for c in boxes["category"].to_list()], dtype=np.int64)
+        self.category = np.array(
+            [UnifiedCategory[c.upper()].value for c in boxes["category"].to_list()], dtype=np.int64
+        )
         self.center = boxes.select("tx_m", "ty_m", "tz_m").to_numpy().astype(np.float64)
         self.yaw = boxes["yaw"].to_numpy()
         self.size = boxes.select("length_m", "width_m", "height_m").to_numpy().astype(np.float64)
@@ -65,7 +67,7 @@ class Tracks:
 
 
 _KEY_STRIDE = 10**13  # > any log's duration in ns (2.7 hours): (track, time) pairs sort as one int64
-_TRACKS: "weakref.WeakKeyDictionary[StoredLog, Tracks]" = weakref.WeakKeyDictionary()
+_TRACKS: weakref.WeakKeyDictionary[StoredLog, Tracks] = weakref.WeakKeyDictionary()
 
 
 def tracks_of(log: StoredLog) -> Tracks:
@@ -92,12 +94,19 @@ def objects_at(log: StoredLog, t0_ns: int, time_ns: int, max_gap_s: float = 0.6)
 
 
 def _yaw(boxes: pl.DataFrame) -> np.ndarray:
-    rot = quat_wxyz_to_rotation(boxes.select("qw", "qx", "qy", "qz").to_numpy()) if boxes.height else np.zeros((0, 3, 3))
+    rot = (
+        quat_wxyz_to_rotation(boxes.select("qw", "qx", "qy", "qz").to_numpy()) if boxes.height else np.zeros((0, 3, 3))
+    )
     return np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
 
 
-def forecast_labels(log: StoredLog, t0_ns: int, times_s: np.ndarray, grid: BevGrid,
-                    classes: tuple[UnifiedCategory, ...] = FORECAST_CLASSES) -> np.ndarray:
+def forecast_labels(
+    log: StoredLog,
+    t0_ns: int,
+    times_s: np.ndarray,
+    grid: BevGrid,
+    classes: tuple[UnifiedCategory, ...] = FORECAST_CLASSES,
+) -> np.ndarray:
     """(T, C, H, W) bool: cells covered by an object of each class at each future time."""
     out = np.zeros((len(times_s), len(classes), *grid.shape), bool)
     for i, t in enumerate(times_s):
@@ -109,14 +118,17 @@ def forecast_labels(log: StoredLog, t0_ns: int, times_s: np.ndarray, grid: BevGr
     return out
 
 
-def map_labels(log: StoredLog, t0_ns: int, grid: BevGrid, line_width_m: float = 1.0,
-               layers: tuple[str, ...] = MAP_CLASSES) -> np.ndarray:
+def map_labels(
+    log: StoredLog, t0_ns: int, grid: BevGrid, line_width_m: float = 1.0, layers: tuple[str, ...] = MAP_CLASSES
+) -> np.ndarray:
     """(L, H, W) bool: the HD map's layers around the ego at t0 (polygons filled, lines ``line_width_m`` wide)."""
     t0_T_city = np.linalg.inv(log.city_T_ego(t0_ns)[0])
     out = np.zeros((len(layers), *grid.shape), bool)
     for k, layer in enumerate(layers):
         rows = log.map.filter(pl.col("layer") == layer)
-        shapes = [np.column_stack([x, y]) @ t0_T_city[:2, :2].T + t0_T_city[:2, 3] for x, y in zip(rows["x_m"], rows["y_m"])]
+        shapes = [
+            np.column_stack([x, y]) @ t0_T_city[:2, :2].T + t0_T_city[:2, 3] for x, y in zip(rows["x_m"], rows["y_m"])
+        ]
         if layer in (MapLayer.LANE_DIVIDER, MapLayer.ROAD_BOUNDARY):
             closed = rows["closed"].to_list()
             out[k] = lines_mask(grid, [np.vstack([s, s[:1]]) if c else s for s, c in zip(shapes, closed)], line_width_m)
@@ -133,7 +145,9 @@ def map_labels(log: StoredLog, t0_ns: int, grid: BevGrid, line_width_m: float = 
 
 def ego_waypoints(log: StoredLog, t0_ns: int, times_s: np.ndarray) -> np.ndarray:
     """(K, 2) future ego positions (rear axle) in the t0 frame."""
-    poses = np.linalg.inv(log.city_T_ego(t0_ns)[0]) @ log.city_T_ego(t0_ns + np.round(np.asarray(times_s) * 1e9).astype(np.int64))
+    poses = np.linalg.inv(log.city_T_ego(t0_ns)[0]) @ log.city_T_ego(
+        t0_ns + np.round(np.asarray(times_s) * 1e9).astype(np.int64)
+    )
     return poses[:, :2, 3]
 
 

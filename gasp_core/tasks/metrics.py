@@ -73,7 +73,9 @@ def soft_iou(prob: np.ndarray, target: np.ndarray) -> float:
     return float((p * y).sum() / denom) if denom else float("nan")
 
 
-def l2_at(pred_xy: np.ndarray, true_xy: np.ndarray, times_s: np.ndarray, at_s: tuple[float, ...] = (1.0, 2.0, 3.0)) -> dict[str, float]:
+def l2_at(
+    pred_xy: np.ndarray, true_xy: np.ndarray, times_s: np.ndarray, at_s: tuple[float, ...] = (1.0, 2.0, 3.0)
+) -> dict[str, float]:
     """L2 error of predicted waypoints (K, 2) at the waypoint times ``at_s`` (each must be one of ``times_s``)."""
     err = np.linalg.norm(np.asarray(pred_xy) - np.asarray(true_xy), axis=-1)
     return {f"l2_{t:g}s": float(err[_time_index(times_s, t)]) for t in at_s}
@@ -87,8 +89,13 @@ def _time_index(times_s: np.ndarray, t: float) -> int:
     return k
 
 
-def collides(traj_xy: np.ndarray, traj_yaw: np.ndarray, ego_lw: tuple[float, float], rear_overhang_m: float,
-             boxes_per_step: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+def collides(
+    traj_xy: np.ndarray,
+    traj_yaw: np.ndarray,
+    ego_lw: tuple[float, float],
+    rear_overhang_m: float,
+    boxes_per_step: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> np.ndarray:
     """(K,) whether the ego footprint at each waypoint overlaps any object box at the same step.
 
     ``traj_xy`` (K, 2) are rear-axle positions with headings ``traj_yaw``; the footprint reaches
@@ -101,8 +108,9 @@ def collides(traj_xy: np.ndarray, traj_yaw: np.ndarray, ego_lw: tuple[float, flo
     for k, ((x, y), yaw, (centres, yaws, lw)) in enumerate(zip(traj_xy, traj_yaw, boxes_per_step)):
         if not len(centres):
             continue
-        ego = _rectangle(np.array([x, y]) + (length / 2 - rear_overhang_m) * np.array([np.cos(yaw), np.sin(yaw)]),
-                         yaw, length, width)
+        ego = _rectangle(
+            np.array([x, y]) + (length / 2 - rear_overhang_m) * np.array([np.cos(yaw), np.sin(yaw)]), yaw, length, width
+        )
         others = shapely.polygons([_corners(np.asarray(c), a, l, w) for c, a, (l, w) in zip(centres, yaws, lw)])
         out[k] = bool(shapely.intersects(ego, others).any())
     return out

@@ -24,17 +24,48 @@ from gasp_core.tasks.stats import Bootstrap, BootstrapConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 LABELS = {"scratch": "scratch", "uno": "UnO", "uno_enhanced": "UnO+", "gasp": "GASP"}
-TASK_TITLES = {"forecast": "BEV semantic forecasting", "occupancy": "4D occupancy", "semantic_occupancy": "4D semantic occupancy",
-               "map": "Map segmentation", "trajectory": "Ego trajectory"}
-METRIC_TITLES = {"AP/vehicle": "vehicle AP", "AP": "AP, future lidar queries", "mAP": "mAP",
-                 "mIoU": "mIoU: crossings, dividers, boundaries", "L2_avg": "L2 avg 1-3 s, with odometry, m"}
-SECONDARY = {"forecast": ["softIoU/vehicle", "AP/pedestrian", "AP/cyclist", "mAP", "softIoU"],
-             "occupancy": ["IoU", "AP/1s", "AP/2s", "AP/3s", "IoU/1s", "IoU/2s", "IoU/3s", "depth_L1_m", "depth_AbsRel",
-                           "free_rate/missing"],
-             "semantic_occupancy": ["mIoU", "AP/vehicle", "AP/pedestrian", "AP/cyclist", "AP/other"],
-             "map": ["IoU/drivable_area", "IoU/ped_crossing", "IoU/lane_divider", "IoU/road_boundary"],
-             "trajectory": ["l2_1s", "l2_2s", "l2_3s", "collision_1s", "collision_2s", "collision_3s",
-                            "L2_avg/no_odometry", "l2_3s/no_odometry", "collision_3s/no_odometry"]}
+TASK_TITLES = {
+    "forecast": "BEV semantic forecasting",
+    "occupancy": "4D occupancy",
+    "semantic_occupancy": "4D semantic occupancy",
+    "map": "Map segmentation",
+    "trajectory": "Ego trajectory",
+}
+METRIC_TITLES = {
+    "AP/vehicle": "vehicle AP",
+    "AP": "AP, future lidar queries",
+    "mAP": "mAP",
+    "mIoU": "mIoU: crossings, dividers, boundaries",
+    "L2_avg": "L2 avg 1-3 s, with odometry, m",
+}
+SECONDARY = {
+    "forecast": ["softIoU/vehicle", "AP/pedestrian", "AP/cyclist", "mAP", "softIoU"],
+    "occupancy": [
+        "IoU",
+        "AP/1s",
+        "AP/2s",
+        "AP/3s",
+        "IoU/1s",
+        "IoU/2s",
+        "IoU/3s",
+        "depth_L1_m",
+        "depth_AbsRel",
+        "free_rate/missing",
+    ],
+    "semantic_occupancy": ["mIoU", "AP/vehicle", "AP/pedestrian", "AP/cyclist", "AP/other"],
+    "map": ["IoU/drivable_area", "IoU/ped_crossing", "IoU/lane_divider", "IoU/road_boundary"],
+    "trajectory": [
+        "l2_1s",
+        "l2_2s",
+        "l2_3s",
+        "collision_1s",
+        "collision_2s",
+        "collision_3s",
+        "L2_avg/no_odometry",
+        "l2_3s/no_odometry",
+        "collision_3s/no_odometry",
+    ],
+}
 
 
 def _label(init: str) -> str:
@@ -70,7 +101,9 @@ def comparison_pairs(inits: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def compare(task: str, stats: dict, groups: np.ndarray, inits: list[str], budgets: list[str], fn, cfg: BootstrapConfig) -> dict:
+def compare(
+    task: str, stats: dict, groups: np.ndarray, inits: list[str], budgets: list[str], fn, cfg: BootstrapConfig
+) -> dict:
     """Per budget: each init's main-metric interval, the paired differences of :func:`comparison_pairs`, and each init
     against the non-learned baseline (when the task has one), from the evaluate stage's per-sample statistics."""
     better = MAIN_METRIC[task][1] == "higher"
@@ -92,9 +125,17 @@ def compare(task: str, stats: dict, groups: np.ndarray, inits: list[str], budget
     return out
 
 
-def write_report(eval_metrics: dict[str, dict], qualitative: dict[str, dict], out: Path, inits: list[str], budgets: list[str],
-                 comparisons: dict[str, dict], extras: dict | None = None, plot_csv: Path | None = None,
-                 level: float = 0.95) -> dict:
+def write_report(
+    eval_metrics: dict[str, dict],
+    qualitative: dict[str, dict],
+    out: Path,
+    inits: list[str],
+    budgets: list[str],
+    comparisons: dict[str, dict],
+    extras: dict | None = None,
+    plot_csv: Path | None = None,
+    level: float = 0.95,
+) -> dict:
     """Tables, radar chart and figures into ``out``; returns the summary (also written as summary.json). The main
     metrics also go to ``plot_csv`` (a ``dvc plots`` file outside ``out``) when given. ``comparisons[task]`` is what
     :func:`compare` gives."""
@@ -103,14 +144,18 @@ def write_report(eval_metrics: dict[str, dict], qualitative: dict[str, dict], ou
     tasks = [t for t in MAIN_METRIC if t in eval_metrics]
     pct = f"{100 * level:g}%"
     summary: dict = {"tasks": {}, "inits": inits, "budgets": budgets, "level": level}
-    lines = ["# Downstream comparison: scratch vs UnO vs GASP pre-training", "",
-             f"Test split. Each cell: the main metric averaged over runs (pre-training seed x fine-tuning seed) with its "
-             f"{pct} bootstrap interval (test samples and runs resampled). Built by `dvc repro` (stage `report`).", ""]
+    lines = [
+        "# Downstream comparison: scratch vs UnO vs GASP pre-training",
+        "",
+        f"Test split. Each cell: the main metric averaged over runs (pre-training seed x fine-tuning seed) with its "
+        f"{pct} bootstrap interval (test samples and runs resampled). Built by `dvc repro` (stage `report`).",
+        "",
+    ]
     if extras:
         lines += [f"- {k}: {v}" for k, v in extras.items()] + [""]
     has_base = any("baseline" in comparisons[t][b] for t in tasks for b in budgets)
     header = "| task (metric) | " + " | ".join(f"{_label(i)} ({b})" for b in budgets for i in inits)
-    header += (" | non-learned baseline |" if has_base else " |")
+    header += " | non-learned baseline |" if has_base else " |"
     lines += ["## Main metric per task", "", header, "|" + "---|" * (1 + len(budgets) * len(inits) + has_base)]
     csv_rows = ["task,budget,init,value"]
     for task in tasks:
@@ -124,14 +169,21 @@ def write_report(eval_metrics: dict[str, dict], qualitative: dict[str, dict], ou
         if has_base:
             cells.append(_fmt_ci(cmp[budgets[0]].get("baseline")))
         arrow = "↑" if better == "higher" else "↓"
-        lines.append(f"| {TASK_TITLES[task]} ({METRIC_TITLES.get(metric, metric)} {arrow}) | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {TASK_TITLES[task]} ({METRIC_TITLES.get(metric, metric)} {arrow}) | " + " | ".join(cells) + " |"
+        )
         summary["tasks"][task] = {"metric": metric, "better": better, **{b: cmp[b] for b in budgets}}
     pairs = [p for p in comparison_pairs(inits)]
-    lines += ["", f"## Does the paper's ordering hold? Paired differences of the main metric, {pct} intervals", "",
-              "Positive = the first is better (for L2, lower). *better* / *worse*: the interval excludes 0; *inconclusive*: "
-              "it does not.", "",
-              "| task | budget | " + " | ".join(f"{_label(a)} vs {_label(c)}" for a, c in pairs) + " |",
-              "|---|---|" + "---|" * len(pairs)]
+    lines += [
+        "",
+        f"## Does the paper's ordering hold? Paired differences of the main metric, {pct} intervals",
+        "",
+        "Positive = the first is better (for L2, lower). *better* / *worse*: the interval excludes 0; *inconclusive*: "
+        "it does not.",
+        "",
+        "| task | budget | " + " | ".join(f"{_label(a)} vs {_label(c)}" for a, c in pairs) + " |",
+        "|---|---|" + "---|" * len(pairs),
+    ]
     for task in tasks:
         for b in budgets:
             cells = []
@@ -140,32 +192,55 @@ def write_report(eval_metrics: dict[str, dict], qualitative: dict[str, dict], ou
                 cells.append(f"{_fmt_ci(d, signed=True)} **{d['verdict']}**" if d else "n/a")
             lines.append(f"| {TASK_TITLES[task]} | {b} | " + " | ".join(cells) + " |")
     if has_base:
-        lines += ["", "### Against the non-learned baseline (constant velocity; occupancy persisting from the last input sweep)",
-                  "", "| task | budget | " + " | ".join(f"{_label(i)} vs baseline" for i in inits) + " |",
-                  "|---|---|" + "---|" * len(inits)]
+        lines += [
+            "",
+            "### Against the non-learned baseline (constant velocity; occupancy persisting from the last input sweep)",
+            "",
+            "| task | budget | " + " | ".join(f"{_label(i)} vs baseline" for i in inits) + " |",
+            "|---|---|" + "---|" * len(inits),
+        ]
         for task in tasks:
             for b in budgets:
                 vs = comparisons[task][b]["vs_baseline"]
                 if vs:
-                    lines.append(f"| {TASK_TITLES[task]} | {b} | " + " | ".join(
-                        f"{_fmt_ci(vs[i], signed=True)} **{vs[i]['verdict']}**" if i in vs else "n/a" for i in inits) + " |")
+                    lines.append(
+                        f"| {TASK_TITLES[task]} | {b} | "
+                        + " | ".join(
+                            f"{_fmt_ci(vs[i], signed=True)} **{vs[i]['verdict']}**" if i in vs else "n/a" for i in inits
+                        )
+                        + " |"
+                    )
     lines += ["", "## Secondary metrics (mean ± std over runs)", ""]
     for task in tasks:
         res = eval_metrics[task]["results"]
         base = eval_metrics[task].get("baseline")
         keys = [k for k in SECONDARY[task] if any(k in res[i][b]["mean"] for i in res for b in budgets)]
-        lines += [f"### {TASK_TITLES[task]}", "", "| init | budget | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
+        lines += [
+            f"### {TASK_TITLES[task]}",
+            "",
+            "| init | budget | " + " | ".join(keys) + " |",
+            "|" + "---|" * (2 + len(keys)),
+        ]
         for i in inits:
             for b in budgets:
                 if i in res and b in res[i]:
                     r = res[i][b]
-                    lines.append(f"| {_label(i)} | {b} | " + " | ".join(_fmt(r["mean"].get(k), r["std"].get(k)) for k in keys) + " |")
+                    lines.append(
+                        f"| {_label(i)} | {b} | "
+                        + " | ".join(_fmt(r["mean"].get(k), r["std"].get(k)) for k in keys)
+                        + " |"
+                    )
         if base:
             lines.append("| baseline | - | " + " | ".join(_fmt(base.get(k), None) for k in keys) + " |")
         lines.append("")
     figures = [radar(summary, out / "radar.png")]
-    for name, fn in (("forecast", _forecast_figure), ("map", _map_figure), ("trajectory", _trajectory_figure),
-                     ("occupancy", _depth_figure), ("semantic_occupancy", _semantic_figure)):
+    for name, fn in (
+        ("forecast", _forecast_figure),
+        ("map", _map_figure),
+        ("trajectory", _trajectory_figure),
+        ("occupancy", _depth_figure),
+        ("semantic_occupancy", _semantic_figure),
+    ):
         if name in qualitative and qualitative[name]:
             figures.append(fn(qualitative[name], out / f"{name}.png"))
     if "dino_bev" in qualitative:
@@ -211,7 +286,9 @@ def radar(summary: dict, path: Path) -> Path:
             rel = {k: [] for k in ("estimate", "low", "high")}
             for t in tasks:
                 ivals = summary["tasks"][t][b]["interval"]
-                present = [d["estimate"] for d in ivals.values() if d["estimate"] is not None and not np.isnan(d["estimate"])]
+                present = [
+                    d["estimate"] for d in ivals.values() if d["estimate"] is not None and not np.isnan(d["estimate"])
+                ]
                 d = ivals.get(i)
                 for k in rel:
                     v = None if d is None else d[k]
@@ -222,7 +299,7 @@ def radar(summary: dict, path: Path) -> Path:
                     else:
                         rel[k].append(min(present) / v if v > 0 else 1.0)
             ring = np.r_[angles, angles[:1]]
-            line, = ax.plot(ring, np.r_[rel["estimate"], rel["estimate"][:1]], label=_label(i))
+            (line,) = ax.plot(ring, np.r_[rel["estimate"], rel["estimate"][:1]], label=_label(i))
             lo, hi = np.minimum(rel["low"], rel["high"]), np.maximum(rel["low"], rel["high"])
             ax.fill_between(ring, np.r_[lo, lo[:1]], np.r_[hi, hi[:1]], color=line.get_color(), alpha=0.15)
         ax.set_xticks(angles)
@@ -238,7 +315,8 @@ def _inits(q: dict) -> list[str]:
 
 
 def _forecast_figure(q: dict, path: Path) -> Path:
-    """Rows: ground truth, then each init; columns: forecast times. Colours: vehicle red, pedestrian green, cyclist blue."""
+    """Rows: ground truth, then each init; columns: forecast times. Colours: vehicle red, pedestrian green, cyclist
+    blue."""
     inits = _inits(q)
     truth = q[inits[0]]["truth"].astype(float)
     times = q[inits[0]]["times"]
@@ -283,11 +361,17 @@ def _trajectory_figure(q: dict, path: Path) -> Path:
         ax.plot(np.r_[0, cv[:, 0]], np.r_[0, cv[:, 1]], "k:", label="constant velocity")
     for i in inits:
         p = q[i]["pred"]
-        line, = ax.plot(np.r_[0, p[:, 0]], np.r_[0, p[:, 1]], "-o", label=f"{_label(i)} (odometry)", alpha=0.8)
+        (line,) = ax.plot(np.r_[0, p[:, 0]], np.r_[0, p[:, 1]], "-o", label=f"{_label(i)} (odometry)", alpha=0.8)
         if "pred_no_odometry" in q[i]:
             p = q[i]["pred_no_odometry"]
-            ax.plot(np.r_[0, p[:, 0]], np.r_[0, p[:, 1]], "--x", color=line.get_color(), label=f"{_label(i)} (no odometry)",
-                    alpha=0.6)
+            ax.plot(
+                np.r_[0, p[:, 0]],
+                np.r_[0, p[:, 1]],
+                "--x",
+                color=line.get_color(),
+                label=f"{_label(i)} (no odometry)",
+                alpha=0.6,
+            )
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (m, t0 frame)")
     ax.set_ylabel("y (m)")
@@ -323,8 +407,11 @@ def _semantic_figure(q: dict, path: Path) -> Path:
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("4D semantic occupancy at t0, z = 0.75 m (grey background, red vehicle, green pedestrian, blue cyclist, "
-                 "purple other)", fontsize=9)
+    fig.suptitle(
+        "4D semantic occupancy at t0, z = 0.75 m (grey background, red vehicle, green pedestrian, blue cyclist, "
+        "purple other)",
+        fontsize=9,
+    )
     return _save(fig, path)
 
 
@@ -359,16 +446,27 @@ def dino_bev(model, voxels: np.ndarray, z_m: float = 1.0) -> dict:
     f = feats - feats.mean(0)
     _, _, vt = np.linalg.svd(f[:: max(1, len(f) // 4000)], full_matrices=False)
     rgb = f @ vt[:3].T
-    rgb = (rgb - np.percentile(rgb, 2, axis=0)) / (np.percentile(rgb, 98, axis=0) - np.percentile(rgb, 2, axis=0) + 1e-9)
+    rgb = (rgb - np.percentile(rgb, 2, axis=0)) / (
+        np.percentile(rgb, 98, axis=0) - np.percentile(rgb, 2, axis=0) + 1e-9
+    )
     rgb = np.clip(rgb, 0, 1).reshape(*grid.shape, 3)
     z_bins = model.cfg.voxelizer.z_bins
     lidar = voxels[-z_bins:].max(0)  # the t0 sweep
     return {"rgb": rgb * (0.35 + 0.65 * lidar[..., None]), "lidar": lidar}
 
 
-def build_report(metrics_dir: Path, eval_dir: Path, labels_dir: Path, out: Path, splits: SplitsConfig, cfg: FinetuneConfig,
-                 plot: Path | None = None, gasp_model: Path | None = None, pretrain_seeds: list[int] = (0,),
-                 bootstrap: BootstrapConfig | None = None) -> dict[str, float]:
+def build_report(
+    metrics_dir: Path,
+    eval_dir: Path,
+    labels_dir: Path,
+    out: Path,
+    splits: SplitsConfig,
+    cfg: FinetuneConfig,
+    plot: Path | None = None,
+    gasp_model: Path | None = None,
+    pretrain_seeds: list[int] = (0,),
+    bootstrap: BootstrapConfig | None = None,
+) -> dict[str, float]:
     """The report stage: read every ``evaluate@<task>`` output (``metrics_dir/<task>.json``,
     ``eval_dir/<task>/{qualitative,stats}.npz``), bootstrap the intervals, add GASP's DINO field in BEV when
     ``gasp_model`` (the variant's folder; its first pre-training seed is drawn) has one, write the report to ``out``;
@@ -389,8 +487,15 @@ def build_report(metrics_dir: Path, eval_dir: Path, labels_dir: Path, out: Path,
             qualitative[task] = q
         arrays = load_arrays(Path(eval_dir) / task / "stats.npz")
         groups = arrays["sample_log"] if bootstrap.unit == "log" else np.arange(len(arrays["sample_log"]))
-        comparisons[task] = compare(task, split_stats(arrays), groups, cfg.inits, list(cfg.budgets),
-                                    TASK_CLASSES[task].main_from_stats, bootstrap)
+        comparisons[task] = compare(
+            task,
+            split_stats(arrays),
+            groups,
+            cfg.inits,
+            list(cfg.budgets),
+            TASK_CLASSES[task].main_from_stats,
+            bootstrap,
+        )
         log.info("%s: bootstrap intervals done", task)
     model_dir = Path(gasp_model) / f"seed_{pretrain_seeds[0]}" if gasp_model is not None else None
     if model_dir is not None and (model_dir / "config.json").is_file():
@@ -399,12 +504,18 @@ def build_report(metrics_dir: Path, eval_dir: Path, labels_dir: Path, out: Path,
             voxels = TaskLabels(labels_dir).log(splits.test[0])["voxels"][0]
             qualitative["dino_bev"] = dino_bev(model, voxels)
     first = metrics[cfg.tasks[0]]
-    extras = {"encoder": cfg.encoder,
-              "label budgets": ", ".join(f"{k} = {v:g} of the training logs" for k, v in cfg.budgets.items()),
-              "runs per init and budget": f"{len(pretrain_seeds)} pre-training seed(s) x {len(cfg.seeds)} fine-tuning seeds",
-              "test logs": len(splits.test), "test samples": first["samples"],
-              "bootstrap": f"{bootstrap.replicates} replicates resampling test {bootstrap.unit}s and runs; percentile intervals"}
-    summary = write_report(metrics, qualitative, out, cfg.inits, list(cfg.budgets), comparisons, extras, plot, bootstrap.level)
+    extras = {
+        "encoder": cfg.encoder,
+        "label budgets": ", ".join(f"{k} = {v:g} of the training logs" for k, v in cfg.budgets.items()),
+        "runs per init and budget": f"{len(pretrain_seeds)} pre-training seed(s) x {len(cfg.seeds)} fine-tuning seeds",
+        "test logs": len(splits.test),
+        "test samples": first["samples"],
+        "bootstrap": f"{bootstrap.replicates} replicates resampling test {bootstrap.unit}s and runs; "
+        "percentile intervals",
+    }
+    summary = write_report(
+        metrics, qualitative, out, cfg.inits, list(cfg.budgets), comparisons, extras, plot, bootstrap.level
+    )
     flat: dict[str, float] = {}
     for task, s in summary["tasks"].items():
         for b in cfg.budgets:

@@ -10,8 +10,8 @@ the interval of their difference is free of the sample-to-sample variance they s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -67,7 +67,9 @@ class Bootstrap:
 
     def _run_draws(self, runs: int) -> np.ndarray:
         if runs not in self._draws:
-            self._draws[runs] = np.random.default_rng([self.cfg.seed, runs]).integers(runs, size=(self.cfg.replicates, runs))
+            self._draws[runs] = np.random.default_rng([self.cfg.seed, runs]).integers(
+                runs, size=(self.cfg.replicates, runs)
+            )
         return self._draws[runs]
 
     def replicates(self, runs: list[dict[str, np.ndarray]], fn: StatFn) -> np.ndarray:
@@ -81,7 +83,7 @@ class Bootstrap:
         per_run = np.empty((len(self.weights), len(runs)))
         for r, stats in enumerate(runs):
             for i in range(0, len(self.weights), self.chunk):
-                per_run[i:i + self.chunk, r] = _metric(stats, self.weights[i:i + self.chunk], fn)
+                per_run[i : i + self.chunk, r] = _metric(stats, self.weights[i : i + self.chunk], fn)
         with np.errstate(all="ignore"):
             return np.nanmean(np.take_along_axis(per_run, self._run_draws(len(runs)), axis=1), axis=1)
 
@@ -95,8 +97,13 @@ class Bootstrap:
         lo, hi = _percentiles(self.replicates(runs, fn), self.cfg.level)
         return {"estimate": self.point(runs, fn), "low": lo, "high": hi}
 
-    def difference(self, runs_a: list[dict[str, np.ndarray]], runs_b: list[dict[str, np.ndarray]], fn: StatFn,
-                   higher_is_better: bool = True) -> dict:
+    def difference(
+        self,
+        runs_a: list[dict[str, np.ndarray]],
+        runs_b: list[dict[str, np.ndarray]],
+        fn: StatFn,
+        higher_is_better: bool = True,
+    ) -> dict:
         """Interval of a - b, signed so that positive means ``a`` is better, and its :func:`verdict`."""
         sign = 1.0 if higher_is_better else -1.0
         lo, hi = _percentiles(sign * (self.replicates(runs_a, fn) - self.replicates(runs_b, fn)), self.cfg.level)

@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 RANDOM_WARNING = (
     "\n" + "!" * 78 + "\n"
     "!! DINO TEACHER HAS RANDOM WEIGHTS: the 'DINO' targets are features of an untrained ViT, not DINOv2.\n"
-    "!! Set dino_targets.teacher.weights to a local DINOv2 checkpoint (or 'hub' with network access).\n"
-    + "!" * 78
+    "!! Set dino_targets.teacher.weights to a local DINOv2 checkpoint (or 'hub' with network access).\n" + "!" * 78
 )
 
 
@@ -109,7 +108,9 @@ class DinoTeacher(torch.nn.Module):
                     state = checkpoint_filter_fn(state, self.vit)
                 missing, unexpected = self.vit.load_state_dict(state, strict=False)
                 if missing:
-                    raise ValueError(f"teacher weights {cfg.weights} lack {len(missing)} tensors of {cfg.model}, e.g. {missing[:3]}")
+                    raise ValueError(
+                        f"teacher weights {cfg.weights} lack {len(missing)} tensors of {cfg.model}, e.g. {missing[:3]}"
+                    )
                 if unexpected:
                     log.info("teacher weights: ignoring %d extra tensors (%s...)", len(unexpected), unexpected[:2])
                 self.weights_id = f"file:{Path(cfg.weights).name}:sha256={_file_sha256(Path(cfg.weights))[:16]}"
@@ -126,15 +127,20 @@ class DinoTeacher(torch.nn.Module):
         embedding is interpolated, and the finer patch grid is what thin classes need (the probe measured that)."""
         meta_path = folder / "teacher.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(f"teacher weights {folder} is a folder without teacher.json: not a teacher stage output")
+            raise FileNotFoundError(
+                f"teacher weights {folder} is a folder without teacher.json: not a teacher stage output"
+            )
         meta = json.loads(meta_path.read_text())
         if not meta.get("trained", True):
-            raise ValueError(f"{meta_path}: the teacher stage trained no teacher (teacher.enabled is false); enable it "
-                             "or set dino_targets.teacher.weights to 'random', 'hub' or a checkpoint")
+            raise ValueError(
+                f"{meta_path}: the teacher stage trained no teacher (teacher.enabled is false); enable it "
+                "or set dino_targets.teacher.weights to 'random', 'hub' or a checkpoint"
+            )
         weights = folder / "model.safetensors"
         self.model_name = meta["model"]
-        vit = timm.create_model(meta["model"], pretrained=False, dynamic_img_size=True, num_classes=0,
-                                **meta.get("model_args", {}))
+        vit = timm.create_model(
+            meta["model"], pretrained=False, dynamic_img_size=True, num_classes=0, **meta.get("model_args", {})
+        )
         vit.load_state_dict(load_state_dict(weights), strict=True)
         self.weights_id = f"in_domain:{meta.get('objective', '?')}:{meta['model']}:sha256={_file_sha256(weights)[:16]}"
         return vit, meta.get("mean"), meta.get("std")
@@ -150,18 +156,24 @@ class DinoTeacher(torch.nn.Module):
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """The network input size for an image: longer side <= max_side_px, sides multiples of the patch."""
         scale = min(1.0, self.cfg.max_side_px / max(height, width))
-        return (max(self.patch, int(round(height * scale / self.patch)) * self.patch),
-                max(self.patch, int(round(width * scale / self.patch)) * self.patch))
+        return (
+            max(self.patch, int(round(height * scale / self.patch)) * self.patch),
+            max(self.patch, int(round(width * scale / self.patch)) * self.patch),
+        )
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         b, _, h, w = images.shape
         size = self.input_size(h, w)
-        x = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True) if size != (h, w) else images
+        x = (
+            F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+            if size != (h, w)
+            else images
+        )
         x = (x - self.mean) / self.std
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             tokens = self.vit.forward_features(x)
-        patches = tokens[:, self.vit.num_prefix_tokens:].float()
+        patches = tokens[:, self.vit.num_prefix_tokens :].float()
         gh, gw = size[0] // self.patch, size[1] // self.patch
         return patches.reshape(b, gh, gw, -1).permute(0, 3, 1, 2).contiguous()
 
@@ -172,8 +184,11 @@ def sample_features(feature_map: torch.Tensor, uv: np.ndarray, image_hw: tuple[i
     The map covers the whole image, each patch feature standing at its patch's centre (align_corners=False).
     """
     h, w = image_hw
-    grid = torch.as_tensor(np.stack([2.0 * uv[:, 0] / w - 1.0, 2.0 * uv[:, 1] / h - 1.0], axis=-1),
-                           dtype=feature_map.dtype, device=feature_map.device).view(1, 1, -1, 2)
+    grid = torch.as_tensor(
+        np.stack([2.0 * uv[:, 0] / w - 1.0, 2.0 * uv[:, 1] / h - 1.0], axis=-1),
+        dtype=feature_map.dtype,
+        device=feature_map.device,
+    ).view(1, 1, -1, 2)
     out = F.grid_sample(feature_map[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out[0, :, 0].T
 

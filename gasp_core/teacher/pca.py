@@ -18,7 +18,7 @@ class FeaturePCA:
     explained_variance_ratio: torch.Tensor  # (D,)
 
     @classmethod
-    def fit(cls, features: torch.Tensor, dim: int) -> "FeaturePCA":
+    def fit(cls, features: torch.Tensor, dim: int) -> FeaturePCA:
         """Top-``dim`` principal axes of ``features`` (N, C) by an exact SVD of the centred data."""
         x = features.double()
         if dim > min(x.shape):
@@ -33,10 +33,16 @@ class FeaturePCA:
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
-            save_file({"mean": self.mean.contiguous(), "components": self.components.contiguous(),
-                       "explained_variance_ratio": self.explained_variance_ratio.contiguous()}, str(tmp))
+            save_file(
+                {
+                    "mean": self.mean.contiguous(),
+                    "components": self.components.contiguous(),
+                    "explained_variance_ratio": self.explained_variance_ratio.contiguous(),
+                },
+                str(tmp),
+            )
 
     @classmethod
-    def load(cls, path: Path) -> "FeaturePCA":
+    def load(cls, path: Path) -> FeaturePCA:
         t = load_file(str(path))
         return cls(t["mean"], t["components"], t["explained_variance_ratio"])

@@ -38,12 +38,12 @@ class ProbeSet:
     classes: np.ndarray
 
     @classmethod
-    def concat(cls, parts: list["ProbeSet"]) -> "ProbeSet":
+    def concat(cls, parts: list[ProbeSet]) -> ProbeSet:
         if not parts:
             return cls(np.zeros((0, 0), np.float32), np.zeros(0, np.int64))
         return cls(np.concatenate([p.features for p in parts]), np.concatenate([p.classes for p in parts]))
 
-    def subset(self, n: int, rng: np.random.Generator) -> "ProbeSet":
+    def subset(self, n: int, rng: np.random.Generator) -> ProbeSet:
         if len(self.classes) <= n:
             return self
         pick = np.sort(rng.choice(len(self.classes), n, replace=False))
@@ -82,6 +82,7 @@ def linear_probe(train: ProbeSet, test: ProbeSet, class_names: list[str], cfg: P
     return {
         "accuracy": round(float(np.mean(pred == test.classes)), 4),
         "mIoU": round(float(np.mean(np.nan_to_num(iou[present]))), 4),
-        "train_points": int(len(train.classes)), "test_points": int(len(test.classes)),
+        "train_points": int(len(train.classes)),
+        "test_points": int(len(test.classes)),
         "IoU": {class_names[c]: (round(float(np.nan_to_num(iou[c])), 4) if present[c] else None) for c in range(k)},
     }

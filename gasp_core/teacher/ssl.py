@@ -21,9 +21,10 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -154,13 +155,19 @@ def _validate(cfg: TeacherTrainConfig) -> None:
         (0.0 <= cfg.ema <= 1.0, f"ema {cfg.ema} is not in [0, 1]"),
         (0.0 <= cfg.center_momentum < 1.0, f"center_momentum {cfg.center_momentum} is not in [0, 1)"),
         (cfg.max_seconds is None or cfg.max_seconds > 0, "max_seconds must be positive or null"),
-        (0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1 and 0 < cfg.local_scale[0] <= cfg.local_scale[1] <= 1,
-         "crop_scale / local_scale must be ranges within (0, 1]"),
+        (
+            0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1 and 0 < cfg.local_scale[0] <= cfg.local_scale[1] <= 1,
+            "crop_scale / local_scale must be ranges within (0, 1]",
+        ),
         (0 <= cfg.ibot_mask_ratio[0] <= cfg.ibot_mask_ratio[1] < 1, "ibot_mask_ratio must be a range within [0, 1)"),
-        (cfg.log_every >= 1 and cfg.image_side_px >= 1 and cfg.frame_stride >= 1,
-         "log_every, image_side_px and frame_stride must be >= 1"),
-        (not {"pretrained", "num_classes", "dynamic_img_size"} & set(cfg.model_args),
-         "model_args may not set pretrained, num_classes or dynamic_img_size (the loader fixes them)"),
+        (
+            cfg.log_every >= 1 and cfg.image_side_px >= 1 and cfg.frame_stride >= 1,
+            "log_every, image_side_px and frame_stride must be >= 1",
+        ),
+        (
+            not {"pretrained", "num_classes", "dynamic_img_size"} & set(cfg.model_args),
+            "model_args may not set pretrained, num_classes or dynamic_img_size (the loader fixes them)",
+        ),
     ]
     for ok, msg in checks:
         if not ok:
@@ -169,11 +176,14 @@ def _validate(cfg: TeacherTrainConfig) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- images
 
+
 def fit_size(height: int, width: int, side: int, patch: int) -> tuple[int, int]:
     """DinoTeacher's input size rule: longer side <= ``side`` (never enlarged), sides multiples of ``patch``."""
     scale = min(1.0, side / max(height, width))
-    return (max(patch, int(round(height * scale / patch)) * patch),
-            max(patch, int(round(width * scale / patch)) * patch))
+    return (
+        max(patch, int(round(height * scale / patch)) * patch),
+        max(patch, int(round(width * scale / patch)) * patch),
+    )
 
 
 def _as_uint8_image(item) -> torch.Tensor:
@@ -214,19 +224,26 @@ def preload_images(images, side: int, patch: int, chunk: int = 64) -> tuple[torc
         groups[(tuple(r.shape[1:]), tuple(sizes[i]))].append(i)
     for (src, (h, w)), members in groups.items():
         for k in range(0, len(members), chunk):
-            idx = members[k:k + chunk]
+            idx = members[k : k + chunk]
             x = torch.stack([raw[i] for i in idx])
             if src != (h, w):
-                x = F.interpolate(x.float() / 255.0, size=(int(h), int(w)), mode="bilinear", align_corners=False,
-                                  antialias=True)
+                x = F.interpolate(
+                    x.float() / 255.0, size=(int(h), int(w)), mode="bilinear", align_corners=False, antialias=True
+                )
                 x = (x * 255.0).round().clamp(0, 255).to(torch.uint8)
             canvas[idx, :, :h, :w] = x
     train_hw = collections.Counter(map(tuple, sizes.tolist())).most_common(1)[0][0]
     return canvas, sizes, (int(train_hw[0]), int(train_hw[1]))
 
 
-def crop_thetas(rng: np.random.Generator, sizes: np.ndarray, canvas_hw: tuple[int, int], out_hw: tuple[int, int],
-                scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
+def crop_thetas(
+    rng: np.random.Generator,
+    sizes: np.ndarray,
+    canvas_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
     """Affine grids (B, 2, 3) of random resized crops with random horizontal flips, for ``F.affine_grid``
     (align_corners=False): each crop lies inside its image's valid (h, w) corner of the canvas."""
     b = len(sizes)
@@ -247,8 +264,15 @@ def crop_thetas(rng: np.random.Generator, sizes: np.ndarray, canvas_hw: tuple[in
     return theta
 
 
-def _crops(canvas: torch.Tensor, idx: np.ndarray, sizes: np.ndarray, out_hw: tuple[int, int],
-           scale: tuple[float, float], rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+def _crops(
+    canvas: torch.Tensor,
+    idx: np.ndarray,
+    sizes: np.ndarray,
+    out_hw: tuple[int, int],
+    scale: tuple[float, float],
+    rng: np.random.Generator,
+    device: torch.device,
+) -> torch.Tensor:
     """Random resized, flipped crops (B, 3, oh, ow) in [0, 1] of the canvas images ``idx``."""
     import torch
     import torch.nn.functional as F
@@ -269,16 +293,17 @@ def _color_jitter(x: torch.Tensor, strength: float, gray_prob: float, rng: np.ra
         x = x * f[0]
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * f[1] + mean
-        gray = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        gray = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
         x = gray + (x - gray) * f[2]
     if gray_prob > 0:
         g = torch.from_numpy(rng.random(b) < gray_prob).to(x.device).view(b, 1, 1, 1)
-        gray = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        gray = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
         x = torch.where(g, gray.expand_as(x), x)
     return x.clamp(0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------------------- masks
+
 
 def random_masks(rng: np.random.Generator, batch: int, tokens: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """MAE masks: ``ids_keep`` (B, n_keep) of the visible patches (sorted) and ``mask`` (B, N), 1 where hidden."""
@@ -303,11 +328,12 @@ def block_mask(rng: np.random.Generator, grid: tuple[int, int], count: int) -> n
         bh = int(np.clip(round(math.sqrt(area * aspect)), 1, gh))
         bw = int(np.clip(round(math.sqrt(area / aspect)), 1, gw))
         top, lft = rng.integers(0, gh - bh + 1), rng.integers(0, gw - bw + 1)
-        mask[top:top + bh, lft:lft + bw] = True
+        mask[top : top + bh, lft : lft + bw] = True
     return mask
 
 
 # ---------------------------------------------------------------------------------------------------------- models
+
 
 def build_backbone(model: str, model_args: dict) -> torch.nn.Module:
     """The ViT exactly as a loader builds it (so its state dict loads strictly there)."""
@@ -331,7 +357,7 @@ def _sincos_init(vit) -> None:
     pe = build_sincos2d_pos_embed([gh, gw], dim=vit.embed_dim).reshape(gh * gw, vit.embed_dim)
     with torch.no_grad():
         n = vit.pos_embed.shape[1]
-        vit.pos_embed[0, n - gh * gw:] = pe.to(vit.pos_embed)
+        vit.pos_embed[0, n - gh * gw :] = pe.to(vit.pos_embed)
         vit.pos_embed[0, : n - gh * gw] = 0.0
 
 
@@ -347,8 +373,9 @@ def _init_linear(module) -> None:
         torch.nn.init.zeros_(module.bias)
 
 
-def embed_tokens(vit, x: torch.Tensor, mask: torch.Tensor | None = None,
-                 mask_token: torch.Tensor | None = None) -> torch.Tensor:
+def embed_tokens(
+    vit, x: torch.Tensor, mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None
+) -> torch.Tensor:
     """timm's forward_features up to the blocks: patch embedding (patches where ``mask`` (B, N) is true replaced
     by ``mask_token``), prefix tokens and position embedding. Returns (B, prefix + N, C)."""
     import torch
@@ -380,13 +407,19 @@ def _mae_decoder(cfg: TeacherTrainConfig, embed_dim: int, grid: tuple[int, int],
     from timm.models.vision_transformer import Block
 
     nn = torch.nn
-    dec = nn.ModuleDict({
-        "embed": nn.Linear(embed_dim, cfg.decoder_dim),
-        "blocks": nn.Sequential(*[Block(cfg.decoder_dim, cfg.decoder_heads, mlp_ratio=4.0, qkv_bias=True)
-                                  for _ in range(cfg.decoder_depth)]),
-        "norm": nn.LayerNorm(cfg.decoder_dim),
-        "pred": nn.Linear(cfg.decoder_dim, patch * patch * 3),
-    })
+    dec = nn.ModuleDict(
+        {
+            "embed": nn.Linear(embed_dim, cfg.decoder_dim),
+            "blocks": nn.Sequential(
+                *[
+                    Block(cfg.decoder_dim, cfg.decoder_heads, mlp_ratio=4.0, qkv_bias=True)
+                    for _ in range(cfg.decoder_depth)
+                ]
+            ),
+            "norm": nn.LayerNorm(cfg.decoder_dim),
+            "pred": nn.Linear(cfg.decoder_dim, patch * patch * 3),
+        }
+    )
     dec.apply(_init_linear)
     dec.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_dim))
     nn.init.normal_(dec.mask_token, std=0.02)
@@ -396,21 +429,22 @@ def _mae_decoder(cfg: TeacherTrainConfig, embed_dim: int, grid: tuple[int, int],
     return dec
 
 
-def mae_loss(vit, dec, images: torch.Tensor, ids_keep: torch.Tensor, mask: torch.Tensor, patch: int,
-             norm_pix: bool) -> torch.Tensor:
+def mae_loss(
+    vit, dec, images: torch.Tensor, ids_keep: torch.Tensor, mask: torch.Tensor, patch: int, norm_pix: bool
+) -> torch.Tensor:
     """MAE on normalised (B, 3, H, W) images: encode the visible patches ``ids_keep``, decode all, score the hidden."""
     import torch
 
     x = embed_tokens(vit, images)
-    pre, tokens = x[:, : vit.num_prefix_tokens], x[:, vit.num_prefix_tokens:]
+    pre, tokens = x[:, : vit.num_prefix_tokens], x[:, vit.num_prefix_tokens :]
     c = tokens.shape[-1]
     visible = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, c))
     z = dec["embed"](vit.norm(vit.blocks(torch.cat([pre, visible], dim=1))))
     b, n = mask.shape
     full = dec.mask_token.to(z.dtype).expand(b, n, -1).clone()
-    full.scatter_(1, ids_keep[..., None].expand(-1, -1, z.shape[-1]), z[:, vit.num_prefix_tokens:])
+    full.scatter_(1, ids_keep[..., None].expand(-1, -1, z.shape[-1]), z[:, vit.num_prefix_tokens :])
     y = torch.cat([z[:, : vit.num_prefix_tokens], full + dec.pos.to(z.dtype)], dim=1)
-    pred = dec["pred"](dec["norm"](dec["blocks"](y)))[:, vit.num_prefix_tokens:].float()
+    pred = dec["pred"](dec["norm"](dec["blocks"](y)))[:, vit.num_prefix_tokens :].float()
     target = patchify(images, patch)
     if norm_pix:
         mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
@@ -422,9 +456,17 @@ def _dino_head(cfg: TeacherTrainConfig, embed_dim: int):
     import torch
 
     nn = torch.nn
-    head = nn.ModuleDict({"mlp": nn.Sequential(
-        nn.Linear(embed_dim, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, cfg.head_hidden), nn.GELU(),
-        nn.Linear(cfg.head_hidden, cfg.head_bottleneck))})
+    head = nn.ModuleDict(
+        {
+            "mlp": nn.Sequential(
+                nn.Linear(embed_dim, cfg.head_hidden),
+                nn.GELU(),
+                nn.Linear(cfg.head_hidden, cfg.head_hidden),
+                nn.GELU(),
+                nn.Linear(cfg.head_hidden, cfg.head_bottleneck),
+            )
+        }
+    )
     head.apply(_init_linear)
     head.prototypes = nn.Parameter(torch.empty(cfg.prototypes, cfg.head_bottleneck))
     nn.init.trunc_normal_(head.prototypes, std=0.02)
@@ -483,8 +525,15 @@ def teacher_targets(scores: torch.Tensor, center: torch.Tensor, cfg: TeacherTrai
     return probs
 
 
-def dino_losses(t_cls: torch.Tensor, s_cls: list[torch.Tensor], t_patch: torch.Tensor, s_patch: torch.Tensor,
-                patch_mask: torch.Tensor, centers: _Centers, cfg: TeacherTrainConfig) -> dict[str, torch.Tensor]:
+def dino_losses(
+    t_cls: torch.Tensor,
+    s_cls: list[torch.Tensor],
+    t_patch: torch.Tensor,
+    s_patch: torch.Tensor,
+    patch_mask: torch.Tensor,
+    centers: _Centers,
+    cfg: TeacherTrainConfig,
+) -> dict[str, torch.Tensor]:
     """DINO's cross-view CLS loss and iBOT's masked patch loss (and the teacher's CLS targets, 'targets').
 
     ``t_cls`` (2, B, K) teacher scores of the global crops, ``s_cls`` student scores per crop (globals first),
@@ -496,8 +545,12 @@ def dino_losses(t_cls: torch.Tensor, s_cls: list[torch.Tensor], t_patch: torch.T
     two, b, k = t_cls.shape
     with torch.no_grad():
         tp = teacher_targets(t_cls.reshape(two * b, k), centers.cls, cfg).view(two, b, k)
-    terms = [-(tp[i] * torch.log_softmax(s / cfg.student_temp, dim=-1)).sum(-1).mean()
-             for i in range(two) for j, s in enumerate(s_cls) if j != i]
+    terms = [
+        -(tp[i] * torch.log_softmax(s / cfg.student_temp, dim=-1)).sum(-1).mean()
+        for i in range(two)
+        for j, s in enumerate(s_cls)
+        if j != i
+    ]
     out = {"dino": torch.stack(terms).mean()}
     ibot = s_patch.new_zeros(())
     if s_patch.shape[0]:
@@ -528,6 +581,7 @@ def _entropy(p: torch.Tensor) -> float:
 
 
 # -------------------------------------------------------------------------------------------------------- training
+
 
 def _param_groups(modules, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
@@ -562,8 +616,12 @@ def _batches(rng: np.random.Generator, n: int, size: int):
         pool = pool[size:]
 
 
-def train_teacher(images: Sequence[Path | str] | Sequence[Any] | torch.Tensor, cfg: TeacherTrainConfig,
-                  out_dir: Path, progress: bool = True) -> dict:
+def train_teacher(
+    images: Sequence[Path | str] | Sequence[Any] | torch.Tensor,
+    cfg: TeacherTrainConfig,
+    out_dir: Path,
+    progress: bool = True,
+) -> dict:
     """Train the teacher on ``images`` (image files, or (3, H, W) tensors: uint8 or float in [0, 1]) and write
     ``model.safetensors`` (the ViT backbone) and ``teacher.json`` into ``out_dir`` atomically; returns metrics.
 
@@ -595,18 +653,33 @@ def train_teacher(images: Sequence[Path | str] | Sequence[Any] | torch.Tensor, c
         _sincos_init(vit)
         load_s = time.perf_counter() - start
         grid = (train_hw[0] // patch, train_hw[1] // patch)
-        log.info("teacher (%s): %d images at %dx%d (%dx%d patches of %d px), %s with %.2f M parameters, on %s; "
-                 "loaded in %.1f s", cfg.objective, len(canvas), train_hw[1], train_hw[0], grid[1], grid[0], patch,
-                 cfg.model, sum(p.numel() for p in vit.parameters()) / 1e6, device, load_s)
+        log.info(
+            "teacher (%s): %d images at %dx%d (%dx%d patches of %d px), %s with %.2f M parameters, on %s; "
+            "loaded in %.1f s",
+            cfg.objective,
+            len(canvas),
+            train_hw[1],
+            train_hw[0],
+            grid[1],
+            grid[0],
+            patch,
+            cfg.model,
+            sum(p.numel() for p in vit.parameters()) / 1e6,
+            device,
+            load_s,
+        )
         step_fn, extras, trainable = _objective(cfg, vit, canvas, sizes, train_hw, patch, rng, device)
-        opt = torch.optim.AdamW(_param_groups(trainable, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95),
-                                foreach=True)
+        opt = torch.optim.AdamW(_param_groups(trainable, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), foreach=True)
         params = [p for group in opt.param_groups for p in group["params"]]
         batches = _batches(rng, len(canvas), cfg.batch_size)
         curve, window, first, stopped_by = [], [], None, "steps"
         train_start = time.perf_counter()
-        bar = tqdm(total=cfg.steps, desc=f"teacher {cfg.objective}", unit="step",
-                   disable=not (progress and sys.stderr.isatty()))
+        bar = tqdm(
+            total=cfg.steps,
+            desc=f"teacher {cfg.objective}",
+            unit="step",
+            disable=not (progress and sys.stderr.isatty()),
+        )
         step = 0
         for step in range(cfg.steps):
             now = time.perf_counter()
@@ -636,9 +709,14 @@ def train_teacher(images: Sequence[Path | str] | Sequence[Any] | torch.Tensor, c
                 mean = {k: round(sum(w[k] for w in window) / len(window), 5) for k in window[0]}
                 curve.append({"step": step + 1, **mean})
                 window = []
-                log.info("teacher step %d/%d: %s, lr %.2e, %.2f steps/s", step + 1, cfg.steps,
-                         ", ".join(f"{k} {v:.4f}" for k, v in mean.items()), lr,
-                         (step + 1) / (time.perf_counter() - train_start))
+                log.info(
+                    "teacher step %d/%d: %s, lr %.2e, %.2f steps/s",
+                    step + 1,
+                    cfg.steps,
+                    ", ".join(f"{k} {v:.4f}" for k, v in mean.items()),
+                    lr,
+                    (step + 1) / (time.perf_counter() - train_start),
+                )
                 bar.set_postfix(loss=f"{mean['loss']:.4f}")
         else:
             step = cfg.steps
@@ -650,28 +728,53 @@ def train_teacher(images: Sequence[Path | str] | Sequence[Any] | torch.Tensor, c
         state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
         seconds = time.perf_counter() - start
         meta = {
-            "trained": True, "model": cfg.model, "model_args": model_args, "objective": cfg.objective,
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "max_side_px": max(train_hw),
-            "input_hw": list(train_hw), "patch_size": patch, "embed_dim": int(vit.embed_dim),
-            "steps_done": step, "seconds": round(seconds, 2), "images": len(canvas), "stopped_by": stopped_by,
-            "loss_curve": curve, "config": asdict(cfg),
+            "trained": True,
+            "model": cfg.model,
+            "model_args": model_args,
+            "objective": cfg.objective,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "max_side_px": max(train_hw),
+            "input_hw": list(train_hw),
+            "patch_size": patch,
+            "embed_dim": int(vit.embed_dim),
+            "steps_done": step,
+            "seconds": round(seconds, 2),
+            "images": len(canvas),
+            "stopped_by": stopped_by,
+            "loss_curve": curve,
+            "config": asdict(cfg),
         }
         with atomic_dir(Path(out_dir)) as tmp:
             save_file(state, str(tmp / WEIGHTS_FILE), metadata={"model": cfg.model, "objective": cfg.objective})
             write_json_atomic(tmp / META_FILE, meta)
         metrics = {
-            "trained": True, "objective": cfg.objective, "model": cfg.model, "images": len(canvas),
-            "input_hw": list(train_hw), "patch_size": patch, "steps_done": step, "stopped_by": stopped_by,
-            "seconds": round(seconds, 2), "load_seconds": round(load_s, 2),
-            "steps_per_s": round(step / max(train_s, 1e-9), 3), "device": str(device),
+            "trained": True,
+            "objective": cfg.objective,
+            "model": cfg.model,
+            "images": len(canvas),
+            "input_hw": list(train_hw),
+            "patch_size": patch,
+            "steps_done": step,
+            "stopped_by": stopped_by,
+            "seconds": round(seconds, 2),
+            "load_seconds": round(load_s, 2),
+            "steps_per_s": round(step / max(train_s, 1e-9), 3),
+            "device": str(device),
             "params_m": round(sum(p.numel() for p in vit.parameters()) / 1e6, 3),
             "loss_first": round(first["loss"], 5) if first else None,
             "loss_final": curve[-1]["loss"] if curve else None,
             **{f"{k}_final": v for k, v in (curve[-1].items() if curve else ()) if k not in ("step", "loss")},
             **{k: v() for k, v in extras.get("diagnostics", {}).items()},
         }
-        log.info("teacher: %d steps in %.1f s (%s), loss %s -> %s", step, seconds, stopped_by, metrics["loss_first"],
-                 metrics["loss_final"])
+        log.info(
+            "teacher: %d steps in %.1f s (%s), loss %s -> %s",
+            step,
+            seconds,
+            stopped_by,
+            metrics["loss_first"],
+            metrics["loss_final"],
+        )
         return metrics
     finally:
         torch.set_num_threads(threads)
@@ -695,8 +798,15 @@ def _objective(cfg: TeacherTrainConfig, vit, canvas, sizes, train_hw, patch, rng
         def mae_step(idx: np.ndarray) -> dict:
             x = (_crops(canvas, idx, sizes, train_hw, cfg.crop_scale, rng, device) - mean) / std
             ids_keep, mask = random_masks(rng, len(idx), n_tokens, cfg.mask_ratio)
-            loss = mae_loss(vit, dec, x, torch.from_numpy(ids_keep).to(device), torch.from_numpy(mask).to(device),
-                            patch, cfg.norm_pix_loss)
+            loss = mae_loss(
+                vit,
+                dec,
+                x,
+                torch.from_numpy(ids_keep).to(device),
+                torch.from_numpy(mask).to(device),
+                patch,
+                cfg.norm_pix_loss,
+            )
             return {"loss": loss}
 
         return mae_step, {}, [vit, dec]
@@ -748,7 +858,8 @@ def _objective(cfg: TeacherTrainConfig, vit, canvas, sizes, train_hw, patch, rng
     extras = {
         "ema": lambda m: ema_update(teacher, online, m),
         "teacher_vit": teacher["vit"],
-        "diagnostics": {k: (lambda k=k: round(last.get(k, float("nan")), 4))
-                        for k in ("teacher_entropy", "teacher_batch_entropy")},
+        "diagnostics": {
+            k: (lambda k=k: round(last.get(k, float("nan")), 4)) for k in ("teacher_entropy", "teacher_batch_entropy")
+        },
     }
     return dino_step, extras, [student]

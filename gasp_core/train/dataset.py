@@ -112,9 +112,19 @@ class PretrainDataset(torch.utils.data.Dataset):
     ``cache_mib`` bounds the decoded sweeps, query tables, DINO points and poses kept in memory per process
     (:class:`ArrayCache`); 0 reads everything from disk on every draw. Cached or not, a draw is the same array."""
 
-    def __init__(self, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, scene: SceneConfig,
-                 voxelizer: VoxelizerConfig, counts: QueryCounts, variant: Variant, logs: list[str] | None = None,
-                 dino_standardize: bool = False, cache_mib: float = 0.0) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        occupancy_dir: Path,
+        dino_dir: Path | None,
+        scene: SceneConfig,
+        voxelizer: VoxelizerConfig,
+        counts: QueryCounts,
+        variant: Variant,
+        logs: list[str] | None = None,
+        dino_standardize: bool = False,
+        cache_mib: float = 0.0,
+    ) -> None:
         self.store = LogStore(store_dir)
         self.log_ids = list(logs) if logs is not None else self.store.log_ids
         unknown = [lid for lid in self.log_ids if lid not in self.store.log_ids]
@@ -141,7 +151,9 @@ class PretrainDataset(torch.utils.data.Dataset):
         if variant.dino:
             if self.dino_dir is None:
                 raise ValueError("the variant trains the DINO head but no DINO targets were given")
-            self.dino_frames = {lid: pl.read_parquet(self.dino_dir / lid / schema.DINO_FRAMES_FILE) for lid in self.log_ids}
+            self.dino_frames = {
+                lid: pl.read_parquet(self.dino_dir / lid / schema.DINO_FRAMES_FILE) for lid in self.log_ids
+            }
             first = self.log_ids[0]
             with ipc.open_file(self.dino_dir / first / schema.DINO_POINTS_FILE) as f:
                 self.dino_dim = f.schema.field("feature").type.list_size
@@ -190,12 +202,14 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def _dino_frames(self, log_id: str) -> tuple[np.ndarray, ...]:
         """(camera_ns, sweep_ns, batch) of the log's lifted frames with points."""
+
         def read():
             f = self.dino_frames[log_id].filter(pl.col("num_points") > 0)
             return tuple(f[c].to_numpy() for c in ("camera_ns", "sweep_ns", "batch"))
+
         return self._cache.get(("dino_frames", log_id), read)
 
-    def _dino(self, log_id: str, t0_ns: int, t0_T_city: np.ndarray) -> tuple[np.ndarray, "_Rows"]:
+    def _dino(self, log_id: str, t0_ns: int, t0_T_city: np.ndarray) -> tuple[np.ndarray, _Rows]:
         """Every lifted point of the camera frames within the horizon: (x, y, z, t) in the t0 frame, PCA feature."""
         camera_ns, sweep_ns_all, batches = self._dino_frames(log_id)
         horizon_ns = int(self.scene.horizon_s * 1e9)
@@ -214,7 +228,9 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def _inputs(self, index: int) -> tuple:
         """What every draw of a sample shares, in its t0 frame before any rotation (cached): the past sweeps, the
-        occupancy queries (xyzt, label, source), the ego-path queries (xyt, label) and the DINO points (xyzt, features)."""
+        occupancy queries (xyzt, label, source), the ego-path queries (xyt, label) and the DINO points (xyzt,
+        features)."""
+
         def read():
             log_id, batch, t0_ns, past_ns = self.samples[index]
             log = self._log(log_id)
@@ -225,8 +241,11 @@ class PretrainDataset(torch.utils.data.Dataset):
                 points = log.sweep(ts).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
                 sweeps.append(points[~self._never_inside(points)])
             occ = self._batch(log_id, schema.OCCUPANCY_FILE, batch)
-            occupancy = (self._stacked(log_id, schema.OCCUPANCY_FILE, batch, ("x_m", "y_m", "z_m", "t_s")),
-                         occ.column("occupied").to_numpy().astype(np.float32), occ.column("source").to_numpy())
+            occupancy = (
+                self._stacked(log_id, schema.OCCUPANCY_FILE, batch, ("x_m", "y_m", "z_m", "t_s")),
+                occ.column("occupied").to_numpy().astype(np.float32),
+                occ.column("source").to_numpy(),
+            )
             ego = ()
             if self.variant.ego:
                 inside = self._batch(log_id, schema.EGO_PATH_FILE, batch).column("inside").to_numpy().astype(np.float32)
@@ -234,9 +253,12 @@ class PretrainDataset(torch.utils.data.Dataset):
             dino = ()
             if self.use_dino:  # only points that some yaw can bring inside the grid, within the horizon, can be drawn
                 xyzt, feat = self._dino(log_id, t0_ns, t0_T_city)
-                rows = np.flatnonzero(~self._never_inside(xyzt) & (xyzt[:, 3] >= 0) & (xyzt[:, 3] <= self.scene.horizon_s))
+                rows = np.flatnonzero(
+                    ~self._never_inside(xyzt) & (xyzt[:, 3] >= 0) & (xyzt[:, 3] <= self.scene.horizon_s)
+                )
                 dino = (xyzt[rows], feat, rows)
             return tuple(sweeps), occupancy, ego, dino
+
         return self._cache.get(("sample", index), read)
 
     def _in_extent(self, points: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""How much of the teacher's semantics survives distillation: the surface-class probe on a pre-trained model's DINO field.
+"""How much of the teacher's semantics survives distillation: the surface-class probe on a pre-trained model's DINO
+field.
 
 For samples of a log (every ``stride``-th sweep with a full past and horizon), the model encodes the past sweeps and
 is queried at the lifted lidar points of the camera frames within the horizon, in the t0 frame at their firing times:
@@ -22,22 +23,27 @@ from gasp_core.targets.build import log_rng
 from gasp_core.teacher.probe import ProbeConfig, ProbeSet, linear_probe
 
 
-def sample_points(store: LogStore, dino_dir: Path, log_id: str, scene: SceneConfig, stride: int, points: int,
-                  seed: int):
+def sample_points(
+    store: LogStore, dino_dir: Path, log_id: str, scene: SceneConfig, stride: int, points: int, seed: int
+):
     """Per sample of the log: (past sweeps in the t0 frame, (P, 4) queries, (P, D) targets, (P,) surface classes),
     at most ``points`` per sample, drawn with a seeded generator among lifted points inside ``scene.extent_m``."""
     log = store.log(log_id)
     frames = pl.read_parquet(Path(dino_dir) / log_id / schema.DINO_FRAMES_FILE)
     reader = ipc.open_file(pa.memory_map(str(Path(dino_dir) / log_id / schema.DINO_POINTS_FILE)))
     if "surface" not in reader.schema.names:
-        raise ValueError(f"{dino_dir / log_id / schema.DINO_POINTS_FILE}: no surface labels; the field probe needs a "
-                         "store with surface labels (the embedded world's sidecar)")
+        raise ValueError(
+            f"{dino_dir / log_id / schema.DINO_POINTS_FILE}: no surface labels; the field probe needs a "
+            "store with surface labels (the embedded world's sidecar)"
+        )
     rng = log_rng(seed, log_id)
     horizon_ns = int(scene.horizon_s * 1e9)
     for sample in select_samples(log.sweep_timestamps_ns, scene, stride):
         t0 = sample.t0_ns
         t0_T_city = np.linalg.inv(log.city_T_ego(t0)[0])
-        rows = frames.filter((pl.col("camera_ns") >= t0) & (pl.col("camera_ns") <= t0 + horizon_ns) & (pl.col("num_points") > 0))
+        rows = frames.filter(
+            (pl.col("camera_ns") >= t0) & (pl.col("camera_ns") <= t0 + horizon_ns) & (pl.col("num_points") > 0)
+        )
         xyzt, feats, surf = [], [], []
         for batch, sweep_ns in zip(rows["batch"], rows["sweep_ns"]):
             b = reader.get_batch(batch)
@@ -60,8 +66,9 @@ def sample_points(store: LogStore, dino_dir: Path, log_id: str, scene: SceneConf
         yield past, xyzt[pick], feats[pick].astype(np.float32), surf[pick].astype(np.int64)
 
 
-def field_sets(model, store: LogStore, dino_dir: Path, log_ids: list[str], scene: SceneConfig, stride: int,
-               points: int, seed: int) -> tuple[ProbeSet, ProbeSet]:
+def field_sets(
+    model, store: LogStore, dino_dir: Path, log_ids: list[str], scene: SceneConfig, stride: int, points: int, seed: int
+) -> tuple[ProbeSet, ProbeSet]:
     """(the model's predicted DINO field, the teacher's targets) at the same points of ``log_ids``."""
     field, targets = [], []
     for log_id in log_ids:
@@ -71,8 +78,17 @@ def field_sets(model, store: LogStore, dino_dir: Path, log_ids: list[str], scene
     return ProbeSet.concat(field), ProbeSet.concat(targets)
 
 
-def probe_field(model, store_dir: Path, dino_dir: Path, train_logs: list[str], test_logs: list[str],
-                scene: SceneConfig, cfg: ProbeConfig, stride: int = 5, points: int = 400) -> dict:
+def probe_field(
+    model,
+    store_dir: Path,
+    dino_dir: Path,
+    train_logs: list[str],
+    test_logs: list[str],
+    scene: SceneConfig,
+    cfg: ProbeConfig,
+    stride: int = 5,
+    points: int = 400,
+) -> dict:
     """The probe of the model's DINO field and of the teacher's targets on the same points: fitted on
     ``train_logs``, scored on ``test_logs``."""
     if model.dino is None:
@@ -83,4 +99,7 @@ def probe_field(model, store_dir: Path, dino_dir: Path, train_logs: list[str], t
         raise ValueError(f"{store_dir}: the logs carry no surface labels; the field probe needs them")
     train = field_sets(model, store, dino_dir, train_logs, scene, stride, points, cfg.seed)
     test = field_sets(model, store, dino_dir, test_logs, scene, stride, points, cfg.seed)
-    return {"field": linear_probe(train[0], test[0], classes, cfg), "targets": linear_probe(train[1], test[1], classes, cfg)}
+    return {
+        "field": linear_probe(train[0], test[0], classes, cfg),
+        "targets": linear_probe(train[1], test[1], classes, cfg),
+    }

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from gasp_core.config import ConfigError, from_dict
 from gasp_core.data.samples import SceneConfig
-from gasp_core.io import atomic_path, write_json_atomic
+from gasp_core.io import atomic_path
 from gasp_core.models.config import LossConfig, ModelConfig, variant
 from gasp_core.models.gasp_model import GaspModel
 from gasp_core.models.losses import pretrain_losses
@@ -98,7 +98,15 @@ def batch_items(step: int, rank: int, world: int, n: int, cfg: TrainConfig, seed
 
 class _StepSampler(torch.utils.data.Sampler):
     def __init__(self, first: int, last: int, rank: int, world: int, n: int, cfg: TrainConfig, seed: int) -> None:
-        self.first, self.last, self.rank, self.world, self.n, self.cfg, self.seed = first, last, rank, world, n, cfg, seed
+        self.first, self.last, self.rank, self.world, self.n, self.cfg, self.seed = (
+            first,
+            last,
+            rank,
+            world,
+            n,
+            cfg,
+            seed,
+        )
 
     def __iter__(self):
         for step in range(self.first, self.last):
@@ -121,12 +129,18 @@ def _single_threaded_worker(_: int) -> None:
     os.nice(LOADER_NICENESS)
 
 
-def make_loader(data: PretrainDataset, sampler: torch.utils.data.Sampler, num_workers: int) -> torch.utils.data.DataLoader:
+def make_loader(
+    data: PretrainDataset, sampler: torch.utils.data.Sampler, num_workers: int
+) -> torch.utils.data.DataLoader:
     """The pre-training loader: one batch per sampler item, workers spawned (forking after torch has started its
     thread pools can deadlock), single-threaded, and kept for the whole run so their caches fill once."""
-    return torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=num_workers,
-                                       multiprocessing_context="spawn" if num_workers > 0 else None,
-                                       worker_init_fn=_single_threaded_worker if num_workers > 0 else None)
+    return torch.utils.data.DataLoader(
+        data,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        multiprocessing_context="spawn" if num_workers > 0 else None,
+        worker_init_fn=_single_threaded_worker if num_workers > 0 else None,
+    )
 
 
 def inputs_digest(*dirs: Path | None) -> str:
@@ -135,7 +149,9 @@ def inputs_digest(*dirs: Path | None) -> str:
     for d in dirs:
         if d is None:
             continue
-        for path in sorted(Path(d).glob("*.json")) + sorted(Path(d).glob("*/meta.json")) + sorted(Path(d).glob("*.safetensors")):
+        for path in (
+            sorted(Path(d).glob("*.json")) + sorted(Path(d).glob("*/meta.json")) + sorted(Path(d).glob("*.safetensors"))
+        ):
             h.update(str(path.relative_to(d)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()
@@ -151,19 +167,52 @@ def code_digest() -> str:
     return digest(sorted(set(import_closure(here)) | {here.relative_to(ROOT)}))
 
 
-def run_fingerprint(variant_name: str, scene: SceneConfig, cfg: PretrainConfig, inputs: str, logs: list[str] | None = None,
-                    seed: int = 0) -> str:
+def run_fingerprint(
+    variant_name: str,
+    scene: SceneConfig,
+    cfg: PretrainConfig,
+    inputs: str,
+    logs: list[str] | None = None,
+    seed: int = 0,
+) -> str:
     """What a checkpoint must share with this run to be resumed: variant, settings, inputs and code."""
-    blob = json.dumps({"variant": variant_name, "scene": asdict(scene), "model": asdict(cfg.model), "loss": asdict(cfg.loss),
-                       "train": {k: v for k, v in asdict(cfg.train).items() if k not in ("num_workers", "checkpoint_every", "log_every", "cache_mib")},
-                       "inputs": inputs, "logs": logs, "seed": seed, "code": code_digest()}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "variant": variant_name,
+            "scene": asdict(scene),
+            "model": asdict(cfg.model),
+            "loss": asdict(cfg.loss),
+            "train": {
+                k: v
+                for k, v in asdict(cfg.train).items()
+                if k not in ("num_workers", "checkpoint_every", "log_every", "cache_mib")
+            },
+            "inputs": inputs,
+            "logs": logs,
+            "seed": seed,
+            "code": code_digest(),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def _save_checkpoint(path: Path, model, opt, sched, step: int, fingerprint: str, history: dict[str, list[float]]) -> None:
+def _save_checkpoint(
+    path: Path, model, opt, sched, step: int, fingerprint: str, history: dict[str, list[float]]
+) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "fingerprint": fingerprint, "history": history}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "fingerprint": fingerprint,
+                "history": history,
+            },
+            tmp,
+        )
 
 
 def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> dict | None:
@@ -176,9 +225,21 @@ def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> dict | None:
     return None
 
 
-def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: Path | None, out_dir: Path,
-             scene: SceneConfig, cfg: PretrainConfig, ckpt_dir: Path, live_dir: Path | None = None,
-             stop_after: int | None = None, progress: bool = True, logs: list[str] | None = None, seed: int = 0) -> dict:
+def pretrain(
+    variant_name: str,
+    store_dir: Path,
+    occupancy_dir: Path,
+    dino_dir: Path | None,
+    out_dir: Path,
+    scene: SceneConfig,
+    cfg: PretrainConfig,
+    ckpt_dir: Path,
+    live_dir: Path | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+    logs: list[str] | None = None,
+    seed: int = 0,
+) -> dict:
     """Train one variant on ``logs`` (default: every log of the store); writes ``out_dir`` (safetensors +
     config.json) and returns the final metrics. A variant with no objective (``scratch``) saves its seeded
     initialisation: the encoder the from-scratch baseline fine-tunes.
@@ -199,8 +260,18 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
                     live.log_metric("lr", 0.0, timestamp=False)
         return {"variant": variant_name, "steps": 0, "samples_seen": 0}
     info = distributed.setup(tc.device)
-    data = PretrainDataset(store_dir, occupancy_dir, dino_dir if var.dino else None, scene, cfg.model.voxelizer, tc.queries, var,
-                           logs, dino_standardize=cfg.loss.dino_standardize, cache_mib=tc.cache_mib)
+    data = PretrainDataset(
+        store_dir,
+        occupancy_dir,
+        dino_dir if var.dino else None,
+        scene,
+        cfg.model.voxelizer,
+        tc.queries,
+        var,
+        logs,
+        dino_standardize=cfg.loss.dino_standardize,
+        cache_mib=tc.cache_mib,
+    )
     model = GaspModel(scene, cfg.model, var, data.dino_dim)
     if var.dino:
         model.dino_mean.copy_(torch.from_numpy(data.dino_mean))
@@ -208,8 +279,9 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
     model.to(info.device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
-    fingerprint = run_fingerprint(variant_name, scene, cfg, inputs_digest(store_dir, occupancy_dir, dino_dir if var.dino else None),
-                                  logs, seed)
+    fingerprint = run_fingerprint(
+        variant_name, scene, cfg, inputs_digest(store_dir, occupancy_dir, dino_dir if var.dino else None), logs, seed
+    )
     ckpt_dir = Path(ckpt_dir)
     start = 0
     history: dict[str, list[float]] = {}  # per-step losses and learning rate, from step 0
@@ -223,7 +295,9 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
         log.info("resuming %s from step %d", variant_name, start)
     net = DistributedDataParallel(model) if info.world_size > 1 else model
     last = tc.steps if stop_after is None else min(tc.steps, stop_after)
-    loader = make_loader(data, _StepSampler(start, last, info.rank, info.world_size, len(data), tc, seed), tc.num_workers)
+    loader = make_loader(
+        data, _StepSampler(start, last, info.rank, info.world_size, len(data), tc, seed), tc.num_workers
+    )
     live = None
 
     def log_step(step_done: int) -> None:
@@ -242,7 +316,9 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
             log_step(s_done)
     use_amp = info.device.type == "cuda"
     t_start, seen = time.perf_counter(), 0
-    bar = tqdm(total=last - start, desc=f"pretrain {variant_name}", unit="step", disable=not (progress and info.is_main))
+    bar = tqdm(
+        total=last - start, desc=f"pretrain {variant_name}", unit="step", disable=not (progress and info.is_main)
+    )
     step = start
     for step, batch in enumerate(loader, start=start):
         batch = {k: v.to(info.device, non_blocking=True) for k, v in batch.items()}
@@ -268,11 +344,23 @@ def pretrain(variant_name: str, store_dir: Path, occupancy_dir: Path, dino_dir: 
     bar.close()
     seconds = time.perf_counter() - t_start
     done = last >= tc.steps
-    metrics = {"variant": variant_name, "seed": seed, "steps": tc.steps, "samples_seen": last * tc.batch_size * info.world_size}
+    metrics = {
+        "variant": variant_name,
+        "seed": seed,
+        "steps": tc.steps,
+        "samples_seen": last * tc.batch_size * info.world_size,
+    }
     window = max(1, tc.log_every)
     metrics.update({f"final_loss_{k}": round(float(np.mean(v[-window:])), 5) for k, v in history.items() if k != "lr"})
-    log.info("%s: %d steps in %.1f s, %.2f samples/s on %s x%d", variant_name, last - start, seconds,
-             seen / max(seconds, 1e-9), info.device, info.world_size)
+    log.info(
+        "%s: %d steps in %.1f s, %.2f samples/s on %s x%d",
+        variant_name,
+        last - start,
+        seconds,
+        seen / max(seconds, 1e-9),
+        info.device,
+        info.world_size,
+    )
     if done and info.is_main:
         model.save_pretrained(out_dir)
         if live is not None:

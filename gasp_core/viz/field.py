@@ -13,7 +13,9 @@ import numpy as np  # noqa: E402
 from gasp_core.io import atomic_path  # noqa: E402
 
 
-def plot_field(panels: dict[str, list[tuple[float, np.ndarray]]], points_t0: np.ndarray, extent_m, out: Path, title: str) -> None:
+def plot_field(
+    panels: dict[str, list[tuple[float, np.ndarray]]], points_t0: np.ndarray, extent_m, out: Path, title: str
+) -> None:
     """One row per field (e.g. occupancy, ego path), one column per time; the t0 sweep drawn on each."""
     rows = len(panels)
     cols = max(len(v) for v in panels.values())

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from av2.utils.io import read_city_SE3_ego
 from av2.datasets.sensor.av2_sensor_dataloader import AV2SensorDataLoader
+from av2.utils.io import read_city_SE3_ego
 
 from gasp_core.data.av2_reader import AV2LogReader
 
@@ -28,7 +28,11 @@ def test_real_av2_log_reads(av2_sample):
     np.testing.assert_allclose(boxes.center, np.stack([c.dst_SE3_object.translation for c in cuboids]), atol=1e-9)
     np.testing.assert_allclose(boxes.rotation, np.stack([c.dst_SE3_object.rotation for c in cuboids]), atol=1e-9)
     m = reader.static_map
-    assert (len(m.vector_lane_segments), len(m.vector_pedestrian_crossings), len(m.vector_drivable_areas)) == (183, 11, 13)
+    assert (len(m.vector_lane_segments), len(m.vector_pedestrian_crossings), len(m.vector_drivable_areas)) == (
+        183,
+        11,
+        13,
+    )
 
 
 def test_real_av2_log_ingests_to_what_the_av2_api_returns(av2_sample, tmp_path):
@@ -41,8 +45,11 @@ def test_real_av2_log_ingests_to_what_the_av2_api_returns(av2_sample, tmp_path):
     from gasp_core.data.store import LogStore
     from gasp_core.geometry import quat_wxyz_to_rotation
 
-    metrics = ingest(IngestConfig(format="av2", root=str(av2_sample.parent), split=av2_sample.name, workers=1,
-                                  map_margin_m=1e4), tmp_path, progress=False)
+    metrics = ingest(
+        IngestConfig(format="av2", root=str(av2_sample.parent), split=av2_sample.name, workers=1, map_margin_m=1e4),
+        tmp_path,
+        progress=False,
+    )
     assert (metrics["logs_ingested"], metrics["sweeps"], metrics["sweeps_skipped"]) == (1, 2, 0)
     log = LogStore(tmp_path).log(LOG_ID)
     api = AV2SensorDataLoader(data_dir=av2_sample, labels_dir=av2_sample)
@@ -71,7 +78,10 @@ def test_real_av2_log_ingests_to_what_the_av2_api_returns(av2_sample, tmp_path):
             np.testing.assert_allclose(rots[k], city.rotation, atol=1e-6)
             np.testing.assert_allclose(rows.row(k, named=True)["length_m"], c.length_m)
     assert log.poses.height == len(read_city_SE3_ego(av2_sample / LOG_ID))
-    assert set(log.calibration.filter(pl.col("kind") == "camera")["sensor_name"]) >= {"ring_front_center", "stereo_front_left"}
+    assert set(log.calibration.filter(pl.col("kind") == "camera")["sensor_name"]) >= {
+        "ring_front_center",
+        "stereo_front_left",
+    }
     assert log.camera_frames.height == 0  # the sample ships no images
     # map layers against av2's ArgoverseStaticMap
     m = ArgoverseStaticMap.from_map_dir(av2_sample / LOG_ID / "map", build_raster=False)
@@ -83,10 +93,14 @@ def test_real_av2_log_ingests_to_what_the_av2_api_returns(av2_sample, tmp_path):
     areas = log.map.filter(pl.col("layer") == "drivable_area")
     assert areas.height == len(m.vector_drivable_areas) == 13
     assert sum(Polygon(np.column_stack([x, y])).area for x, y in zip(areas["x_m"], areas["y_m"])) == pytest.approx(
-        sum(Polygon(a.xyz[:, :2]).area for a in m.vector_drivable_areas.values()), rel=1e-9)
+        sum(Polygon(a.xyz[:, :2]).area for a in m.vector_drivable_areas.values()), rel=1e-9
+    )
     dividers = log.map.filter(pl.col("layer") == "lane_divider")
-    marks = {(seg.id, side): mark.value for seg in m.vector_lane_segments.values()
-             for side, mark in (("left", seg.left_mark_type), ("right", seg.right_mark_type))}
+    marks = {
+        (seg.id, side): mark.value
+        for seg in m.vector_lane_segments.values()
+        for side, mark in (("left", seg.left_mark_type), ("right", seg.right_mark_type))
+    }
     for eid, mark in zip(dividers["element_id"], dividers["mark_type"]):
         seg_id, side = eid.rsplit("_", 1)
         assert marks[(int(seg_id), side)] == mark != "NONE"

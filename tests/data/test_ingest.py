@@ -36,9 +36,14 @@ def store(av2_split, tmp_path_factory) -> LogStore:
 
 def test_tables_follow_the_schema(store):
     log_dir = store.root / store.log_ids[0]
-    for name, sch in ((schema.POSES_FILE, schema.POSES), (schema.CALIBRATION_FILE, schema.CALIBRATION),
-                      (schema.SWEEP_INDEX_FILE, schema.SWEEP_INDEX), (schema.CAMERA_FRAMES_FILE, schema.CAMERA_FRAMES),
-                      (schema.BOXES_FILE, schema.BOXES), (schema.MAP_FILE, schema.MAP)):
+    for name, sch in (
+        (schema.POSES_FILE, schema.POSES),
+        (schema.CALIBRATION_FILE, schema.CALIBRATION),
+        (schema.SWEEP_INDEX_FILE, schema.SWEEP_INDEX),
+        (schema.CAMERA_FRAMES_FILE, schema.CAMERA_FRAMES),
+        (schema.BOXES_FILE, schema.BOXES),
+        (schema.MAP_FILE, schema.MAP),
+    ):
         assert pq.read_schema(log_dir / name).remove_metadata() == sch, name
     first = json.loads((log_dir / schema.META_FILE).read_text())
     assert first["schema_version"] == schema.SCHEMA_VERSION and first["skipped"] == []
@@ -60,10 +65,16 @@ def test_round_trip_matches_the_av2_reader(store, av2_split, sim_log):
         rows = log.boxes.filter(pl.col("timestamp_ns") == ts).sort("track_id")
         order = np.argsort(boxes.track_id)
         city_T_ego = reader.city_T_ego(ts)
-        np.testing.assert_allclose(rows.select("tx_m", "ty_m", "tz_m").to_numpy(),
-                                   boxes.center[order] @ city_T_ego[:3, :3].T + city_T_ego[:3, 3], atol=1e-9)
-        np.testing.assert_allclose(quat_wxyz_to_rotation(rows.select("qw", "qx", "qy", "qz").to_numpy()),
-                                   city_T_ego[:3, :3] @ boxes.rotation[order], atol=1e-9)
+        np.testing.assert_allclose(
+            rows.select("tx_m", "ty_m", "tz_m").to_numpy(),
+            boxes.center[order] @ city_T_ego[:3, :3].T + city_T_ego[:3, 3],
+            atol=1e-9,
+        )
+        np.testing.assert_allclose(
+            quat_wxyz_to_rotation(rows.select("qw", "qx", "qy", "qz").to_numpy()),
+            city_T_ego[:3, :3] @ boxes.rotation[order],
+            atol=1e-9,
+        )
     assert log.poses.height == len(reader.pose_arrays[0])
     assert log.boxes.height == len(reader.annotations)
     assert set(log.boxes["category"].unique()) <= {c.label for c in schema.UnifiedCategory}
@@ -72,7 +83,9 @@ def test_round_trip_matches_the_av2_reader(store, av2_split, sim_log):
     np.testing.assert_allclose(log.lidar_origins_ego()[0], sim_log.cfg.lidar.mount_xyz_m)
     for cam in reader.camera_names():
         np.testing.assert_allclose(log.intrinsics(cam), reader.pinhole_camera(cam).intrinsics.K, atol=1e-9)
-        np.testing.assert_allclose(log.ego_T_sensor(cam), reader.pinhole_camera(cam).ego_SE3_cam.transform_matrix, atol=1e-9)
+        np.testing.assert_allclose(
+            log.ego_T_sensor(cam), reader.pinhole_camera(cam).ego_SE3_cam.transform_matrix, atol=1e-9
+        )
     frames = log.camera_frames
     assert frames.height == len(sim_log.frames)
     assert all(log.image_path(p).is_file() for p in frames["image_path"])
@@ -96,17 +109,23 @@ def test_map_layers(store, av2_split, sim_log):
     dividers = log.map.filter(pl.col("layer") == "lane_divider")
     assert set(dividers["mark_type"]) <= {"DASHED_WHITE", "DOUBLE_SOLID_YELLOW", "SOLID_WHITE"}
     # every marked non-intersection boundary appears exactly once, although neighbouring lanes share them
-    marked = {tuple(np.round(b.xyz[[0, -1], :2], 2).ravel()) for seg in m.vector_lane_segments.values() if not seg.is_intersection
-              for b, k in ((seg.left_lane_boundary, seg.left_mark_type), (seg.right_lane_boundary, seg.right_mark_type))
-              if k.value != "NONE"}
+    marked = {
+        tuple(np.round(b.xyz[[0, -1], :2], 2).ravel())
+        for seg in m.vector_lane_segments.values()
+        if not seg.is_intersection
+        for b, k in ((seg.left_lane_boundary, seg.left_mark_type), (seg.right_lane_boundary, seg.right_mark_type))
+        if k.value != "NONE"
+    }
     ends = [tuple(np.round([x[0], y[0], x[-1], y[-1]], 2)) for x, y in zip(dividers["x_m"], dividers["y_m"])]
     assert len(ends) == len(set(ends))
     assert set(ends) <= marked
     # the road boundary encloses every drivable area
     from shapely.geometry import Polygon
 
-    boundary_area = sum(Polygon(r).area * (1 if p == 0 else -1)
-                        for r, p in zip(log.map_layer("road_boundary"), log.map.filter(pl.col("layer") == "road_boundary")["part"]))
+    boundary_area = sum(
+        Polygon(r).area * (1 if p == 0 else -1)
+        for r, p in zip(log.map_layer("road_boundary"), log.map.filter(pl.col("layer") == "road_boundary")["part"])
+    )
     union = Polygon()
     for ring in log.map_layer("drivable_area"):
         union = union.union(Polygon(ring))
@@ -168,8 +187,20 @@ def test_stage_cli_writes_store_and_metrics(av2_split, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["ingest"].update(root=str(av2_split.parent), split=av2_split.name, workers=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    subprocess.run([sys.executable, str(REPO / "stages" / "ingest.py"), "--params", str(tmp_path / "params.yaml"),
-                    "--out", str(tmp_path / "store"), "--metrics", str(tmp_path / "m.json")], check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "stages" / "ingest.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(tmp_path / "store"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["logs_ingested"] == 1 and metrics["sweeps"] == 10 and metrics["sweeps_skipped"] == 0
     assert metrics["store_bytes_per_sweep"] > 0

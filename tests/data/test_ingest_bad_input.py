@@ -78,6 +78,7 @@ def test_nan_pose(split, tmp_path):
 def test_non_monotonic_pose_timestamps(split, tmp_path):
     def swap(c):
         c["timestamp_ns"][[3, 4]] = c["timestamp_ns"][[4, 3]]
+
     edit_feather(log_dir(split) / "city_SE3_egovehicle.feather", swap)
     expect_error(split, tmp_path / "s", "city_SE3_egovehicle.feather: pose timestamps are not strictly increasing")
 
@@ -100,6 +101,7 @@ def test_missing_camera_intrinsics(split, tmp_path):
 def test_unknown_category_errors_or_maps_to_other(split, tmp_path):
     def alien(c):
         c["category"][:3] = "FLYING_SAUCER"
+
     edit_feather(log_dir(split) / "annotations.feather", alien)
     expect_error(split, tmp_path / "s", r"annotations.feather: unknown category \['FLYING_SAUCER'\]")
     metrics = run(split, tmp_path / "t", on_unknown_category="other")
@@ -109,12 +111,15 @@ def test_unknown_category_errors_or_maps_to_other(split, tmp_path):
     assert saucers.height == 3 and set(saucers["category"]) == {"other"}
 
 
-@pytest.mark.parametrize("defect, reason", [
-    ("truncate", "unreadable or truncated sweep"),
-    ("nan", "points with NaN or inf coordinates"),
-    ("empty", "sweep has no points"),
-    ("delete_columns", "unreadable or truncated sweep"),
-])
+@pytest.mark.parametrize(
+    "defect, reason",
+    [
+        ("truncate", "unreadable or truncated sweep"),
+        ("nan", "points with NaN or inf coordinates"),
+        ("empty", "sweep has no points"),
+        ("delete_columns", "unreadable or truncated sweep"),
+    ],
+)
 def test_bad_sweep_is_skipped_and_counted_or_stops(split, tmp_path, defect, reason):
     bad = sweeps(split)[4]
     if defect == "truncate":
@@ -169,6 +174,7 @@ def test_config_rejects_unknown_and_invalid_keys():
 
 # --- nuScenes-specific defects -------------------------------------------------------------------
 
+
 @pytest.fixture
 def nus_root(nuscenes_root, tmp_path) -> Path:
     dst = tmp_path / "nus"
@@ -222,7 +228,9 @@ def test_ego_dims_come_from_the_world_manifest(tmp_path):
 
     world = world_config_from_dict({"ego_length_m": 5.2, "ego_rear_overhang_m": 1.3, "seconds": 0.3})
     generate("av2", tmp_path / "av2", 1, 0.3, 0, config={"ego_length_m": 5.2, "ego_rear_overhang_m": 1.3})
-    assert ego_dims(IngestConfig(root=str(tmp_path / "av2"))) == EgoDims(5.2, world.ego_width_m, world.ego_height_m, 1.3)
+    assert ego_dims(IngestConfig(root=str(tmp_path / "av2"))) == EgoDims(
+        5.2, world.ego_width_m, world.ego_height_m, 1.3
+    )
     manifest = tmp_path / "av2" / "gasp_sim_manifest.json"
     data = json.loads(manifest.read_text())
     del data["ego"]

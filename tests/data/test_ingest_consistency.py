@@ -23,9 +23,16 @@ EGO = EgoDims(4.8, 2.0, 1.7, 1.0)
 @pytest.fixture(scope="module")
 def pair(av2_split, nuscenes_root, tmp_path_factory) -> tuple[StoredLog, StoredLog]:
     out = tmp_path_factory.mktemp("pair")
-    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, ego=EGO), out / "av2", progress=False)
-    ingest(IngestConfig(format="nuscenes", root=str(nuscenes_root), version="v1.0-test", split="all", workers=1, ego=EGO),
-           out / "nus", progress=False)
+    ingest(
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, ego=EGO),
+        out / "av2",
+        progress=False,
+    )
+    ingest(
+        IngestConfig(format="nuscenes", root=str(nuscenes_root), version="v1.0-test", split="all", workers=1, ego=EGO),
+        out / "nus",
+        progress=False,
+    )
     a, n = LogStore(out / "av2"), LogStore(out / "nus")
     assert len(a.log_ids) == len(n.log_ids) == 1
     return a.log(a.log_ids[0]), n.log(n.log_ids[0])
@@ -82,8 +89,11 @@ def test_boxes_at_keyframes(pair):
         pairing = np.argmin(np.linalg.norm(ca[:, None] - cn[None], axis=-1), axis=1)
         assert len(set(pairing)) == len(pairing)  # one-to-one
         np.testing.assert_allclose(cn[pairing], ca, atol=1e-5)
-        np.testing.assert_allclose(bn.select("length_m", "width_m", "height_m").to_numpy()[pairing],
-                                   ba.select("length_m", "width_m", "height_m").to_numpy(), atol=1e-9)
+        np.testing.assert_allclose(
+            bn.select("length_m", "width_m", "height_m").to_numpy()[pairing],
+            ba.select("length_m", "width_m", "height_m").to_numpy(),
+            atol=1e-9,
+        )
         ra = quat_wxyz_to_rotation(ba.select("qw", "qx", "qy", "qz").to_numpy())
         rn = quat_wxyz_to_rotation(bn.select("qw", "qx", "qy", "qz").to_numpy())[pairing]
         np.testing.assert_allclose(rn, ra, atol=1e-6)
@@ -117,7 +127,9 @@ def test_map_layers(pair):
     ln = sum(LineString(r).length for r in n.map_layer("road_boundary"))
     assert ln == pytest.approx(la, rel=1e-6)
     # dividers: nuScenes' lane and road dividers are AV2's dashed-white and double-yellow lines
-    da = a.map.filter((pl.col("layer") == "lane_divider") & pl.col("mark_type").is_in(["DASHED_WHITE", "DOUBLE_SOLID_YELLOW"]))
+    da = a.map.filter(
+        (pl.col("layer") == "lane_divider") & pl.col("mark_type").is_in(["DASHED_WHITE", "DOUBLE_SOLID_YELLOW"])
+    )
     dn = n.map.filter(pl.col("layer") == "lane_divider")
     assert da.height == dn.height > 0
     lines_n = [LineString(np.column_stack([x, y])) for x, y in zip(dn["x_m"], dn["y_m"])]

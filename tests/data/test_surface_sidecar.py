@@ -25,10 +25,24 @@ from gasp_core.geometry import quat_wxyz_to_rotation
 from gasp_core.sim.semantics import Surface
 
 FORMATS = ("av2", "nuscenes")
-GROUND_CLASSES = [Surface.ROAD, Surface.MARKING_WHITE, Surface.MARKING_YELLOW, Surface.CROSSWALK, Surface.SIDEWALK,
-                  Surface.GRASS, Surface.PARKING]
-RAISED_CLASSES = [Surface.BUILDING, Surface.POLE, Surface.TRUNK, Surface.FOLIAGE, Surface.VEHICLE, Surface.PEDESTRIAN,
-                  Surface.CYCLIST]
+GROUND_CLASSES = [
+    Surface.ROAD,
+    Surface.MARKING_WHITE,
+    Surface.MARKING_YELLOW,
+    Surface.CROSSWALK,
+    Surface.SIDEWALK,
+    Surface.GRASS,
+    Surface.PARKING,
+]
+RAISED_CLASSES = [
+    Surface.BUILDING,
+    Surface.POLE,
+    Surface.TRUNK,
+    Surface.FOLIAGE,
+    Surface.VEHICLE,
+    Surface.PEDESTRIAN,
+    Surface.CYCLIST,
+]
 STATIC_CLASSES = [Surface.BUILDING, Surface.POLE, Surface.TRUNK, Surface.FOLIAGE]
 
 
@@ -157,10 +171,13 @@ def test_without_sidecar_the_store_is_unlabelled_and_unchanged(av2_split, nuscen
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("defect, reason", [
-    ("short", "surface sidecar row count differs from its sweep"),
-    ("missing", "surface sidecar file is missing"),
-])
+@pytest.mark.parametrize(
+    "defect, reason",
+    [
+        ("short", "surface sidecar row count differs from its sweep"),
+        ("missing", "surface sidecar file is missing"),
+    ],
+)
 def test_bad_sidecar_file_stops_or_skips_its_sweep(av2_split, nuscenes_root, tmp_path, fmt, defect, reason):
     root = source_copy(fmt, av2_split, nuscenes_root, tmp_path)
     victim = sorted((sidecar_dir(fmt, root) / "lidar_surface").glob("*.feather"))[4]
@@ -209,8 +226,13 @@ class _LabelsOnAllButOne(AV2LogReader):
         return data
 
 
-@pytest.mark.parametrize("invert, problem", [(False, "sweep has no surface labels but its log has"),
-                                             (True, "sweep has surface labels but its log has no surface classes")])
+@pytest.mark.parametrize(
+    "invert, problem",
+    [
+        (False, "sweep has no surface labels but its log has"),
+        (True, "sweep has surface labels but its log has no surface classes"),
+    ],
+)
 def test_a_log_is_labelled_in_every_kept_sweep_or_in_none(av2_split, sim_log, tmp_path, invert, problem):
     source = _LabelsOnAllButOne(av2_split, sim_log.log_id)
     refs = source.sweep_refs()

@@ -11,8 +11,14 @@ from gasp_core.models.config import LossConfig
 from gasp_core.models.losses import pretrain_losses
 
 # weights and pos_weights all distinct (and not 1), so that a swapped or ignored one changes the total
-CFG = LossConfig(occupancy_weight=1.7, ego_weight=0.3, dino_weight=0.45, occupancy_pos_weight=2.5, ego_pos_weight=4.0,
-                 dino_loss="cosine")
+CFG = LossConfig(
+    occupancy_weight=1.7,
+    ego_weight=0.3,
+    dino_weight=0.45,
+    occupancy_pos_weight=2.5,
+    ego_pos_weight=4.0,
+    dino_loss="cosine",
+)
 
 
 def bce_by_hand(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -30,17 +36,26 @@ def cosine_by_hand(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def make(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    out = {"bev": torch.zeros(2, 4, 3, 3), "occupancy_logits": torch.randn(2, 50, generator=g) * 2,
-           "ego_logits": torch.randn(2, 20, generator=g) * 2, "dino": torch.randn(2, 10, 8, generator=g)}
-    batch = {"occupancy_label": (torch.rand(2, 50, generator=g) < 0.3).float(),
-             "ego_label": (torch.rand(2, 20, generator=g) < 0.4).float(), "dino_target": torch.randn(2, 10, 8, generator=g)}
+    out = {
+        "bev": torch.zeros(2, 4, 3, 3),
+        "occupancy_logits": torch.randn(2, 50, generator=g) * 2,
+        "ego_logits": torch.randn(2, 20, generator=g) * 2,
+        "dino": torch.randn(2, 10, 8, generator=g),
+    }
+    batch = {
+        "occupancy_label": (torch.rand(2, 50, generator=g) < 0.3).float(),
+        "ego_label": (torch.rand(2, 20, generator=g) < 0.4).float(),
+        "dino_target": torch.randn(2, 10, 8, generator=g),
+    }
     return out, batch
 
 
 def by_hand(out, batch, cfg: LossConfig) -> dict[str, float]:
     res = {}
     if "occupancy_logits" in out:
-        res["occupancy"] = float(bce_by_hand(out["occupancy_logits"], batch["occupancy_label"], cfg.occupancy_pos_weight))
+        res["occupancy"] = float(
+            bce_by_hand(out["occupancy_logits"], batch["occupancy_label"], cfg.occupancy_pos_weight)
+        )
     if "ego_logits" in out:
         res["ego"] = float(bce_by_hand(out["ego_logits"], batch["ego_label"], cfg.ego_pos_weight))
     if "dino" in out:
@@ -63,15 +78,22 @@ def test_each_head_and_the_weighted_total_match_by_hand(dino_loss):
     for k, v in expected.items():
         assert float(got[k]) == pytest.approx(v, rel=1e-5), k
     # the total is the weighted sum of the reported per-head losses
-    assert float(got["total"]) == pytest.approx(cfg.occupancy_weight * float(got["occupancy"]) + cfg.ego_weight * float(got["ego"])
-                                                + cfg.dino_weight * float(got["dino"]), rel=1e-6)
+    assert float(got["total"]) == pytest.approx(
+        cfg.occupancy_weight * float(got["occupancy"])
+        + cfg.ego_weight * float(got["ego"])
+        + cfg.dino_weight * float(got["dino"]),
+        rel=1e-6,
+    )
 
 
 def test_pos_weight_scales_the_positive_terms_only():
     out, batch = make(1)
     base = LossConfig(**{**CFG.__dict__, "occupancy_pos_weight": 1.0, "ego_pos_weight": 1.0})
     plain, weighted = pretrain_losses(out, batch, base), pretrain_losses(out, batch, CFG)
-    for head, key, pw in (("occupancy", "occupancy_logits", CFG.occupancy_pos_weight), ("ego", "ego_logits", CFG.ego_pos_weight)):
+    for head, key, pw in (
+        ("occupancy", "occupancy_logits", CFG.occupancy_pos_weight),
+        ("ego", "ego_logits", CFG.ego_pos_weight),
+    ):
         label = batch[f"{head}_label"]
         x, y = out[key].double(), label.double()
         pos_term = (-y * torch.nn.functional.logsigmoid(x)).mean()  # the positive part of the mean BCE
@@ -84,7 +106,9 @@ def test_pos_weight_scales_the_positive_terms_only():
     assert float(a["ego"]) == pytest.approx(float(b["ego"]), rel=1e-6)
 
 
-@pytest.mark.parametrize("heads", [h for r in range(4) for h in itertools.combinations(("occupancy_logits", "ego_logits", "dino"), r)])
+@pytest.mark.parametrize(
+    "heads", [h for r in range(4) for h in itertools.combinations(("occupancy_logits", "ego_logits", "dino"), r)]
+)
 def test_missing_heads_contribute_nothing(heads):
     full_out, batch = make(2)
     out = {"bev": full_out["bev"], **{k: full_out[k] for k in heads}}

@@ -45,9 +45,16 @@ def test_fourier_encoding():
     np.testing.assert_allclose(out[0, 2].item(), np.sin(np.pi * 0.25), atol=1e-6)
 
 
-@pytest.mark.parametrize("name, heads", [("uno", {"occupancy_logits"}), ("uno_enhanced", {"occupancy_logits"}),
-                                         ("gasp", {"occupancy_logits", "ego_logits", "dino"}),
-                                         ("gasp_no_ego", {"occupancy_logits", "dino"}), ("gasp_no_dino", {"occupancy_logits", "ego_logits"})])
+@pytest.mark.parametrize(
+    "name, heads",
+    [
+        ("uno", {"occupancy_logits"}),
+        ("uno_enhanced", {"occupancy_logits"}),
+        ("gasp", {"occupancy_logits", "ego_logits", "dino"}),
+        ("gasp_no_ego", {"occupancy_logits", "dino"}),
+        ("gasp_no_dino", {"occupancy_logits", "ego_logits"}),
+    ],
+)
 def test_heads_and_shapes_per_variant(name, heads):
     model = GaspModel(TINY_SCENE, TINY_MODEL, variant(name), dino_dim=8)
     vox = torch.rand(2, 8, 40, 40)
@@ -58,7 +65,11 @@ def test_heads_and_shapes_per_variant(name, heads):
     assert out["occupancy_logits"].shape == (2, 100)
     if "dino" in out:
         assert out["dino"].shape == (2, 100, 8)
-    batch = {"occupancy_label": torch.ones(2, 100), "ego_label": torch.zeros(2, 100), "dino_target": torch.randn(2, 100, 8)}
+    batch = {
+        "occupancy_label": torch.ones(2, 100),
+        "ego_label": torch.zeros(2, 100),
+        "dino_target": torch.randn(2, 100, 8),
+    }
     losses = pretrain_losses(out, batch, LossConfig())
     assert set(losses) == {"total"} | {k.removesuffix("_logits") for k in heads}
     losses["total"].backward()
@@ -66,7 +77,13 @@ def test_heads_and_shapes_per_variant(name, heads):
 
 def test_variants_form_the_papers_ladder():
     uno = variant("uno")  # UnO alone: occupancy without GASP's rotation augmentation or missing-ray supervision
-    assert asdict(uno) == {"occupancy": True, "ego": False, "dino": False, "rotation_augmentation": False, "missing_rays": False}
+    assert asdict(uno) == {
+        "occupancy": True,
+        "ego": False,
+        "dino": False,
+        "rotation_augmentation": False,
+        "missing_rays": False,
+    }
     enhanced, gasp = variant("uno_enhanced"), variant("gasp")
     assert asdict(enhanced) == {**asdict(uno), "rotation_augmentation": True, "missing_rays": True}
     assert all(asdict(gasp).values())

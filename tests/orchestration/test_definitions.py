@@ -1,16 +1,15 @@
 """The Dagster definitions mirror dvc.yaml's graph: same stages, same edges, grouped by stage."""
 
-import json
 import subprocess
 import sys
-
-import dagster as dg
 
 from orchestration.definitions import REPO, build_definitions, dvc_stages
 
 
 def _dvc_dag_edges() -> set[tuple[str, str]]:
-    out = subprocess.run([sys.executable, "-m", "dvc", "dag", "--dot"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "dag", "--dot"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     edges = set()
     for line in out.splitlines():
         if "->" in line:

@@ -13,8 +13,12 @@ ARGS = ["--logs", "2", "--seconds", "0.5", "--seed", "9", "--workers", "2"]
 
 
 def _run(*args: str, config: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "gasp_core.sim", *args, *ARGS, "--config", str(config)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gasp_core.sim", *args, *ARGS, "--config", str(config)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

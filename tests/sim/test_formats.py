@@ -53,7 +53,9 @@ def test_av2_map_layers(av2, sim_log):
     seg = m.vector_lane_segments[lane.id]
     np.testing.assert_allclose(seg.left_lane_boundary.xyz[:, :2], lane.left_boundary, atol=1e-3)
     assert seg.left_mark_type.value == lane.left_mark and seg.successors == lane.successors
-    marks = {s.left_mark_type.value for s in m.vector_lane_segments.values()} | {s.right_mark_type.value for s in m.vector_lane_segments.values()}
+    marks = {s.left_mark_type.value for s in m.vector_lane_segments.values()} | {
+        s.right_mark_type.value for s in m.vector_lane_segments.values()
+    }
     assert {"DASHED_WHITE", "SOLID_WHITE", "DOUBLE_SOLID_YELLOW"} <= marks
 
 
@@ -116,7 +118,9 @@ def test_agent_returns_are_inside_their_box_at_firing_time(sim_log):
     for k in hit_agents:
         tr = sim_log.tracks[k]
         sel = sweep.instance == k
-        t = sweep.timestamp_s + np.array([chunk_time_offset_s(chunk_edges[c], chunk_edges[c + 1], n_cols, cfg.rate_hz) for c in chunk[sel]])
+        t = sweep.timestamp_s + np.array(
+            [chunk_time_offset_s(chunk_edges[c], chunk_edges[c + 1], n_cols, cfg.rate_hz) for c in chunk[sel]]
+        )
         xy, yaw, z = tr.state_at(t)
         rel = sweep.points_city[sel] - np.column_stack([xy, z])
         c, s = np.cos(yaw), np.sin(yaw)
@@ -167,7 +171,9 @@ def test_nuscenes_reads_back_through_the_devkit(nuscenes_root, sim_log):
     assert len(sds) == len(sim_log.sweeps)
     for sd, sweep in zip(sds, sim_log.sweeps):
         assert sd["timestamp"] == int(sim_log.to_ns(sweep.timestamp_s) // 1000)
-        np.testing.assert_allclose(reader.city_T_ego(sd), sim_log.city_T_ego(np.array([sweep.timestamp_s]))[0], atol=1e-6)
+        np.testing.assert_allclose(
+            reader.city_T_ego(sd), sim_log.city_T_ego(np.array([sweep.timestamp_s]))[0], atol=1e-6
+        )
         pts, intensity, ring = reader.points_ego(sd)
         np.testing.assert_allclose(pts, sweep.points_ego, atol=1e-4)
         np.testing.assert_array_equal(ring, sweep.laser_number)
@@ -178,7 +184,9 @@ def test_nuscenes_reads_back_through_the_devkit(nuscenes_root, sim_log):
         city_T_ego = sim_log.city_T_ego(np.array([sim_log.sweeps[k].timestamp_s]))[0]
         want = transform_points(city_T_ego, np.stack([b.center_ego for b in sim_log.boxes[k]]))
         np.testing.assert_allclose(np.stack([b.center for b in boxes]), want, atol=1e-6)
-        np.testing.assert_allclose([b.wlh[1] for b in boxes], [sim_log.tracks[b.track].length_m for b in sim_log.boxes[k]])
+        np.testing.assert_allclose(
+            [b.wlh[1] for b in boxes], [sim_log.tracks[b.track].length_m for b in sim_log.boxes[k]]
+        )
     cams = {c.nuscenes_name for c in sim_log.cfg.camera.rig}
     assert cams <= set(nusc.get("sample", keys[0])["data"])
 
@@ -199,7 +207,9 @@ def test_nuscenes_map_expansion_loads(nuscenes_root, sim_log):
 def test_same_seed_same_arrays(small_cfg):
     from gasp_core.sim.config import world_config_from_dict
 
-    cfg = world_config_from_dict({"seconds": 0.3, "traffic": {"warmup_s": 2.0}, "camera": {"width_px": 32, "height_px": 24, "rate_hz": 10.0}})
+    cfg = world_config_from_dict(
+        {"seconds": 0.3, "traffic": {"warmup_s": 2.0}, "camera": {"width_px": 32, "height_px": 24, "rate_hz": 10.0}}
+    )
     a, b = simulate_log(cfg, seed=3), simulate_log(cfg, seed=3)
     c = simulate_log(cfg, seed=4)
     assert a.log_id == b.log_id != c.log_id
@@ -208,4 +218,6 @@ def test_same_seed_same_arrays(small_cfg):
         np.testing.assert_array_equal(sa.intensity, sb.intensity)
     for fa, fb in zip(a.frames, b.frames):
         np.testing.assert_array_equal(fa.image, fb.image)
-    assert len(a.sweeps[0].points_ego) != len(c.sweeps[0].points_ego) or not np.array_equal(a.sweeps[0].points_ego, c.sweeps[0].points_ego)
+    assert len(a.sweeps[0].points_ego) != len(c.sweeps[0].points_ego) or not np.array_equal(
+        a.sweeps[0].points_ego, c.sweeps[0].points_ego
+    )

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 
-from gasp_core.geometry import make_se3, transform_points, yaw_rotation
+from gasp_core.geometry import make_se3
 from gasp_core.sim.config import CameraConfig, CameraSpec, LidarConfig
-from gasp_core.sim.meshes import TaggedMesh, box_mesh
+from gasp_core.sim.meshes import box_mesh
 from gasp_core.sim.semantics import Surface
 from gasp_core.sim.sensors import (
     WorldCaster,
@@ -27,7 +27,11 @@ def _wall_world(x_m: float) -> WorldCaster:
 def _moving_ego(speed_mps: float):
     def city_T_ego(times):
         times = np.atleast_1d(times)
-        return make_se3(np.broadcast_to(np.eye(3), (len(times), 3, 3)), np.column_stack([speed_mps * times, np.zeros((len(times), 2))]))
+        return make_se3(
+            np.broadcast_to(np.eye(3), (len(times), 3, 3)),
+            np.column_stack([speed_mps * times, np.zeros((len(times), 2))]),
+        )
+
     return city_T_ego
 
 
@@ -63,8 +67,13 @@ def test_lidar_direction_pattern():
 
 def test_dropout_and_noise_are_applied():
     cfg = LidarConfig(beams=8, elevation_deg=(-5.0, 5.0), azimuth_step_deg=1.0, dropout_prob=0.5, range_noise_m=0.05)
-    clean = cast_lidar_sweep(_wall_world(20.0), LidarConfig(beams=8, elevation_deg=(-5.0, 5.0), azimuth_step_deg=1.0),
-                             _moving_ego(0.0), 0.0, np.random.default_rng(0))
+    clean = cast_lidar_sweep(
+        _wall_world(20.0),
+        LidarConfig(beams=8, elevation_deg=(-5.0, 5.0), azimuth_step_deg=1.0),
+        _moving_ego(0.0),
+        0.0,
+        np.random.default_rng(0),
+    )
     noisy = cast_lidar_sweep(_wall_world(20.0), cfg, _moving_ego(0.0), 0.0, np.random.default_rng(0))
     assert 0.35 < len(noisy.points_ego) / len(clean.points_ego) < 0.65
     assert 0.02 < np.std(noisy.points_ego[:, 0] - 20.0) < 0.1

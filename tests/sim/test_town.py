@@ -50,7 +50,14 @@ def test_four_way_offers_left_straight_right(town):
 
 def test_materials_mark_roads_paint_and_sidewalks(town):
     counts = np.bincount(town.material.ravel(), minlength=len(Surface))
-    for surface in (Surface.ROAD, Surface.MARKING_WHITE, Surface.MARKING_YELLOW, Surface.CROSSWALK, Surface.SIDEWALK, Surface.GRASS):
+    for surface in (
+        Surface.ROAD,
+        Surface.MARKING_WHITE,
+        Surface.MARKING_YELLOW,
+        Surface.CROSSWALK,
+        Surface.SIDEWALK,
+        Surface.GRASS,
+    ):
         assert counts[surface] > 0, surface.name
     # lane centres are road, the centre line between opposing lanes is yellow paint
     lane = next(l for l in town.lanes.values() if not l.is_intersection)
@@ -68,7 +75,9 @@ def test_ground_mesh_heights_follow_terrain_and_curbs(town):
     verts = mesh.vertices[np.unique(mesh.faces[ground])]
     # probe cell interiors: on drivable cells the surface is the terrain, elsewhere terrain + curb
     xy = verts[:, :2]
-    inner = (np.abs(xy[:, None, 0] - town.x_breaks[None]) > 0.01).all(1) & (np.abs(xy[:, None, 1] - town.y_breaks[None]) > 0.01).all(1)
+    inner = (np.abs(xy[:, None, 0] - town.x_breaks[None]) > 0.01).all(1) & (
+        np.abs(xy[:, None, 1] - town.y_breaks[None]) > 0.01
+    ).all(1)
     expected = town.surface_height(xy[inner])
     np.testing.assert_allclose(verts[inner, 2], expected, atol=1e-9)
     assert (mesh.face_class == Surface.CURB).sum() > 0

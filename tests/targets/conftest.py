@@ -81,8 +81,14 @@ def scan(log: AnalyticLog, ts: int, surface, elevations_deg, n_az: int) -> Store
         offs.append(off[hit])
     pts = np.concatenate(pts)
     n = len(pts)
-    return StoredSweep(ts, pts.astype(np.float64), np.ones(n, np.float32), np.concatenate(lasers).astype(np.int16),
-                       np.zeros(n, np.uint8), np.concatenate(offs).astype(np.int32))
+    return StoredSweep(
+        ts,
+        pts.astype(np.float64),
+        np.ones(n, np.float32),
+        np.concatenate(lasers).astype(np.int16),
+        np.zeros(n, np.uint8),
+        np.concatenate(offs).astype(np.int32),
+    )
 
 
 def wall(x_m: float, max_range_m: float = 200.0):
@@ -90,6 +96,7 @@ def wall(x_m: float, max_range_m: float = 200.0):
         with np.errstate(divide="ignore", invalid="ignore"):
             r = (x_m - origins[:, 0]) / dirs[:, 0]
         return np.where((dirs[:, 0] > 1e-9) & (r < max_range_m), r, np.inf)
+
     return surface
 
 
@@ -103,6 +110,7 @@ def box_then_wall(box_min, box_max, wall_x):
         hit = origins[:, None, :] + dirs[:, None, :] * r[:, None, None]
         on_face = (dirs[:, 0] > 1e-9) & np.all((hit[:, 0, 1:] >= box_min[1:]) & (hit[:, 0, 1:] <= box_max[1:]), axis=1)
         return np.where(on_face, r, behind(origins, dirs))
+
     return surface
 
 

@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCENE = SceneConfig(past_sweeps=2, horizon_s=0.5)
 SMALL = OccupancyLabelsConfig(
     occupancy=OccupancyConfig(stride=2, occupied_per_sample=500, free_per_sample=500, missing_per_sample=200),
-    ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50), workers=1)
+    ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50),
+    workers=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,9 @@ def test_occupancy_labels_shards(store_dir, tmp_path, sim_log):
     # a rerun with the same inputs is skipped; a changed setting relabels
     again = build_occupancy_labels(store_dir, tmp_path, SCENE, SMALL, progress=False)
     assert again["logs_up_to_date"] == 1 and again["samples"] == 2
-    assert {k: v for k, v in again.items() if not k.startswith("logs_")} == {k: v for k, v in metrics.items() if not k.startswith("logs_")}
+    assert {k: v for k, v in again.items() if not k.startswith("logs_")} == {
+        k: v for k, v in metrics.items() if not k.startswith("logs_")
+    }
 
 
 def test_outputs_never_delete_foreign_folders(store_dir, tmp_path, sim_log):
@@ -66,8 +70,13 @@ def test_outputs_never_delete_foreign_folders(store_dir, tmp_path, sim_log):
     assert keep.is_dir()  # not a labelled log: left alone
     (tmp_path / "dino" / "thesis").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="does not look like DINO targets"):
-        build_dino_targets(store_dir, tmp_path / "dino", DinoTargetsConfig(pca_dim=8, pca_fit_frames=2), [sim_log.log_id],
-                           progress=False)
+        build_dino_targets(
+            store_dir,
+            tmp_path / "dino",
+            DinoTargetsConfig(pca_dim=8, pca_fit_frames=2),
+            [sim_log.log_id],
+            progress=False,
+        )
     assert (tmp_path / "dino" / "thesis").is_dir()
 
 
@@ -146,8 +155,22 @@ def test_stage_scripts_and_dvc_declarations(store_dir, tmp_path):
     params["occupancy_labels"]["workers"] = 1
     params["occupancy_labels"]["occupancy"]["stride"] = 5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    subprocess.run([sys.executable, str(REPO / "stages" / "occupancy_labels.py"), "--params", str(tmp_path / "params.yaml"),
-                    "--store", str(store_dir), "--out", str(tmp_path / "occ"), "--metrics", str(tmp_path / "m.json")],
-                   check=True, cwd=tmp_path, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "stages" / "occupancy_labels.py"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--store",
+            str(store_dir),
+            "--out",
+            str(tmp_path / "occ"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["samples"] == 1 and 0.3 < m["occupied_fraction"] < 0.5  # stride 5: only sweep 1 has 0.5 s of future

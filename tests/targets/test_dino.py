@@ -32,20 +32,28 @@ def test_pinhole_projection_by_hand():
 def camera_log(speed: float, points_ego: np.ndarray) -> AnalyticLog:
     log = AnalyticLog(speed_mps=speed)
     n = len(points_ego)
-    log.sweeps[0] = StoredSweep(0, points_ego, np.ones(n, np.float32), np.zeros(n, np.int16), np.zeros(n, np.uint8),
-                                np.arange(n, dtype=np.int32) * 1000)
+    log.sweeps[0] = StoredSweep(
+        0,
+        points_ego,
+        np.ones(n, np.float32),
+        np.zeros(n, np.int16),
+        np.zeros(n, np.uint8),
+        np.arange(n, dtype=np.int32) * 1000,
+    )
     log.cameras["front"] = (EGO_T_CAM, K)
     return log
 
 
 def test_lift_projects_by_hand_and_drops_hidden_points():
-    pts = np.array([
-        [11.5, -1.0, 1.6],  # 10 m ahead, 1 m right -> (60, 40)
-        [21.5, -2.0, 1.6],  # same pixel, twice as far: hidden behind the first
-        [-5.0, 0.0, 1.6],  # behind the camera
-        [11.5, 9.0, 1.6],  # left of the image (u = -40)
-        [6.5, 0.0, 1.1],  # 5 m ahead, 0.5 m below -> (50, 50)
-    ])
+    pts = np.array(
+        [
+            [11.5, -1.0, 1.6],  # 10 m ahead, 1 m right -> (60, 40)
+            [21.5, -2.0, 1.6],  # same pixel, twice as far: hidden behind the first
+            [-5.0, 0.0, 1.6],  # behind the camera
+            [11.5, 9.0, 1.6],  # left of the image (u = -40)
+            [6.5, 0.0, 1.1],  # 5 m ahead, 0.5 m below -> (50, 50)
+        ]
+    )
     lifted = lift_frame(camera_log(0.0, pts), "front", 0, 100, 80, LiftConfig(max_points_per_frame=0))
     np.testing.assert_allclose(lifted.uv, [[60.0, 40.0], [50.0, 50.0]], atol=1e-9)
     np.testing.assert_allclose(lifted.points_ego, pts[[0, 4]])
@@ -56,7 +64,9 @@ def test_lift_compensates_ego_motion_to_the_camera_time():
     # the sweep is at t = 0, the camera fires 20 ms later after the car moved 0.2 m forward
     lifted = lift_frame(camera_log(10.0, np.array([[11.5, -1.0, 1.6]])), "front", 20_000_000, 100, 80, LiftConfig())
     np.testing.assert_allclose(lifted.uv[0], [100 * 1 / 9.8 + 50, 40.0], atol=1e-9)
-    assert lift_frame(camera_log(10.0, np.array([[11.5, -1.0, 1.6]])), "front", 90_000_000, 100, 80, LiftConfig()) is None
+    assert (
+        lift_frame(camera_log(10.0, np.array([[11.5, -1.0, 1.6]])), "front", 90_000_000, 100, 80, LiftConfig()) is None
+    )
 
 
 def test_sample_features_is_bilinear_at_patch_centres():
@@ -136,9 +146,11 @@ def test_hub_offline_fails_fast_instead_of_hanging(tmp_path):
     import os
     import time
 
-    code = ("import os; os.environ['HF_HUB_OFFLINE'] = '1'\n"
-            "from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig\n"
-            "DinoTeacher(TeacherConfig(weights='hub'))")
+    code = (
+        "import os; os.environ['HF_HUB_OFFLINE'] = '1'\n"
+        "from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig\n"
+        "DinoTeacher(TeacherConfig(weights='hub'))"
+    )
     # an empty cache: a DINOv2 checkpoint cached on this machine must not make the load succeed
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
     start = time.monotonic()
@@ -180,13 +192,18 @@ def test_dino_pca_is_fitted_on_the_training_logs_only(two_log_split, tmp_path):
     split, train_id, val_id = two_log_split
     both, train_only = tmp_path / "store_both", tmp_path / "store_train"
     ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1), both, progress=False)
-    ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name, logs=[train_id], workers=1), train_only,
-           progress=False)
+    ingest(
+        IngestConfig(format="av2", root=str(split.parent), split=split.name, logs=[train_id], workers=1),
+        train_only,
+        progress=False,
+    )
     cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=4, pca_fit_frames=6)
     build_dino_targets(both, tmp_path / "dino_both", cfg, [train_id], progress=False)
     build_dino_targets(train_only, tmp_path / "dino_train", cfg, [train_id], progress=False)
     # the val log's images do not move the PCA: it is the one fitted on a store holding the training log alone
-    assert (tmp_path / "dino_both" / schema.PCA_FILE).read_bytes() == (tmp_path / "dino_train" / schema.PCA_FILE).read_bytes()
+    assert (tmp_path / "dino_both" / schema.PCA_FILE).read_bytes() == (
+        tmp_path / "dino_train" / schema.PCA_FILE
+    ).read_bytes()
     manifest = json.loads((tmp_path / "dino_both" / schema.MANIFEST_FILE).read_text())
     assert manifest["pca_fit_logs"] == [train_id] and sorted(manifest["logs"]) == sorted([train_id, val_id])
     for log_id in (train_id, val_id):  # every log is still transformed

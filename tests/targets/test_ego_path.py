@@ -61,7 +61,9 @@ def test_near_queries_fill_the_margin_around_the_swept_footprint(yaw_rate):
     t0_s, m = 1.0, CFG.near_margin_m
     e = ego_queries(log, Sample(int(t0_s * 1e9), 10, [], []), SCENE, CFG, np.random.default_rng(1))
     t0_inv = np.linalg.inv(log.city_T_ego(np.array([t0_s * 1e9]))[0])
-    grown = box(-EGO.rear_overhang_m - m, -EGO.width_m / 2 - m, EGO.length_m - EGO.rear_overhang_m + m, EGO.width_m / 2 + m)
+    grown = box(
+        -EGO.rear_overhang_m - m, -EGO.width_m / 2 - m, EGO.length_m - EGO.rear_overhang_m + m, EGO.width_m / 2 + m
+    )
     swept = []
     for t in np.linspace(0.0, SCENE.horizon_s, 301):
         pose = t0_inv @ log.city_T_ego(np.array([(t0_s + t) * 1e9]))[0]

@@ -86,7 +86,13 @@ def test_box_in_front_of_a_wall():
     x, y, z = q.xyz.T
     in_box = (x > box_min[0]) & (x < box_max[0]) & (np.abs(y) < 1.0) & (z > 0.0) & (z < 3.0)
     occ = q.occupied == 1
-    on_face = (np.abs(y) <= 1.0 + 1e-9) & (z >= -1e-9) & (z <= 3.0 + 1e-9) & (x >= 20.0 - 1e-9) & (x <= 20.0 + EXACT.delta_occ_m + 1e-9)
+    on_face = (
+        (np.abs(y) <= 1.0 + 1e-9)
+        & (z >= -1e-9)
+        & (z <= 3.0 + 1e-9)
+        & (x >= 20.0 - 1e-9)
+        & (x <= 20.0 + EXACT.delta_occ_m + 1e-9)
+    )
     on_wall = (x >= 40.0 - 1e-9) & (x <= 40.0 + EXACT.delta_occ_m + 1e-9)
     assert (on_face | on_wall)[occ].all()
     assert on_face[occ].sum() > 10  # the box is seen
@@ -100,7 +106,9 @@ def test_box_in_front_of_a_wall():
 def test_disabling_missing_rays():
     log = AnalyticLog(speed_mps=5.0)
     for k in range(35):
-        log.sweeps[k * DT_NS] = scan(log, k * DT_NS, box_then_wall(np.array([20.0, -1, 0]), np.array([22.0, 1, 3]), 40.0), ELEVATIONS, 90)
+        log.sweeps[k * DT_NS] = scan(
+            log, k * DT_NS, box_then_wall(np.array([20.0, -1, 0]), np.array([22.0, 1, 3]), 40.0), ELEVATIONS, 90
+        )
     cfg = OccupancyConfig(missing_per_sample=0)
     returned, missing = sample_rays(log, t0_sample(log), cfg)
     assert missing is None

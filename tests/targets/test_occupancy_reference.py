@@ -56,8 +56,16 @@ class TwoLidarLog(AnalyticLog):
         return super().ego_T_sensor(name)
 
 
-def fire(log: AnalyticLog, ts: int, lidar: np.ndarray, laser: np.ndarray, az: np.ndarray, el: np.ndarray,
-         off: np.ndarray, radius: float = RADIUS_M) -> StoredSweep:
+def fire(
+    log: AnalyticLog,
+    ts: int,
+    lidar: np.ndarray,
+    laser: np.ndarray,
+    az: np.ndarray,
+    el: np.ndarray,
+    off: np.ndarray,
+    radius: float = RADIUS_M,
+) -> StoredSweep:
     """Ray i leaves ``lidar[i]`` at ts + off[i] along sensor (az, el) and returns at ``radius`` (a dome)."""
     pts = np.zeros((len(az), 3))
     for li, name in enumerate(log.meta.lidars):
@@ -68,8 +76,9 @@ def fire(log: AnalyticLog, ts: int, lidar: np.ndarray, laser: np.ndarray, az: np
     ego_T_city = np.linalg.inv(log.city_T_ego(ts)[0])
     pts = pts @ ego_T_city[:3, :3].T + ego_T_city[:3, 3]
     n = len(az)
-    return StoredSweep(ts, pts, np.ones(n, np.float32), laser.astype(np.int16), lidar.astype(np.uint8),
-                       off.astype(np.int32))
+    return StoredSweep(
+        ts, pts, np.ones(n, np.float32), laser.astype(np.int16), lidar.astype(np.uint8), off.astype(np.int32)
+    )
 
 
 def dome_sweep(log: AnalyticLog, ts: int, gaps: dict[int, frozenset]) -> StoredSweep:
@@ -146,11 +155,15 @@ def test_query_source_codes_are_stable():
     assert (int(QuerySource.RETURN), int(QuerySource.FREE), int(QuerySource.MISSING)) == (0, 1, 2)
 
 
-@pytest.mark.parametrize("gaps", [
-    {0: GAP_SEAM | GAP_FIRST | GAP_LAST, 1: GAP_REAR},
-    {0: frozenset(), 1: GAP_REAR},  # the first lidar has no empty cell: the second still gives its own
-    {0: GAP_START, 1: frozenset()},  # empty cells on both sides of the sweep's seam in firing time
-], ids=["both", "rear-only", "seam"])
+@pytest.mark.parametrize(
+    "gaps",
+    [
+        {0: GAP_SEAM | GAP_FIRST | GAP_LAST, 1: GAP_REAR},
+        {0: frozenset(), 1: GAP_REAR},  # the first lidar has no empty cell: the second still gives its own
+        {0: GAP_START, 1: frozenset()},  # empty cells on both sides of the sweep's seam in firing time
+    ],
+    ids=["both", "rear-only", "seam"],
+)
 def test_missing_rays_of_a_static_two_lidar_dome(gaps: dict[int, frozenset]):
     """Missing rays are exactly the empty cells of each lidar: direction, origin and firing time."""
     log = dome_log(0.0, gaps)
@@ -191,8 +204,10 @@ def test_queries_on_a_static_dome():
     assert len(returned.t_s) == len(SWEEP_KS) * n_per_sweep
     q = occupancy_queries(returned, missing, SCENE, cfg, np.random.default_rng(4))
     mounts = np.array([[1.0, 0.0, 2.0], REAR_MOUNT])
-    for src, lo, hi in ((QuerySource.RETURN, RADIUS_M, RADIUS_M + cfg.delta_occ_m),
-                        (QuerySource.FREE, 0.0, RADIUS_M - cfg.delta_free_m)):
+    for src, lo, hi in (
+        (QuerySource.RETURN, RADIUS_M, RADIUS_M + cfg.delta_occ_m),
+        (QuerySource.FREE, 0.0, RADIUS_M - cfg.delta_free_m),
+    ):
         m = q.source == src
         assert m.sum() == 500
         # the ray's lidar is the one whose mount is RADIUS_M from the endpoint
@@ -270,8 +285,14 @@ def test_degenerate_returns_are_dropped_close_ones_kept():
     pts = np.array([mount, mount + [0.5, 0.0, 0.0], mount + [10.0, 0.0, 0.0], mount + [0.0, 10.0, 0.0]])
     n = len(pts)
     for k in (0, 1):
-        log.sweeps[k * DT_NS] = StoredSweep(k * DT_NS, pts, np.ones(n, np.float32), np.zeros(n, np.int16),
-                                            np.zeros(n, np.uint8), np.array([0, 10, 20, 30], np.int32))
+        log.sweeps[k * DT_NS] = StoredSweep(
+            k * DT_NS,
+            pts,
+            np.ones(n, np.float32),
+            np.zeros(n, np.int16),
+            np.zeros(n, np.uint8),
+            np.array([0, 10, 20, 30], np.int32),
+        )
     returned, _ = sample_rays(log, Sample(0, 0, [0], [DT_NS]), OccupancyConfig(missing_per_sample=0))
     np.testing.assert_allclose(returned.range_m, [0.5, 10.0, 10.0] * 2, atol=1e-12)
     np.testing.assert_allclose(returned.dirs, [[1, 0, 0], [1, 0, 0], [0, 1, 0]] * 2, atol=1e-12)

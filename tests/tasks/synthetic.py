@@ -29,7 +29,7 @@ def write_labels(root: Path, rng: np.random.Generator, blobs: int = 3, turn_std_
         for s in range(n):
             for _ in range(blobs):
                 r, q = rng.integers(2, 26, size=2)
-                vox[s, :, r:r + 5, q:q + 5] = True
+                vox[s, :, r : r + 5, q : q + 5] = True
         mp = np.zeros((n, 4, h, w), bool)
         mp[:, 0] = vox[:, 0]
         speed = rng.uniform(2.0, 10.0, n)
@@ -38,22 +38,38 @@ def write_labels(root: Path, rng: np.random.Generator, blobs: int = 3, turn_std_
         wp_t = np.array([0.5, 1.0])
         turn = rng.normal(0.0, turn_std_m, n)
         waypoints = np.stack([np.column_stack([v * wp_t, k * wp_t**2]) for v, k in zip(speed, turn)]).astype(np.float32)
-        arrays = {"voxels": np.stack([np.packbits(v) for v in vox]), "map": np.stack([np.packbits(m) for m in mp]),
-                  "forecast": np.stack([np.packbits(np.zeros((2, 3, 32, 32), bool)) for _ in range(n)]),
-                  "waypoints": waypoints, "ego_past": ego_past, "boxes": np.zeros((0, 7), np.float32),
-                  "ego_dims": np.array([4.5, 2.0, 1.0], np.float32), "t0_ns": np.arange(n, dtype=np.int64)}
+        arrays = {
+            "voxels": np.stack([np.packbits(v) for v in vox]),
+            "map": np.stack([np.packbits(m) for m in mp]),
+            "forecast": np.stack([np.packbits(np.zeros((2, 3, 32, 32), bool)) for _ in range(n)]),
+            "waypoints": waypoints,
+            "ego_past": ego_past,
+            "boxes": np.zeros((0, 7), np.float32),
+            "ego_dims": np.array([4.5, 2.0, 1.0], np.float32),
+            "t0_ns": np.arange(n, dtype=np.int64),
+        }
         np.savez(root / f"{log_id}.npz", **arrays)
-    cfg = TaskLabelsConfig(bev_resolution_m=1.0, forecast_times_s=[0.0, 1.0], map_resolution_m=1.0, waypoint_times_s=[0.5, 1.0])
-    manifest = {"logs": LOGS, "config": cfg.__dict__, "voxel_shape": [c, h, w], "forecast_shape": [2, 3, 32, 32],
-                "map_shape": [4, h, w]}
+    cfg = TaskLabelsConfig(
+        bev_resolution_m=1.0, forecast_times_s=[0.0, 1.0], map_resolution_m=1.0, waypoint_times_s=[0.5, 1.0]
+    )
+    manifest = {
+        "logs": LOGS,
+        "config": cfg.__dict__,
+        "voxel_shape": [c, h, w],
+        "forecast_shape": [2, 3, 32, 32],
+        "map_shape": [4, h, w],
+    }
     (root / MANIFEST).write_text(json.dumps(manifest))
 
 
 def make_project(root: Path, **label_kw) -> tuple[Path, SplitsConfig]:
     """Labels under ``root/labels`` and a seeded scratch encoder under ``root/models/scratch/seed_0``."""
     write_labels(root / "labels", np.random.default_rng(0), **label_kw)
-    model_cfg = ModelConfig(VOX, EncoderConfig(backbone="resnet10t", out_indices=(0, 1, 2), width=16, out_stride=2),
-                            DecoderConfig(hidden=16, blocks=1, offsets=0))
+    model_cfg = ModelConfig(
+        VOX,
+        EncoderConfig(backbone="resnet10t", out_indices=(0, 1, 2), width=16, out_stride=2),
+        DecoderConfig(hidden=16, blocks=1, offsets=0),
+    )
     torch.manual_seed(0)
     GaspModel(SCENE, model_cfg, variant("scratch")).save_pretrained(root / "models" / "scratch" / "seed_0")
     return root, SPLITS

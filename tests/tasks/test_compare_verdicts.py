@@ -10,22 +10,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from compare_verdicts import agreement, main  # noqa: E402
 
 
-@pytest.mark.parametrize("verdicts, expected", [
-    (["better", "better"], "holds (better)"),
-    (["worse", "worse", "worse"], "holds (worse)"),
-    (["inconclusive", "inconclusive"], "inconclusive in all"),
-    (["better", "inconclusive"], "not in all"),
-    (["better", "worse"], "flips"),
-    (["better", None], "missing"),
-])
+@pytest.mark.parametrize(
+    "verdicts, expected",
+    [
+        (["better", "better"], "holds (better)"),
+        (["worse", "worse", "worse"], "holds (worse)"),
+        (["inconclusive", "inconclusive"], "inconclusive in all"),
+        (["better", "inconclusive"], "not in all"),
+        (["better", "worse"], "flips"),
+        (["better", None], "missing"),
+    ],
+)
 def test_agreement(verdicts, expected):
     assert agreement(verdicts) == expected
 
 
 def _summary(verdict_gu: str, verdict_cv: str) -> dict:
     pair = lambda v, d: {"difference": d, "low": d - 0.1, "high": d + 0.1, "verdict": v}  # noqa: E731
-    return {"level": 0.95, "budgets": ["full"], "inits": ["uno", "gasp"], "tasks": {"trajectory": {"full": {
-        "pairs": {"gasp>uno": pair(verdict_gu, 0.3)}, "vs_baseline": {"gasp": pair(verdict_cv, -0.2)}}}}}
+    return {
+        "level": 0.95,
+        "budgets": ["full"],
+        "inits": ["uno", "gasp"],
+        "tasks": {
+            "trajectory": {
+                "full": {"pairs": {"gasp>uno": pair(verdict_gu, 0.3)}, "vs_baseline": {"gasp": pair(verdict_cv, -0.2)}}
+            }
+        },
+    }
 
 
 def test_table_names_each_comparison_and_its_agreement(tmp_path, capsys):
@@ -34,5 +45,8 @@ def test_table_names_each_comparison_and_its_agreement(tmp_path, capsys):
         (tmp_path / name / "summary.json").write_text(json.dumps(s))
     main([str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "seed 0", "seed 1"])
     out = capsys.readouterr().out
-    assert "| trajectory | full | gasp vs uno | +0.300 [+0.200, +0.400] better | +0.300 [+0.200, +0.400] better | holds (better) |" in out
+    assert (
+        "| trajectory | full | gasp vs uno | +0.300 [+0.200, +0.400] better | +0.300 [+0.200, +0.400] better | holds (better) |"
+        in out
+    )
     assert "| trajectory | full | gasp vs baseline |" in out and out.rstrip().endswith("1 holds (better); 1 not in all")

@@ -17,8 +17,7 @@ from gasp_core.targets import schema
 from gasp_core.targets.build import OccupancyLabelsConfig, build_occupancy_labels
 from gasp_core.targets.ego_path import EgoPathConfig
 from gasp_core.targets.occupancy import OccupancyConfig, QuerySource
-from gasp_core.tasks.build import build_task_labels, stored_samples
-from gasp_core.tasks.build import TaskLabels
+from gasp_core.tasks.build import TaskLabels, build_task_labels, stored_samples
 from gasp_core.tasks.config import FinetuneConfig, TaskLabelsConfig
 from gasp_core.tasks.finetune import OccupancyTask, items_of
 from gasp_core.tasks.labels import objects_at, semantic_occupancy
@@ -31,16 +30,29 @@ VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=4)
 @pytest.fixture(scope="module")
 def labelled(av2_split, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
-    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
-           root / "store", progress=False)
-    occ = OccupancyLabelsConfig(occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800,
-                                                          missing_per_sample=400),
-                                ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20), workers=1)
+    ingest(
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
+        root / "store",
+        progress=False,
+    )
+    occ = OccupancyLabelsConfig(
+        occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800, missing_per_sample=400),
+        ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20),
+        workers=1,
+    )
     build_occupancy_labels(root / "store", root / "occupancy", SCENE, occ, progress=False)
     log_id = LogStore(root / "store").log_ids[0]
-    cfg = TaskLabelsConfig(forecast_times_s=[0.0, 0.5], waypoint_times_s=[0.25, 0.5], semantic_from_occupancy=200,
-                           semantic_in_boxes=40, render_rays=200, workers=1)
-    build_task_labels(root / "store", root / "occupancy", root / "labels", SCENE, VOX, occ, cfg, [log_id], progress=False)
+    cfg = TaskLabelsConfig(
+        forecast_times_s=[0.0, 0.5],
+        waypoint_times_s=[0.25, 0.5],
+        semantic_from_occupancy=200,
+        semantic_in_boxes=40,
+        render_rays=200,
+        workers=1,
+    )
+    build_task_labels(
+        root / "store", root / "occupancy", root / "labels", SCENE, VOX, occ, cfg, [log_id], progress=False
+    )
     return root, log_id
 
 
@@ -78,13 +90,17 @@ def test_occupancy_is_scored_on_future_lidar_queries_only(labelled):
         sets = task.eval_queries_of((log_id, s))
         q, y = sets["lidar"]
         assert len(q) == keep.sum() > 0  # float16 times: the t0 sweep's last firing and the next sweep's first differ
-        assert len(sets["missing"][0]) == ((t > _t0_sweep_end_s(log, sample) + 1e-4) & (src == QuerySource.MISSING)).sum() > 0
+        assert (
+            len(sets["missing"][0])
+            == ((t > _t0_sweep_end_s(log, sample) + 1e-4) & (src == QuerySource.MISSING)).sum()
+            > 0
+        )
         x = b.column("x_m").to_numpy()
         np.testing.assert_array_equal(np.sort(q[:, 0]), np.sort(x[keep].astype(np.float32)))
         # a field that calls everything close to the sensor occupied: its AP over exactly these queries
         scores.append(-np.linalg.norm(q[:, :3], axis=1))
         truth.append(y)
-    ev = task._score(lambda it: (lambda q: 1.0 / (1.0 + np.linalg.norm(q[:, :3], axis=1))), items_of(labels, [log_id]))
+    ev = task._score(lambda it: lambda q: 1.0 / (1.0 + np.linalg.norm(q[:, :3], axis=1)), items_of(labels, [log_id]))
     expected = average_precision_score(np.concatenate(truth).astype(bool), np.concatenate(scores))
     assert ev.metrics["AP"] == pytest.approx(expected, abs=1e-9)
     assert 0.0 <= ev.metrics["free_rate/missing"] <= 1.0

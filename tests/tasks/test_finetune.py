@@ -1,6 +1,5 @@
 """Fine-tuning and evaluation on hand-made task labels: losses fall, metrics move, depth rendering is exact."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -9,8 +8,18 @@ from torch import nn
 from gasp_core.models.config import DecoderConfig
 from gasp_core.tasks.build import TaskLabels
 from gasp_core.tasks.config import FinetuneConfig
-from gasp_core.tasks.finetune import (OccupancyTask, budget_logs, evaluate_runs, finetune, items_of, make_task, split_stats,
-                                      train_run, Features, load_encoder)
+from gasp_core.tasks.finetune import (
+    Features,
+    OccupancyTask,
+    budget_logs,
+    evaluate_runs,
+    finetune,
+    items_of,
+    load_encoder,
+    make_task,
+    split_stats,
+    train_run,
+)
 from gasp_core.tasks.heads import constant_velocity
 from tests.tasks.synthetic import LOGS, SCENE, make_project
 
@@ -21,8 +30,17 @@ def project(tmp_path_factory):
 
 
 def _cfg(**kw) -> FinetuneConfig:
-    base = dict(tasks=["map"], inits=["scratch"], budgets={"low": 0.5, "full": 1.0}, seeds=[0], steps=60, batch_size=2,
-                lr=1e-2, warmup_steps=5, device="cpu")
+    base = dict(
+        tasks=["map"],
+        inits=["scratch"],
+        budgets={"low": 0.5, "full": 1.0},
+        seeds=[0],
+        steps=60,
+        batch_size=2,
+        lr=1e-2,
+        warmup_steps=5,
+        device="cpu",
+    )
     return FinetuneConfig(**{**base, **kw})
 
 
@@ -31,13 +49,24 @@ def test_map_head_learns_and_evaluates(project, encoder):
     root, splits = project
     cfg = _cfg(encoder=encoder)
     out = root / f"runs_{encoder}" / "scratch"
-    res = finetune("map", "scratch", root / "labels", root, root / "models" / "scratch", out, SCENE, splits, cfg, progress=False)
+    res = finetune(
+        "map", "scratch", root / "labels", root, root / "models" / "scratch", out, SCENE, splits, cfg, progress=False
+    )
     for run in res["runs"].values():
         assert run["loss_final"] < 0.7 * run["loss_first"]
     saved = {p.name for p in (out / "full" / "pretrain_0" / "seed_0").iterdir()}
     assert ("encoder.safetensors" in saved) == (encoder == "full")
-    metrics, qual, stats = evaluate_runs("map", {"scratch": root / "models" / "scratch"}, out.parent, root / "labels", root, SCENE,
-                                  splits, cfg, progress=False)
+    metrics, qual, stats = evaluate_runs(
+        "map",
+        {"scratch": root / "models" / "scratch"},
+        out.parent,
+        root / "labels",
+        root,
+        SCENE,
+        splits,
+        cfg,
+        progress=False,
+    )
     full = metrics["results"]["scratch"]["full"]["mean"]
     assert metrics["samples"] == LOGS["test"]
     assert full["IoU/drivable_area"] > 0.5  # the blobs are learnt; an untrained head scores ~0
@@ -57,7 +86,7 @@ class _Wall(nn.Module):
     """Occupied for x >= 7 m (a logit field of the queries only)."""
 
     def forward(self, bev, q):
-        return ((q[..., :1] >= 7.0).float() * 20.0 - 10.0)
+        return (q[..., :1] >= 7.0).float() * 20.0 - 10.0
 
 
 def test_depth_rendering_finds_the_wall(project):
@@ -65,8 +94,13 @@ def test_depth_rendering_finds_the_wall(project):
     labels = TaskLabels(root / "labels")
     arrays = labels.log("test")
     dirs = np.array([[1.0, 0.0, 0.0], [np.cos(0.3), np.sin(0.3), 0.0]], np.float32)
-    arrays.update(ray_origin=np.zeros((2, 3), np.float32), ray_dir=dirs, ray_t=np.full(2, 0.5, np.float32),
-                  ray_range=np.array([7.0, 7.0 / np.cos(0.3)], np.float32), ray_sample=np.zeros(2, np.int32))
+    arrays.update(
+        ray_origin=np.zeros((2, 3), np.float32),
+        ray_dir=dirs,
+        ray_t=np.full(2, 0.5, np.float32),
+        ray_range=np.array([7.0, 7.0 / np.cos(0.3)], np.float32),
+        ray_sample=np.zeros(2, np.int32),
+    )
     task = make_task("occupancy", labels, root, SCENE, _cfg())
     assert isinstance(task, OccupancyTask)
     wall = _Wall()
@@ -88,9 +122,12 @@ def test_trajectory_selection_never_ends_worse_than_constant_velocity_on_val(pro
     true = np.stack([labels.log("val")["waypoints"][s] for _, s in val])
     cv_l2 = np.linalg.norm(cv - true, axis=-1)[:, 1].mean()  # the horizon (1 s) is the only L2 time here
     items = items_of(labels, splits.train)
-    head, _, losses, selection = train_run(task, root / "models" / "scratch" / "seed_0", items, task.cfg, 0, torch.device("cpu"),
-                                           val_items=val)
-    features = Features(load_encoder(root / "models" / "scratch" / "seed_0", torch.device("cpu")), labels, torch.device("cpu"), True)
+    head, _, losses, selection = train_run(
+        task, root / "models" / "scratch" / "seed_0", items, task.cfg, 0, torch.device("cpu"), val_items=val
+    )
+    features = Features(
+        load_encoder(root / "models" / "scratch" / "seed_0", torch.device("cpu")), labels, torch.device("cpu"), True
+    )
     scored = task.evaluate(head, features, val).metrics
     assert scored["L2_avg"] <= cv_l2 + 1e-6
     assert selection["history"][0]["step"] == 0 and selection["history"][0]["L2_avg"] == pytest.approx(cv_l2, abs=1e-5)
@@ -103,8 +140,15 @@ def test_selection_ties_go_to_the_later_step(project):
     root, splits = project
     labels = TaskLabels(root / "labels")
     task = make_task("trajectory", labels, root, SCENE, _cfg(val_every={"trajectory": 5}, lr=0.0, steps=10))
-    _, _, _, selection = train_run(task, root / "models" / "scratch" / "seed_0", items_of(labels, splits.train), task.cfg, 0,
-                                   torch.device("cpu"), val_items=items_of(labels, splits.val))
+    _, _, _, selection = train_run(
+        task,
+        root / "models" / "scratch" / "seed_0",
+        items_of(labels, splits.train),
+        task.cfg,
+        0,
+        torch.device("cpu"),
+        val_items=items_of(labels, splits.val),
+    )
     assert [r["step"] for r in selection["history"]] == [0, 5, 10]
     assert len({r["L2_avg"] for r in selection["history"]}) == 1  # all tied
     assert selection["selected_step"] == {"odometry": 10, "blind": 10}
@@ -133,8 +177,19 @@ def test_curves_reach_dvclive_with_validation_loss(project, tmp_path):
     root, splits = project
     cfg = _cfg(val_every={"map": 20}, budgets={"full": 1.0})
     live = tmp_path / "live"
-    res = finetune("map", "scratch", root / "labels", root, root / "models" / "scratch", tmp_path / "out", SCENE, splits, cfg,
-                   progress=False, live_dir=live)
+    res = finetune(
+        "map",
+        "scratch",
+        root / "labels",
+        root,
+        root / "models" / "scratch",
+        tmp_path / "out",
+        SCENE,
+        splits,
+        cfg,
+        progress=False,
+        live_dir=live,
+    )
     plots = live / "plots" / "metrics" / "full" / "pretrain_0" / "seed_0"
     train = pl.read_csv(plots / "train_loss.tsv", separator="\t")
     val = pl.read_csv(plots / "val_loss.tsv", separator="\t")

@@ -21,7 +21,14 @@ from gasp_core.targets.build import OccupancyLabelsConfig
 from gasp_core.tasks.bev import BevGrid, boxes_mask, lines_mask, polygons_mask
 from gasp_core.tasks.build import label_log
 from gasp_core.tasks.config import TaskLabelsConfig
-from gasp_core.tasks.labels import FORECAST_CLASSES, ego_waypoints, forecast_labels, map_labels, objects_at, semantic_occupancy
+from gasp_core.tasks.labels import (
+    FORECAST_CLASSES,
+    ego_waypoints,
+    forecast_labels,
+    map_labels,
+    objects_at,
+    semantic_occupancy,
+)
 from gasp_core.tasks.metrics import average_precision, collides, iou, l2_at, soft_iou
 
 GRID = BevGrid((-4.0, 4.0, -4.0, 4.0), 0.5)  # 16 x 16 cells, centres at +-0.25, +-0.75, ...
@@ -61,8 +68,11 @@ def test_metrics_by_hand():
 @pytest.fixture(scope="module")
 def log(av2_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("tasks_store")
-    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
-           out, progress=False)
+    ingest(
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
+        out,
+        progress=False,
+    )
     store = LogStore(out)
     return store.log(store.log_ids[0])
 
@@ -111,7 +121,9 @@ def test_map_raster_matches_the_world(log, sim_log):
     assert maps.shape == (4, 160, 160) and maps.any(axis=(1, 2)).all()
     # the drivable raster agrees with the town's ground material at the cell centres
     city = grid.centres() @ log.city_T_ego(t0)[0][:2, :2].T + log.city_T_ego(t0)[0][:2, 3]
-    road = np.isin(sim_log.town.material_at(city), [Surface.ROAD, Surface.MARKING_WHITE, Surface.MARKING_YELLOW, Surface.CROSSWALK])
+    road = np.isin(
+        sim_log.town.material_at(city), [Surface.ROAD, Surface.MARKING_WHITE, Surface.MARKING_YELLOW, Surface.CROSSWALK]
+    )
     assert (maps[0].ravel() == road).mean() > 0.97
     # painted zebra bars lie in the crossing polygons, give or take one cell (their round caps overshoot by 0.25 m)
     from scipy.ndimage import binary_dilation
@@ -175,8 +187,12 @@ def _cover_ref(obj, cls, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     out = np.zeros(xs.shape, bool)
     for c, a, (length, width), cat in zip(obj.center[:, :2], obj.yaw, obj.size_lwh[:, :2], obj.category):
         if cat == cls.value:
-            poly = affinity.translate(affinity.rotate(shapely_box(-length / 2, -width / 2, length / 2, width / 2), a,
-                                                      origin=(0, 0), use_radians=True), *c)
+            poly = affinity.translate(
+                affinity.rotate(
+                    shapely_box(-length / 2, -width / 2, length / 2, width / 2), a, origin=(0, 0), use_radians=True
+                ),
+                *c,
+            )
             out |= shapely.intersects_xy(poly, xs, ys)
     return out
 
@@ -202,18 +218,34 @@ def test_built_forecast_is_the_any_cover_of_half_cells(log, tmp_path):
     four half-cells' centres lies in a box, by shapely."""
     sweeps = [int(t) for t in log.sweep_timestamps_ns]
     scene = SceneConfig(extent_m=(-24.0, 24.0, -16.0, 16.0, -3.0, 5.0), past_sweeps=2, horizon_s=0.5)
-    cfg = TaskLabelsConfig(bev_resolution_m=1.0, forecast_times_s=[0.0, 0.3, 0.5], waypoint_times_s=[0.5],
-                           semantic_from_occupancy=5, semantic_in_boxes=6, workers=1)
+    cfg = TaskLabelsConfig(
+        bev_resolution_m=1.0,
+        forecast_times_s=[0.0, 0.3, 0.5],
+        waypoint_times_s=[0.5],
+        semantic_from_occupancy=5,
+        semantic_in_boxes=6,
+        workers=1,
+    )
     # a minimal occupancy-labels folder: the samples table and a few stored queries
     occ = tmp_path / "occupancy" / log.log_id
     occ.mkdir(parents=True)
-    pl.DataFrame({"t0_ns": [sweeps[2]], "batch": [0], "past_ns": [sweeps[1:3]], "future_ns": [sweeps[3:8]]}).write_parquet(
-        occ / schema.SAMPLES_FILE)
-    batch = pa.record_batch({c: pa.array(np.linspace(0.0, 1.0, 8, dtype=np.float32)) for c in ("x_m", "y_m", "z_m", "t_s")})
+    pl.DataFrame(
+        {"t0_ns": [sweeps[2]], "batch": [0], "past_ns": [sweeps[1:3]], "future_ns": [sweeps[3:8]]}
+    ).write_parquet(occ / schema.SAMPLES_FILE)
+    batch = pa.record_batch(
+        {c: pa.array(np.linspace(0.0, 1.0, 8, dtype=np.float32)) for c in ("x_m", "y_m", "z_m", "t_s")}
+    )
     with pa.OSFile(str(occ / schema.OCCUPANCY_FILE), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
         writer.write_batch(batch)
-    arrays = label_log(log, tmp_path / "occupancy", scene, VoxelizerConfig(voxel_size_m=1.0, z_bins=2), OccupancyLabelsConfig(),
-                       cfg, with_rays=False)
+    arrays = label_log(
+        log,
+        tmp_path / "occupancy",
+        scene,
+        VoxelizerConfig(voxel_size_m=1.0, z_bins=2),
+        OccupancyLabelsConfig(),
+        cfg,
+        with_rays=False,
+    )
     rows, cols = 32, 48
     f = np.unpackbits(arrays["forecast"][0])[: 3 * 3 * rows * cols].reshape(3, 3, rows, cols).astype(bool)
     yc, xc = np.meshgrid(-16.0 + np.arange(rows) + 0.5, -24.0 + np.arange(cols) + 0.5, indexing="ij")

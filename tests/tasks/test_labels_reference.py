@@ -63,14 +63,46 @@ class _Track:
 
 
 TRACKS = (
-    _Track("car", UnifiedCategory.VEHICLE, (4.5, 1.8, 1.5), (0.0, 0.1, 0.2, 0.3, 0.4), (20.0, 4.0, 0.75),
-           (5.4, 8.4), 0.98, 0.4),
-    _Track("van", UnifiedCategory.VEHICLE, (5.2, 2.0, 2.1), (0.05, 0.15, 0.25, 0.35), (8.0, 15.0, 1.05),
-           (-6.0, 3.0), 2.6, -0.3),
-    _Track("ped", UnifiedCategory.PEDESTRIAN, (0.6, 0.5, 1.8), (0.1, 0.2, 0.3, 0.4), (12.0, -6.0, 0.9),
-           (1.2, 0.5), -0.4, 0.0),
-    _Track("bike", UnifiedCategory.CYCLIST, (1.9, 0.7, 1.6), (0.0, 0.1, 0.9, 1.0), (25.0, -10.0, 0.8),
-           (4.0, 3.0), 0.64, 0.2),
+    _Track(
+        "car",
+        UnifiedCategory.VEHICLE,
+        (4.5, 1.8, 1.5),
+        (0.0, 0.1, 0.2, 0.3, 0.4),
+        (20.0, 4.0, 0.75),
+        (5.4, 8.4),
+        0.98,
+        0.4,
+    ),
+    _Track(
+        "van",
+        UnifiedCategory.VEHICLE,
+        (5.2, 2.0, 2.1),
+        (0.05, 0.15, 0.25, 0.35),
+        (8.0, 15.0, 1.05),
+        (-6.0, 3.0),
+        2.6,
+        -0.3,
+    ),
+    _Track(
+        "ped",
+        UnifiedCategory.PEDESTRIAN,
+        (0.6, 0.5, 1.8),
+        (0.1, 0.2, 0.3, 0.4),
+        (12.0, -6.0, 0.9),
+        (1.2, 0.5),
+        -0.4,
+        0.0,
+    ),
+    _Track(
+        "bike",
+        UnifiedCategory.CYCLIST,
+        (1.9, 0.7, 1.6),
+        (0.0, 0.1, 0.9, 1.0),
+        (25.0, -10.0, 0.8),
+        (4.0, 3.0),
+        0.64,
+        0.2,
+    ),
 )
 ANNOTATION_S = sorted({t for tr in TRACKS for t in tr.times_s})
 
@@ -81,22 +113,52 @@ def _boxes_table(tracks: tuple[_Track, ...]) -> pl.DataFrame:
     for tr in tracks:
         for t in tr.times_s:
             c, yaw = tr.state(t)
-            rows.append({"timestamp_ns": _ns(t), "track_id": tr.track_id, "category": tr.category.label,
-                         "tx_m": c[0], "ty_m": c[1], "tz_m": c[2], "qw": np.cos(yaw / 2), "qx": 0.0, "qy": 0.0,
-                         "qz": np.sin(yaw / 2), "length_m": tr.size_lwh[0], "width_m": tr.size_lwh[1],
-                         "height_m": tr.size_lwh[2]})
-    schema = {"timestamp_ns": pl.Int64, "track_id": pl.Utf8, "category": pl.Utf8, **{k: pl.Float64 for k in (
-        "tx_m", "ty_m", "tz_m", "qw", "qx", "qy", "qz", "length_m", "width_m", "height_m")}}
+            rows.append(
+                {
+                    "timestamp_ns": _ns(t),
+                    "track_id": tr.track_id,
+                    "category": tr.category.label,
+                    "tx_m": c[0],
+                    "ty_m": c[1],
+                    "tz_m": c[2],
+                    "qw": np.cos(yaw / 2),
+                    "qx": 0.0,
+                    "qy": 0.0,
+                    "qz": np.sin(yaw / 2),
+                    "length_m": tr.size_lwh[0],
+                    "width_m": tr.size_lwh[1],
+                    "height_m": tr.size_lwh[2],
+                }
+            )
+    schema = {
+        "timestamp_ns": pl.Int64,
+        "track_id": pl.Utf8,
+        "category": pl.Utf8,
+        **{k: pl.Float64 for k in ("tx_m", "ty_m", "tz_m", "qw", "qx", "qy", "qz", "length_m", "width_m", "height_m")},
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
 def _map_table(rows: list[tuple[str, str, int, np.ndarray]]) -> pl.DataFrame:
     """The store's map schema from (layer, element, part, (N, 2) ring) rows."""
-    return pl.DataFrame({"layer": [r[0] for r in rows], "element_id": [r[1] for r in rows],
-                         "part": [r[2] for r in rows], "closed": [True] * len(rows),
-                         "x_m": [r[3][:, 0].tolist() for r in rows], "y_m": [r[3][:, 1].tolist() for r in rows]},
-                        schema={"layer": pl.Utf8, "element_id": pl.Utf8, "part": pl.Int32, "closed": pl.Boolean,
-                                "x_m": pl.List(pl.Float64), "y_m": pl.List(pl.Float64)})
+    return pl.DataFrame(
+        {
+            "layer": [r[0] for r in rows],
+            "element_id": [r[1] for r in rows],
+            "part": [r[2] for r in rows],
+            "closed": [True] * len(rows),
+            "x_m": [r[3][:, 0].tolist() for r in rows],
+            "y_m": [r[3][:, 1].tolist() for r in rows],
+        },
+        schema={
+            "layer": pl.Utf8,
+            "element_id": pl.Utf8,
+            "part": pl.Int32,
+            "closed": pl.Boolean,
+            "x_m": pl.List(pl.Float64),
+            "y_m": pl.List(pl.Float64),
+        },
+    )
 
 
 @dataclass(eq=False)
@@ -224,8 +286,11 @@ def test_semantic_occupancy_matches_hand_made_boxes(analytic, order):
     closed-form box at the point's own time (also when queries at annotation times come first in the array)."""
     t0_s = 0.2
     assert abs(_wrap(4 * AnalyticStore.ego(t0_s)[1])) > 0.5  # a half-turn error in the t0 heading would show
-    times = {"exact_first": EXACT_S + BETWEEN_S, "between_first": BETWEEN_S + EXACT_S,
-             "shuffled": list(np.random.default_rng(0).permutation(EXACT_S + BETWEEN_S))}[order]
+    times = {
+        "exact_first": EXACT_S + BETWEEN_S,
+        "between_first": BETWEEN_S + EXACT_S,
+        "shuffled": list(np.random.default_rng(0).permutation(EXACT_S + BETWEEN_S)),
+    }[order]
     xyzt, ref = _queries(t0_s, times)
     if order == "shuffled":
         perm = np.random.default_rng(1).permutation(len(xyzt))
@@ -261,10 +326,18 @@ def test_map_polygon_holes(analytic):
     hole2 = np.array([[16.0, 3.0], [21.0, 2.5], [21.5, 8.0], [15.5, 7.5]])
     other = np.array([[-15.0, -5.0], [-5.0, -5.0], [-6.0, 5.0]])
     crossing = np.array([[10.0, 14.0], [14.0, 14.0], [14.0, 16.0], [10.0, 16.0]])
-    log = AnalyticStore(analytic.boxes, _map_table([
-        (MapLayer.DRIVABLE_AREA, "a", 0, outer), (MapLayer.DRIVABLE_AREA, "a", 1, hole1),
-        (MapLayer.DRIVABLE_AREA, "a", 2, hole2), (MapLayer.DRIVABLE_AREA, "b", 0, other),
-        (MapLayer.PED_CROSSING, "c", 0, crossing)]))
+    log = AnalyticStore(
+        analytic.boxes,
+        _map_table(
+            [
+                (MapLayer.DRIVABLE_AREA, "a", 0, outer),
+                (MapLayer.DRIVABLE_AREA, "a", 1, hole1),
+                (MapLayer.DRIVABLE_AREA, "a", 2, hole2),
+                (MapLayer.DRIVABLE_AREA, "b", 0, other),
+                (MapLayer.PED_CROSSING, "c", 0, crossing),
+            ]
+        ),
+    )
     t0_s = 0.35
     grid = BevGrid((-30.0, 30.0, -25.0, 25.0), 0.25)
     maps = map_labels(log, _ns(t0_s), grid)
@@ -282,8 +355,11 @@ def test_map_polygon_holes(analytic):
 @pytest.fixture(scope="module")
 def log(av2_split, tmp_path_factory) -> StoredLog:
     out = tmp_path_factory.mktemp("labels_reference_store")
-    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
-           out, progress=False)
+    ingest(
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
+        out,
+        progress=False,
+    )
     store = LogStore(out)
     return store.log(store.log_ids[0])
 
@@ -332,8 +408,16 @@ def test_semantic_occupancy_matches_the_simulated_boxes(log, sim_log):
     sweeps = [int(t) for t in log.sweep_timestamps_ns]
     t0 = sweeps[2]
     category = dict(zip(log.boxes["track_id"].to_list(), log.boxes["category"].to_list()))
-    times = [sweeps[0], sweeps[3], sweeps[-1], sweeps[0] - 30_000_000, sweeps[0] + 20_000_000,
-             sweeps[2] + 60_000_000, sweeps[-2] + 70_000_000, sweeps[-1] + 40_000_000]
+    times = [
+        sweeps[0],
+        sweeps[3],
+        sweeps[-1],
+        sweeps[0] - 30_000_000,
+        sweeps[0] + 20_000_000,
+        sweeps[2] + 60_000_000,
+        sweeps[-2] + 70_000_000,
+        sweeps[-1] + 40_000_000,
+    ]
     probe_ids = _annotated_ids(log, sweeps[0]) | _annotated_ids(log, sweeps[-1])
     xyzt, ref = [], []
     for t in times:

@@ -15,8 +15,9 @@ EGO_LW, OVERHANG = (4.6, 1.9), 1.1
 WAYPOINT_TIMES = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])  # TaskLabelsConfig's default (production) times
 
 
-def _ego_ref(x: float, y: float, yaw: float, length: float = EGO_LW[0], width: float = EGO_LW[1],
-             overhang: float = OVERHANG):
+def _ego_ref(
+    x: float, y: float, yaw: float, length: float = EGO_LW[0], width: float = EGO_LW[1], overhang: float = OVERHANG
+):
     """The ego footprint in the rear-axle frame (overhang behind the axle, the rest ahead), rotated about the axle
     and moved to (x, y)."""
     local = box(-overhang, -width / 2, length - overhang, width / 2)

@@ -20,8 +20,15 @@ from gasp_core.targets import schema
 from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks.build import MANIFEST, SEMANTIC_CLASSES, TaskLabels
 from gasp_core.tasks.config import FinetuneConfig, TaskLabelsConfig
-from gasp_core.tasks.finetune import (ForecastTask, MapTask, OccupancyTask, SemanticOccupancyTask, TrajectoryTask, items_of,
-                                      make_task)
+from gasp_core.tasks.finetune import (
+    ForecastTask,
+    MapTask,
+    OccupancyTask,
+    SemanticOccupancyTask,
+    TrajectoryTask,
+    items_of,
+    make_task,
+)
 
 # not square, so a swap of rows and columns cannot pass unnoticed
 SCENE = SceneConfig(extent_m=(-16.0, 16.0, -12.0, 12.0, -2.0, 4.0), past_sweeps=2, horizon_s=3.0)
@@ -37,7 +44,7 @@ def _blobs(rng, shape, n=4, size=(2, 6)) -> np.ndarray:
     for _ in range(n):
         h, w = rng.integers(*size, size=2)
         r, c = rng.integers(0, shape[0] - h), rng.integers(0, shape[1] - w)
-        out[r:r + h, c:c + w] = True
+        out[r : r + h, c : c + w] = True
     return out
 
 
@@ -51,24 +58,39 @@ def _write(root: Path, rng: np.random.Generator) -> dict:
         speed = rng.uniform(3.0, 10.0, n)
         wp_t, past_t = np.array(WP_TIMES), np.array([-0.1, 0.0])
         curve = rng.normal(0.0, 0.5, n)
-        waypoints = np.stack([np.column_stack([v * wp_t, c * wp_t**2]) for v, c in zip(speed, curve)]).astype(np.float32)
+        waypoints = np.stack([np.column_stack([v * wp_t, c * wp_t**2]) for v, c in zip(speed, curve)]).astype(
+            np.float32
+        )
         ego_past = np.stack([np.column_stack([v * past_t, np.zeros(2), past_t]) for v in speed]).astype(np.float32)
         # a box on the true path at waypoint 3 (1 m ahead of the rear axle) for the first sample, none elsewhere
         wp = waypoints[0, 3]
         boxes = np.array([[0, 3, wp[0] + 1.0, wp[1], 0.0, 2.0, 1.0]], np.float32)
         # semantic queries: random points and classes
         sem_n = 40 * n
-        sem_xyzt = np.column_stack([rng.uniform(-15, 15, (sem_n, 2)), rng.uniform(-1, 3, sem_n),
-                                    rng.uniform(0, 3, sem_n)]).astype(np.float32)
+        sem_xyzt = np.column_stack(
+            [rng.uniform(-15, 15, (sem_n, 2)), rng.uniform(-1, 3, sem_n), rng.uniform(0, 3, sem_n)]
+        ).astype(np.float32)
         sem_class = rng.integers(0, len(SEMANTIC_CLASSES), sem_n).astype(np.int8)
         sem_sample = np.repeat(np.arange(n), 40).astype(np.int32)
-        arrays = {"voxels": np.packbits(np.zeros((n, 4, ROWS, COLS), bool).reshape(n, -1), axis=1),
-                  "forecast": np.packbits(forecast.reshape(n, -1), axis=1), "map": np.packbits(maps.reshape(n, -1), axis=1),
-                  "waypoints": waypoints, "ego_past": ego_past, "boxes": boxes, "ego_dims": np.array(EGO, np.float32),
-                  "t0_ns": np.arange(n, dtype=np.int64), "sem_xyzt": sem_xyzt, "sem_class": sem_class, "sem_sample": sem_sample,
-                  "ray_origin": np.zeros((0, 3), np.float32), "ray_dir": np.zeros((0, 3), np.float32),
-                  "ray_t": np.zeros(0, np.float32), "ray_range": np.zeros(0, np.float32), "ray_sample": np.zeros(0, np.int32),
-                  "occ_t_min": np.full(n, 0.1, np.float32)}
+        arrays = {
+            "voxels": np.packbits(np.zeros((n, 4, ROWS, COLS), bool).reshape(n, -1), axis=1),
+            "forecast": np.packbits(forecast.reshape(n, -1), axis=1),
+            "map": np.packbits(maps.reshape(n, -1), axis=1),
+            "waypoints": waypoints,
+            "ego_past": ego_past,
+            "boxes": boxes,
+            "ego_dims": np.array(EGO, np.float32),
+            "t0_ns": np.arange(n, dtype=np.int64),
+            "sem_xyzt": sem_xyzt,
+            "sem_class": sem_class,
+            "sem_sample": sem_sample,
+            "ray_origin": np.zeros((0, 3), np.float32),
+            "ray_dir": np.zeros((0, 3), np.float32),
+            "ray_t": np.zeros(0, np.float32),
+            "ray_range": np.zeros(0, np.float32),
+            "ray_sample": np.zeros(0, np.int32),
+            "occ_t_min": np.full(n, 0.1, np.float32),
+        }
         np.savez(root / "labels" / f"{log_id}.npz", **arrays)
         # stored occupancy queries, one batch per sample: returns and free space (some before t0's sweep ends),
         # and missing-ray queries (free)
@@ -77,20 +99,50 @@ def _write(root: Path, rng: np.random.Generator) -> dict:
         batches, occ_raw = [], []
         for s in range(n):
             m = 300
-            q = np.column_stack([rng.uniform(-15, 15, (m, 2)), rng.uniform(-1, 3, m), rng.uniform(0, 3, m)]).astype(np.float32)
-            src = rng.choice([QuerySource.RETURN, QuerySource.FREE, QuerySource.MISSING], m, p=[0.3, 0.5, 0.2]).astype(np.uint8)
+            q = np.column_stack([rng.uniform(-15, 15, (m, 2)), rng.uniform(-1, 3, m), rng.uniform(0, 3, m)]).astype(
+                np.float32
+            )
+            src = rng.choice([QuerySource.RETURN, QuerySource.FREE, QuerySource.MISSING], m, p=[0.3, 0.5, 0.2]).astype(
+                np.uint8
+            )
             occupied = (src == QuerySource.RETURN).astype(np.uint8)
-            batches.append(pa.record_batch({"x_m": q[:, 0], "y_m": q[:, 1], "z_m": q[:, 2], "t_s": q[:, 3],
-                                            "occupied": occupied, "source": src}))
+            batches.append(
+                pa.record_batch(
+                    {
+                        "x_m": q[:, 0],
+                        "y_m": q[:, 1],
+                        "z_m": q[:, 2],
+                        "t_s": q[:, 3],
+                        "occupied": occupied,
+                        "source": src,
+                    }
+                )
+            )
             occ_raw.append((q, occupied))
-        with pa.OSFile(str(occ_dir / schema.OCCUPANCY_FILE), "wb") as sink, pa.ipc.new_file(sink, batches[0].schema) as w:
+        with (
+            pa.OSFile(str(occ_dir / schema.OCCUPANCY_FILE), "wb") as sink,
+            pa.ipc.new_file(sink, batches[0].schema) as w,
+        ):
             for b in batches:
                 w.write_batch(b)
-        raw[log_id] = {"forecast": forecast, "map": maps, "waypoints": waypoints, "occ": occ_raw,
-                       "sem": (sem_xyzt, sem_class, sem_sample)}
-    cfg = TaskLabelsConfig(bev_resolution_m=1.0, forecast_times_s=F_TIMES, map_resolution_m=1.0, waypoint_times_s=WP_TIMES)
-    manifest = {"logs": LOGS, "config": cfg.__dict__, "voxel_shape": [4, ROWS, COLS], "forecast_shape": [len(F_TIMES), 3, ROWS, COLS],
-                "map_shape": [4, ROWS, COLS], "voxelizer": {"voxel_size_m": 1.0, "z_bins": 2}}
+        raw[log_id] = {
+            "forecast": forecast,
+            "map": maps,
+            "waypoints": waypoints,
+            "occ": occ_raw,
+            "sem": (sem_xyzt, sem_class, sem_sample),
+        }
+    cfg = TaskLabelsConfig(
+        bev_resolution_m=1.0, forecast_times_s=F_TIMES, map_resolution_m=1.0, waypoint_times_s=WP_TIMES
+    )
+    manifest = {
+        "logs": LOGS,
+        "config": cfg.__dict__,
+        "voxel_shape": [4, ROWS, COLS],
+        "forecast_shape": [len(F_TIMES), 3, ROWS, COLS],
+        "map_shape": [4, ROWS, COLS],
+        "voxelizer": {"voxel_size_m": 1.0, "z_bins": 2},
+    }
     (root / "labels" / MANIFEST).write_text(json.dumps(manifest))
     return raw
 
@@ -175,7 +227,9 @@ def test_forecast_oracle(world):
             assert good.metrics[f"AP/{cls}/{time:g}s"] == pytest.approx(1.0)
             assert good.metrics[f"softIoU/{cls}/{time:g}s"] == pytest.approx(1.0, abs=1e-6)
     assert good.metrics["mAP"] == pytest.approx(1.0)
-    assert t.main_from_stats({k: v.sum(0)[None] for k, v in good.stats.items()}, np.array([len(items)]))[0] == pytest.approx(1.0)
+    assert t.main_from_stats({k: v.sum(0)[None] for k, v in good.stats.items()}, np.array([len(items)]))[
+        0
+    ] == pytest.approx(1.0)
     bad = t.evaluate(_ForecastOracle(raw, items, sign=-1.0), bev_of, items)
     prevalence = np.concatenate([raw[lid]["forecast"][s] for lid, s in items]).mean()
     assert bad.metrics["mAP"] < 2 * prevalence < 0.5
@@ -230,6 +284,7 @@ def test_semantic_occupancy_oracle(world):
 
 def _occupancy_field(raw, sign=1.0):
     """field_of(item): the stored label of each stored query (0 for anything else), or its negation."""
+
     def field_of(item):
         q, occupied = raw[item[0]]["occ"][item[1]]
         lookup = {row.tobytes(): bool(o) for row, o in zip(q, occupied)}
@@ -237,7 +292,9 @@ def _occupancy_field(raw, sign=1.0):
         def field(queries):
             y = np.array([lookup.get(row.tobytes(), False) for row in np.asarray(queries, np.float32)], np.float64)
             return y if sign > 0 else 1.0 - y
+
         return field
+
     return field_of
 
 
@@ -267,8 +324,13 @@ def test_depth_rendering_interpolates_to_the_analytic_crossing(world):
     dirs = np.column_stack([np.cos(angles), np.sin(angles), np.zeros(4)])
     crossing = (5.2 + times - origins[:, 0]) / np.cos(angles)  # distance along each ray to x = 5.2 + t
     try:
-        arrays.update(ray_origin=origins.astype(np.float32), ray_dir=dirs.astype(np.float32), ray_t=times.astype(np.float32),
-                      ray_range=crossing.astype(np.float32), ray_sample=np.zeros(4, np.int32))
+        arrays.update(
+            ray_origin=origins.astype(np.float32),
+            ray_dir=dirs.astype(np.float32),
+            ray_t=times.astype(np.float32),
+            ray_range=crossing.astype(np.float32),
+            ray_sample=np.zeros(4, np.int32),
+        )
 
         def field(q):
             q = np.asarray(q, np.float64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from gasp_core.tasks.finetune import TrajectoryTask
 from gasp_core.tasks.report import _fmt_ci, compare, comparison_pairs, write_report
@@ -16,8 +15,14 @@ N = 24
 def _stats(factors: dict[str, float], runs: int = 1, baseline: bool = True) -> dict:
     """Per-sample L2 errors (N, 3) of each init, ``factors[init]`` times a shared per-sample difficulty."""
     base = np.random.default_rng(0).gamma(2.0, 1.0, N)
-    stats = {i: {"low": {f"pretrain_0/seed_{r}": {"l2": (base * f * (1 + 0.01 * r))[:, None].repeat(3, 1)} for r in range(runs)}}
-             for i, f in factors.items()}
+    stats = {
+        i: {
+            "low": {
+                f"pretrain_0/seed_{r}": {"l2": (base * f * (1 + 0.01 * r))[:, None].repeat(3, 1)} for r in range(runs)
+            }
+        }
+        for i, f in factors.items()
+    }
     if baseline:
         stats["baseline"] = {"-": {"-": {"l2": base[:, None].repeat(3, 1)}}}
     return stats
@@ -64,8 +69,12 @@ def test_missing_init_and_single_run():
 
 def _eval_metrics(inits):
     mean = {"L2_avg": 1.0, "l2_1s": 0.5, "l2_2s": np.nan, "collision_3s": None}
-    return {"trajectory": {"results": {i: {"low": {"mean": mean, "std": {"L2_avg": 0.1, "l2_1s": None}}} for i in inits},
-                           "baseline": {"L2_avg": 1.1}}}
+    return {
+        "trajectory": {
+            "results": {i: {"low": {"mean": mean, "std": {"L2_avg": 0.1, "l2_1s": None}}} for i in inits},
+            "baseline": {"L2_avg": 1.1},
+        }
+    }
 
 
 def test_write_report_readme_has_verdicts_intervals_and_na(tmp_path):
@@ -73,8 +82,16 @@ def test_write_report_readme_has_verdicts_intervals_and_na(tmp_path):
     comparisons = {"trajectory": _compare(_stats({"scratch": 1.2, "uno": 1.0, "gasp": 0.8}, runs=2), inits)}
     # a missing init's interval: drop UnO from the intervals
     comparisons["trajectory"]["low"]["interval"].pop("uno")
-    summary = write_report(_eval_metrics(["scratch", "gasp"]), {}, tmp_path / "report", inits, ["low"], comparisons,
-                           extras={"test samples": N}, plot_csv=tmp_path / "plot.csv")
+    summary = write_report(
+        _eval_metrics(["scratch", "gasp"]),
+        {},
+        tmp_path / "report",
+        inits,
+        ["low"],
+        comparisons,
+        extras={"test samples": N},
+        plot_csv=tmp_path / "plot.csv",
+    )
     readme = (tmp_path / "report" / "README.md").read_text()
     assert "**better**" in readme and "**worse**" in readme  # gasp > uno, scratch vs baseline
     row = next(line for line in readme.splitlines() if line.startswith("| Ego trajectory (L2 avg"))

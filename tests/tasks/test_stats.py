@@ -61,12 +61,19 @@ def test_iou_is_pooled_over_resampled_samples():
 def test_compare_names_the_papers_pairs_and_the_baseline():
     rng = np.random.default_rng(2)
     base = rng.gamma(2.0, 1.0, 20)
-    stats = {init: {"low": {"pretrain_0/seed_0": {"l2": (base * f)[:, None].repeat(3, 1)}}}
-             for init, f in (("scratch", 1.2), ("uno", 1.0), ("gasp", 0.8))}
+    stats = {
+        init: {"low": {"pretrain_0/seed_0": {"l2": (base * f)[:, None].repeat(3, 1)}}}
+        for init, f in (("scratch", 1.2), ("uno", 1.0), ("gasp", 0.8))
+    }
     stats["baseline"] = {"-": {"-": {"l2": base[:, None].repeat(3, 1)}}}
-    res = compare("trajectory", stats, np.arange(20), ["scratch", "uno", "gasp"], ["low"], TrajectoryTask.main_from_stats, CFG)
+    res = compare(
+        "trajectory", stats, np.arange(20), ["scratch", "uno", "gasp"], ["low"], TrajectoryTask.main_from_stats, CFG
+    )
     assert comparison_pairs(["scratch", "uno", "gasp"]) == [("gasp", "uno"), ("uno", "scratch")]
-    assert res["low"]["pairs"]["gasp>uno"]["verdict"] == "better" and res["low"]["pairs"]["uno>scratch"]["verdict"] == "better"
+    assert (
+        res["low"]["pairs"]["gasp>uno"]["verdict"] == "better"
+        and res["low"]["pairs"]["uno>scratch"]["verdict"] == "better"
+    )
     assert res["low"]["vs_baseline"]["scratch"]["verdict"] == "worse"
     assert res["low"]["vs_baseline"]["uno"]["verdict"] == "inconclusive"
     assert ("uno", "scratch") in comparison_pairs(["scratch", "uno", "uno_enhanced", "gasp"])

@@ -18,7 +18,9 @@ def _onehot(classes: np.ndarray, noise: float, rng: np.random.Generator) -> np.n
 def test_one_hot_features_are_probed_perfectly():
     rng = np.random.default_rng(0)
     y_train, y_test = rng.integers(1, 5, 800), rng.integers(1, 5, 400)
-    r = linear_probe(ProbeSet(_onehot(y_train, 0.05, rng), y_train), ProbeSet(_onehot(y_test, 0.05, rng), y_test), CLASSES)
+    r = linear_probe(
+        ProbeSet(_onehot(y_train, 0.05, rng), y_train), ProbeSet(_onehot(y_test, 0.05, rng), y_test), CLASSES
+    )
     assert r["accuracy"] == 1.0 and r["mIoU"] == 1.0
     assert r["IoU"]["none"] is None  # absent from the test truth: not part of the mean
     assert all(r["IoU"][c] == 1.0 for c in CLASSES[1:])
@@ -27,8 +29,9 @@ def test_one_hot_features_are_probed_perfectly():
 def test_features_without_information_score_at_chance():
     rng = np.random.default_rng(1)
     y_train, y_test = rng.integers(1, 5, 2000), rng.integers(1, 5, 2000)
-    r = linear_probe(ProbeSet(rng.standard_normal((2000, 8)), y_train), ProbeSet(rng.standard_normal((2000, 8)), y_test),
-                     CLASSES)
+    r = linear_probe(
+        ProbeSet(rng.standard_normal((2000, 8)), y_train), ProbeSet(rng.standard_normal((2000, 8)), y_test), CLASSES
+    )
     assert 0.15 < r["accuracy"] < 0.35 and r["mIoU"] < 0.25  # four balanced classes: chance is 0.25
 
 
@@ -47,19 +50,28 @@ def test_iou_per_class_is_sklearns_jaccard():
     truth, pred = rng.integers(0, 5, 500), rng.integers(0, 5, 500)
     pred[:200] = truth[:200]
     np.testing.assert_allclose(iou_per_class(truth, pred, 5), jaccard_score(truth, pred, average=None, labels=range(5)))
-    r = linear_probe(ProbeSet(_onehot(truth, 0.3, rng), truth), ProbeSet(_onehot(pred, 0.3, rng), truth), CLASSES,
-                     ProbeConfig(max_train_points=10_000))
+    r = linear_probe(
+        ProbeSet(_onehot(truth, 0.3, rng), truth),
+        ProbeSet(_onehot(pred, 0.3, rng), truth),
+        CLASSES,
+        ProbeConfig(max_train_points=10_000),
+    )
     assert r["accuracy"] == pytest.approx(accuracy_score(truth, pred), abs=0.02)
 
 
 def test_subsets_and_bad_input():
     rng = np.random.default_rng(4)
     y = rng.integers(1, 5, 1000)
-    r = linear_probe(ProbeSet(_onehot(y, 0.1, rng), y), ProbeSet(_onehot(y, 0.1, rng), y), CLASSES,
-                     ProbeConfig(max_train_points=100, max_test_points=50))
+    r = linear_probe(
+        ProbeSet(_onehot(y, 0.1, rng), y),
+        ProbeSet(_onehot(y, 0.1, rng), y),
+        CLASSES,
+        ProbeConfig(max_train_points=100, max_test_points=50),
+    )
     assert (r["train_points"], r["test_points"]) == (100, 50)
     with pytest.raises(ValueError, match="single surface class"):
-        linear_probe(ProbeSet(np.ones((10, 2)), np.ones(10, np.int64)), ProbeSet(np.ones((5, 2)), np.ones(5, np.int64)),
-                     CLASSES)
+        linear_probe(
+            ProbeSet(np.ones((10, 2)), np.ones(10, np.int64)), ProbeSet(np.ones((5, 2)), np.ones(5, np.int64)), CLASSES
+        )
     with pytest.raises(ValueError, match="no points"):
         linear_probe(ProbeSet(np.ones((10, 2)), y[:10]), ProbeSet(np.zeros((0, 2)), np.zeros(0, np.int64)), CLASSES)

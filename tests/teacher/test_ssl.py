@@ -32,16 +32,33 @@ def _blocks_images(n: int = 16, seed: int = 0) -> list[torch.Tensor]:
         x = torch.zeros(3, 48, 64)
         for _ in range(4):
             y0, x0 = int(torch.randint(0, 33, (1,), generator=g)), int(torch.randint(0, 49, (1,), generator=g))
-            x[:, y0:y0 + 16, x0:x0 + 16] = torch.rand(3, 1, 1, generator=g)
+            x[:, y0 : y0 + 16, x0 : x0 + 16] = torch.rand(3, 1, 1, generator=g)
         images.append(x)
     return images
 
 
 def _cfg(objective: str, **kw) -> TeacherTrainConfig:
-    base = dict(enabled=True, objective=objective, model="vit_tiny_patch16_224", model_args=dict(TINY_ARGS),
-                image_side_px=64, steps=30, batch_size=8, lr=2e-3, warmup_steps=3, max_seconds=None, log_every=5,
-                decoder_dim=32, decoder_depth=1, decoder_heads=2, prototypes=64, head_hidden=64, head_bottleneck=32,
-                local_crops=2, local_crop_patches=3)
+    base = dict(
+        enabled=True,
+        objective=objective,
+        model="vit_tiny_patch16_224",
+        model_args=dict(TINY_ARGS),
+        image_side_px=64,
+        steps=30,
+        batch_size=8,
+        lr=2e-3,
+        warmup_steps=3,
+        max_seconds=None,
+        log_every=5,
+        decoder_dim=32,
+        decoder_depth=1,
+        decoder_heads=2,
+        prototypes=64,
+        head_hidden=64,
+        head_bottleneck=32,
+        local_crops=2,
+        local_crop_patches=3,
+    )
     return TeacherTrainConfig(**{**base, **kw})
 
 
@@ -151,7 +168,7 @@ def test_mae_encoder_sees_only_the_visible_patches():
         y = x.clone()
         if hidden is not None:
             r, c = divmod(int(hidden), 8)
-            y[:, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 1.0
+            y[:, :, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] += 1.0
         ssl.mae_loss(vit, dec, y, torch.from_numpy(ids_keep), torch.from_numpy(mask), 8, norm_pix=True)
     assert seen[0].shape == (1, vit.num_prefix_tokens + 12, 32)  # the prefix and the 12 visible patches only
     assert all(torch.equal(seen[0], other) for other in seen[1:])
@@ -240,10 +257,29 @@ def test_disabled_stage_writes_an_untrained_marker_without_torch(tmp_path):
     params.write_text(yaml.safe_dump({"teacher": json.loads(json.dumps(asdict(TeacherTrainConfig(enabled=False))))}))
     out, metrics = tmp_path / "teacher", tmp_path / "metrics.json"
     (out / "old").mkdir(parents=True)
-    code = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path('stages/teacher.py', run_name='__main__'); "
-            "assert 'torch' not in sys.modules, 'the disabled stage imported torch'")
-    subprocess.run([sys.executable, "-c", code, "stages/teacher.py", "--params", str(params), "--store", "nowhere",
-                    "--out", str(out), "--metrics", str(metrics)], cwd=REPO, check=True, capture_output=True)
+    code = (
+        "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path('stages/teacher.py', run_name='__main__'); "
+        "assert 'torch' not in sys.modules, 'the disabled stage imported torch'"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "stages/teacher.py",
+            "--params",
+            str(params),
+            "--store",
+            "nowhere",
+            "--out",
+            str(out),
+            "--metrics",
+            str(metrics),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     assert json.loads((out / ssl.META_FILE).read_text()) == {"trained": False}
     assert [p.name for p in out.iterdir()] == [ssl.META_FILE]
     assert json.loads(metrics.read_text()) == {"trained": False}

@@ -19,14 +19,25 @@ from gasp_core.train.dataset import QueryCounts
 from gasp_core.train.pretrain import PretrainConfig, TrainConfig
 
 TINY_SCENE = SceneConfig(extent_m=(-20.0, 20.0, -20.0, 20.0, -3.0, 5.0), past_sweeps=2, horizon_s=0.5)
-TINY_MODEL = ModelConfig(voxelizer=VoxelizerConfig(voxel_size_m=1.0, z_bins=4),
-                         encoder=EncoderConfig(width=16, out_stride=2),
-                         decoder=DecoderConfig(hidden=32, blocks=1, offsets=2))
+TINY_MODEL = ModelConfig(
+    voxelizer=VoxelizerConfig(voxel_size_m=1.0, z_bins=4),
+    encoder=EncoderConfig(width=16, out_stride=2),
+    decoder=DecoderConfig(hidden=32, blocks=1, offsets=2),
+)
 
 
 def tiny_config(steps: int = 6, **train) -> PretrainConfig:
-    settings = dict(steps=steps, batch_size=2, lr=3e-3, warmup_steps=2, checkpoint_every=3, log_every=1, num_workers=0,
-                    queries=QueryCounts(occupancy=256, ego=64, dino=64), device="cpu")
+    settings = dict(
+        steps=steps,
+        batch_size=2,
+        lr=3e-3,
+        warmup_steps=2,
+        checkpoint_every=3,
+        log_every=1,
+        num_workers=0,
+        queries=QueryCounts(occupancy=256, ego=64, dino=64),
+        device="cpu",
+    )
     tc = TrainConfig(**{**settings, **train})
     return PretrainConfig(model=TINY_MODEL, train=tc)
 
@@ -34,9 +45,16 @@ def tiny_config(steps: int = 6, **train) -> PretrainConfig:
 @pytest.fixture(scope="session")
 def pretrain_inputs(av2_split, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pretrain_inputs")
-    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1), root / "store", progress=False)
-    occ = OccupancyLabelsConfig(occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800, missing_per_sample=200),
-                                ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50), workers=1)
+    ingest(
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1),
+        root / "store",
+        progress=False,
+    )
+    occ = OccupancyLabelsConfig(
+        occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800, missing_per_sample=200),
+        ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50),
+        workers=1,
+    )
     build_occupancy_labels(root / "store", root / "occupancy", TINY_SCENE, occ, progress=False)
     dino = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
     build_dino_targets(root / "store", root / "dino", dino, LogStore(root / "store").log_ids, progress=False)

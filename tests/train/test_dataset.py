@@ -20,14 +20,26 @@ COUNTS = QueryCounts(occupancy=256, ego=64, dino=64)
 
 
 def dataset(inputs: dict, name: str, **kwargs) -> PretrainDataset:
-    return PretrainDataset(inputs["store"], inputs["occupancy"], inputs["dino"], TINY_SCENE, TINY_MODEL.voxelizer, COUNTS,
-                           variant(name), **kwargs)
+    return PretrainDataset(
+        inputs["store"],
+        inputs["occupancy"],
+        inputs["dino"],
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        COUNTS,
+        variant(name),
+        **kwargs,
+    )
 
 
 def stored_features(inputs: dict, log_id: str, dim: int) -> np.ndarray:
     with ipc.open_file(inputs["dino"] / log_id / schema.DINO_POINTS_FILE) as f:
-        return np.concatenate([f.get_batch(b).column("feature").flatten().to_numpy().reshape(-1, dim)
-                               for b in range(f.num_record_batches)])
+        return np.concatenate(
+            [
+                f.get_batch(b).column("feature").flatten().to_numpy().reshape(-1, dim)
+                for b in range(f.num_record_batches)
+            ]
+        )
 
 
 def test_dino_targets_are_the_stored_pca_features(pretrain_inputs):
@@ -43,8 +55,11 @@ def test_dino_targets_are_the_stored_pca_features(pretrain_inputs):
         assert all(row.tobytes() in stored for row in target.astype(np.float16))
     standardized = dataset(pretrain_inputs, "gasp", dino_standardize=True)
     assert (standardized.dino_std != 1.0).any()
-    np.testing.assert_allclose(standardized[(0, 0)]["dino_target"].numpy(),
-                               (data[(0, 0)]["dino_target"].numpy() - standardized.dino_mean) / standardized.dino_std, rtol=1e-5)
+    np.testing.assert_allclose(
+        standardized[(0, 0)]["dino_target"].numpy(),
+        (data[(0, 0)]["dino_target"].numpy() - standardized.dino_mean) / standardized.dino_std,
+        rtol=1e-5,
+    )
 
 
 def test_every_query_lies_inside_the_bev_grid(pretrain_inputs):
@@ -78,12 +93,26 @@ def test_ego_path_labels_under_rotation_match_the_footprint(pretrain_inputs):
             xy_t0 = xyt[:, :2] @ R  # un-rotate: the item holds xy_t0 @ R.T
             t0_T_ego = t0_T_city @ log.city_T_ego(t0_ns + np.round(xyt[:, 2] * 1e9).astype(np.int64))
             label = item["ego_label"].numpy().astype(bool)
-            surely_in = inside_footprint(xy_t0, t0_T_ego, replace(ego, length_m=ego.length_m - 2 * eps_m,
-                                                                  width_m=ego.width_m - 2 * eps_m,
-                                                                  rear_overhang_m=ego.rear_overhang_m - eps_m))
-            maybe_in = inside_footprint(xy_t0, t0_T_ego, replace(ego, length_m=ego.length_m + 2 * eps_m,
-                                                                 width_m=ego.width_m + 2 * eps_m,
-                                                                 rear_overhang_m=ego.rear_overhang_m + eps_m))
+            surely_in = inside_footprint(
+                xy_t0,
+                t0_T_ego,
+                replace(
+                    ego,
+                    length_m=ego.length_m - 2 * eps_m,
+                    width_m=ego.width_m - 2 * eps_m,
+                    rear_overhang_m=ego.rear_overhang_m - eps_m,
+                ),
+            )
+            maybe_in = inside_footprint(
+                xy_t0,
+                t0_T_ego,
+                replace(
+                    ego,
+                    length_m=ego.length_m + 2 * eps_m,
+                    width_m=ego.width_m + 2 * eps_m,
+                    rear_overhang_m=ego.rear_overhang_m + eps_m,
+                ),
+            )
             assert (label[surely_in]).all() and not (label[~maybe_in]).any(), (index, seed)
             positives += int(label.sum())
     assert positives > 0
@@ -103,7 +132,9 @@ def test_rotated_voxels_are_the_rotated_sweeps_voxelized(pretrain_inputs):
             item = data[(index, seed)]
             R = yaw_rotation(float(item["rotation_rad"]))[:2, :2]
             sweeps = [log.sweep_points_in(ts, t0_ns) for ts in past_ns]
-            expected = voxelize([np.column_stack([p[:, :2] @ R.T, p[:, 2]]) for p in sweeps], TINY_SCENE, TINY_MODEL.voxelizer)
+            expected = voxelize(
+                [np.column_stack([p[:, :2] @ R.T, p[:, 2]]) for p in sweeps], TINY_SCENE, TINY_MODEL.voxelizer
+            )
             assert expected.any()
             np.testing.assert_array_equal(item["voxels"].numpy(), expected, err_msg=f"sample {index} seed {seed}")
 

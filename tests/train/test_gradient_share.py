@@ -25,8 +25,15 @@ def gs():
 
 
 def test_objective_gradients_sum_to_the_total(gs, pretrain_inputs):
-    data = PretrainDataset(pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"], TINY_SCENE,
-                           TINY_MODEL.voxelizer, QueryCounts(occupancy=128, ego=64, dino=32), variant("gasp"))
+    data = PretrainDataset(
+        pretrain_inputs["store"],
+        pretrain_inputs["occupancy"],
+        pretrain_inputs["dino"],
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        QueryCounts(occupancy=128, ego=64, dino=32),
+        variant("gasp"),
+    )
     torch.manual_seed(0)
     model = GaspModel(TINY_SCENE, TINY_MODEL, variant("gasp"), data.dino_dim).train()
     cfg = LossConfig(ego_weight=0.3, dino_weight=0.7)

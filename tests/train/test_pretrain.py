@@ -26,8 +26,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_one_batch_overfits(pretrain_inputs):
     torch.manual_seed(0)
-    data = PretrainDataset(pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"], TINY_SCENE,
-                           TINY_MODEL.voxelizer, QueryCounts(occupancy=128, ego=64, dino=32), variant("gasp_no_rotation"))
+    data = PretrainDataset(
+        pretrain_inputs["store"],
+        pretrain_inputs["occupancy"],
+        pretrain_inputs["dino"],
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        QueryCounts(occupancy=128, ego=64, dino=32),
+        variant("gasp_no_rotation"),
+    )
     batch = {k: v[None] for k, v in data[(0, 7)].items()}
     model = GaspModel(TINY_SCENE, TINY_MODEL, variant("gasp"), data.dino_dim)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -63,7 +70,9 @@ def test_resumed_run_matches_uninterrupted(pretrain_inputs, tmp_path):
     assert resumed["final_loss_total"] == pytest.approx(full["final_loss_total"], rel=1e-4)
     # a checkpoint from other settings is never resumed
     other = tiny_config(steps=6, lr=1e-3)
-    pretrain("gasp", *args, tmp_path / "other", TINY_SCENE, other, tmp_path / "ckpt_split", stop_after=1, progress=False)
+    pretrain(
+        "gasp", *args, tmp_path / "other", TINY_SCENE, other, tmp_path / "ckpt_split", stop_after=1, progress=False
+    )
     assert (tmp_path / "ckpt_split" / "step_1.pt").is_file()
 
 
@@ -84,16 +93,52 @@ def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
     tc = tiny_config(steps=4).train
     params["scene"] = {"extent_m": list(TINY_SCENE.extent_m), "past_sweeps": 2, "horizon_s": 0.5}
     params["pretrain"]["model"] = json.loads(json.dumps(TINY_MODEL, default=lambda o: o.__dict__))
-    params["pretrain"]["train"].update(steps=4, batch_size=1, num_workers=0, device="cpu", checkpoint_every=2, log_every=1,
-                                       queries={"occupancy": 128, "ego": 32, "dino": 32}, warmup_steps=tc.warmup_steps)
+    params["pretrain"]["train"].update(
+        steps=4,
+        batch_size=1,
+        num_workers=0,
+        device="cpu",
+        checkpoint_every=2,
+        log_every=1,
+        queries={"occupancy": 128, "ego": 32, "dino": 32},
+        warmup_steps=tc.warmup_steps,
+    )
     # pre-training reads the training split's logs only
-    params["splits"] = {"train": LogStore(pretrain_inputs["store"]).log_ids, "val": ["unused-val"], "test": ["unused-test"]}
+    params["splits"] = {
+        "train": LogStore(pretrain_inputs["store"]).log_ids,
+        "val": ["unused-val"],
+        "test": ["unused-test"],
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(REPO / "stages" / "pretrain.py"),
-           "--params", str(tmp_path / "params.yaml"), "--variant", "gasp", "--seed", "0", "--store", str(pretrain_inputs["store"]),
-           "--occupancy", str(pretrain_inputs["occupancy"]), "--dino", str(pretrain_inputs["dino"]), "--out", str(tmp_path / "model"),
-           "--live", str(tmp_path / "live"), "--metrics", str(tmp_path / "metrics.json"), "--checkpoints", str(tmp_path / "ckpt")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "stages" / "pretrain.py"),
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--variant",
+        "gasp",
+        "--seed",
+        "0",
+        "--store",
+        str(pretrain_inputs["store"]),
+        "--occupancy",
+        str(pretrain_inputs["occupancy"]),
+        "--dino",
+        str(pretrain_inputs["dino"]),
+        "--out",
+        str(tmp_path / "model"),
+        "--live",
+        str(tmp_path / "live"),
+        "--metrics",
+        str(tmp_path / "metrics.json"),
+        "--checkpoints",
+        str(tmp_path / "ckpt"),
+    ]
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -116,7 +161,23 @@ def test_average_precision_by_hand():
 def test_query_cli_scores_and_draws(pretrain_inputs, tmp_path):
     args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
     pretrain("gasp", *args, tmp_path / "gasp", TINY_SCENE, tiny_config(steps=2), tmp_path / "ckpt", progress=False)
-    res = subprocess.run([sys.executable, "-m", "gasp_core.query", "--model", str(tmp_path / "gasp"), "--store", str(args[0]),
-                          "--occupancy", str(args[1]), "--out", str(tmp_path / "q.png")], capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gasp_core.query",
+            "--model",
+            str(tmp_path / "gasp"),
+            "--store",
+            str(args[0]),
+            "--occupancy",
+            str(args[1]),
+            "--out",
+            str(tmp_path / "q.png"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "occupancy: 1800 stored queries" in res.stdout and "ego path : 250 stored queries" in res.stdout
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"

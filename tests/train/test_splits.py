@@ -34,10 +34,15 @@ def two_log_inputs(av2_split, tmp_path_factory) -> tuple[dict[str, Path], str, s
     shutil.copytree(av2_split, split)
     train_id = next(p.name for p in split.iterdir() if p.is_dir())
     shutil.copytree(split / train_id, split / OTHER_ID)
-    ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1), root / "store", progress=False)
+    ingest(
+        IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1), root / "store", progress=False
+    )
     assert sorted(LogStore(root / "store").log_ids) == sorted([train_id, OTHER_ID])
-    occ = OccupancyLabelsConfig(occupancy=OccupancyConfig(stride=2, occupied_per_sample=300, free_per_sample=300, missing_per_sample=50),
-                                ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20), workers=1)
+    occ = OccupancyLabelsConfig(
+        occupancy=OccupancyConfig(stride=2, occupied_per_sample=300, free_per_sample=300, missing_per_sample=50),
+        ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20),
+        workers=1,
+    )
     build_occupancy_labels(root / "store", root / "occupancy", TINY_SCENE, occ, progress=False)
     return {"store": root / "store", "occupancy": root / "occupancy"}, train_id, OTHER_ID
 
@@ -63,31 +68,63 @@ def opened_logs(monkeypatch) -> list[str]:
 
 def test_pretrain_dataset_opens_only_the_training_logs(two_log_inputs, opened_logs):
     inputs, train_id, other_id = two_log_inputs
-    data = PretrainDataset(inputs["store"], inputs["occupancy"], None, TINY_SCENE, TINY_MODEL.voxelizer,
-                           QueryCounts(occupancy=32, ego=8, dino=8), variant("uno"), logs=[train_id])
+    data = PretrainDataset(
+        inputs["store"],
+        inputs["occupancy"],
+        None,
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        QueryCounts(occupancy=32, ego=8, dino=8),
+        variant("uno"),
+        logs=[train_id],
+    )
     assert data.log_ids == [train_id]
     assert data.samples and {s[0] for s in data.samples} == {train_id}
     for index in range(len(data)):
         data[(index, 0)]
     assert opened_logs and set(opened_logs) == {train_id}
-    everything = PretrainDataset(inputs["store"], inputs["occupancy"], None, TINY_SCENE, TINY_MODEL.voxelizer,
-                                 QueryCounts(occupancy=32, ego=8, dino=8), variant("uno"))
+    everything = PretrainDataset(
+        inputs["store"],
+        inputs["occupancy"],
+        None,
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        QueryCounts(occupancy=32, ego=8, dino=8),
+        variant("uno"),
+    )
     assert {s[0] for s in everything.samples} == {train_id, other_id}  # the store does hold the other log
     with pytest.raises(ValueError, match="no such logs"):
-        PretrainDataset(inputs["store"], inputs["occupancy"], None, TINY_SCENE, TINY_MODEL.voxelizer, QueryCounts(), variant("uno"),
-                        logs=["not-a-log"])
+        PretrainDataset(
+            inputs["store"],
+            inputs["occupancy"],
+            None,
+            TINY_SCENE,
+            TINY_MODEL.voxelizer,
+            QueryCounts(),
+            variant("uno"),
+            logs=["not-a-log"],
+        )
 
 
 def test_pretraining_reads_only_the_training_split(two_log_inputs, opened_logs, tmp_path):
     inputs, train_id, other_id = two_log_inputs
-    metrics = pretrain("uno", inputs["store"], inputs["occupancy"], None, tmp_path / "model", TINY_SCENE, tiny_config(steps=2),
-                       tmp_path / "ckpt", progress=False, logs=[train_id])
+    metrics = pretrain(
+        "uno",
+        inputs["store"],
+        inputs["occupancy"],
+        None,
+        tmp_path / "model",
+        TINY_SCENE,
+        tiny_config(steps=2),
+        tmp_path / "ckpt",
+        progress=False,
+        logs=[train_id],
+    )
     assert metrics["steps"] == 2
     assert opened_logs and other_id not in opened_logs
 
 
 # --- fine-tuning: synthetic task labels (as tests/tasks/test_finetune.py) -------------------------------------------
-
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +141,31 @@ def read_labels(monkeypatch) -> list[str]:
 @pytest.mark.parametrize("task, encoder", [("map", "frozen"), ("trajectory", "full")])
 def test_finetune_never_reads_the_test_split(project, read_labels, task, encoder):
     root, splits = project
-    cfg = FinetuneConfig(tasks=[task], inits=["scratch"], budgets={"low": 0.5, "full": 1.0}, seeds=[0], steps=4, batch_size=2,
-                         lr=1e-2, warmup_steps=1, encoder=encoder, val_every={"trajectory": 2}, device="cpu")
-    res = finetune(task, "scratch", root / "labels", root, root / "models" / "scratch", root / f"runs_{task}", SCENE, splits, cfg,
-                   progress=False)
+    cfg = FinetuneConfig(
+        tasks=[task],
+        inits=["scratch"],
+        budgets={"low": 0.5, "full": 1.0},
+        seeds=[0],
+        steps=4,
+        batch_size=2,
+        lr=1e-2,
+        warmup_steps=1,
+        encoder=encoder,
+        val_every={"trajectory": 2},
+        device="cpu",
+    )
+    res = finetune(
+        task,
+        "scratch",
+        root / "labels",
+        root,
+        root / "models" / "scratch",
+        root / f"runs_{task}",
+        SCENE,
+        splits,
+        cfg,
+        progress=False,
+    )
     assert len(res["runs"]) == 2
     assert not set(read_labels) & set(splits.test), f"fine-tuning read test labels: {sorted(set(read_labels))}"
     assert set(read_labels) >= {"train_a", "val"}  # labels were read: the recorder works
@@ -116,8 +174,12 @@ def test_finetune_never_reads_the_test_split(project, read_labels, task, encoder
 
 def test_splits_must_not_overlap():
     SplitsConfig(train=["a", "b"], val=["c"], test=["d"])
-    for train, val, test, dup in ((["a", "b"], ["b"], ["c"], "b"), (["a"], ["c"], ["a"], "a"), (["a"], ["c"], ["c", "d"], "c"),
-                                  (["a", "a"], ["c"], ["d"], "a")):
+    for train, val, test, dup in (
+        (["a", "b"], ["b"], ["c"], "b"),
+        (["a"], ["c"], ["a"], "a"),
+        (["a"], ["c"], ["c", "d"], "c"),
+        (["a", "a"], ["c"], ["d"], "a"),
+    ):
         with pytest.raises(ConfigError, match=f"log {dup} is in both"):
             SplitsConfig(train=train, val=val, test=test)
     for empty in ("train", "val", "test"):

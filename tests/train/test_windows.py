@@ -22,11 +22,13 @@ from gasp_core.train.dataset import PretrainDataset, QueryCounts
 from tests.train.conftest import TINY_MODEL, TINY_SCENE
 
 
-def expected_window(sweep_ns: np.ndarray, t0_ns: int, scene: SceneConfig, tol_ns: int = 20_000_000) -> tuple[list, list]:
+def expected_window(
+    sweep_ns: np.ndarray, t0_ns: int, scene: SceneConfig, tol_ns: int = 20_000_000
+) -> tuple[list, list]:
     """(past, future) timestamps of t0's sample by definition: the past_sweeps newest sweeps at or before t0, and
     every sweep in (t0, t0 + horizon] (the horizon's end matched within select_samples' default tolerance)."""
     sweep_ns = np.sort(np.asarray(sweep_ns, np.int64))
-    past = sweep_ns[sweep_ns <= t0_ns][-scene.past_sweeps:]
+    past = sweep_ns[sweep_ns <= t0_ns][-scene.past_sweeps :]
     horizon_ns = int(round(scene.horizon_s * 1e9))
     future = sweep_ns[(sweep_ns > t0_ns) & (sweep_ns <= t0_ns + horizon_ns + tol_ns)]
     return [int(t) for t in past], [int(t) for t in future]
@@ -58,8 +60,15 @@ def test_select_samples_windows_on_jittered_sweeps(past_sweeps, stride):
 
 def test_pretrain_dataset_inputs_are_exactly_the_past_sweeps(pretrain_inputs):
     """Every sample's window, and its voxels: voxelize() of exactly the past sweeps (no rotation, so comparable)."""
-    data = PretrainDataset(pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"], TINY_SCENE,
-                           TINY_MODEL.voxelizer, QueryCounts(occupancy=16, ego=8, dino=8), variant("gasp_no_rotation"))
+    data = PretrainDataset(
+        pretrain_inputs["store"],
+        pretrain_inputs["occupancy"],
+        pretrain_inputs["dino"],
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        QueryCounts(occupancy=16, ego=8, dino=8),
+        variant("gasp_no_rotation"),
+    )
     store = LogStore(pretrain_inputs["store"])
     assert len(data) >= 2
     for index, (log_id, _, t0_ns, past_ns) in enumerate(data.samples):
@@ -74,7 +83,9 @@ def test_pretrain_dataset_inputs_are_exactly_the_past_sweeps(pretrain_inputs):
         np.testing.assert_array_equal(got, expected)
         # the t0 sweep is the last input block: a window shifted by one sweep changes it
         z = TINY_MODEL.voxelizer.z_bins
-        t0_only = voxelize([log.sweep_points_in(t0_ns, t0_ns)], replace(TINY_SCENE, past_sweeps=1), TINY_MODEL.voxelizer)
+        t0_only = voxelize(
+            [log.sweep_points_in(t0_ns, t0_ns)], replace(TINY_SCENE, past_sweeps=1), TINY_MODEL.voxelizer
+        )
         np.testing.assert_array_equal(got[-z:], t0_only)
 
 
@@ -82,10 +93,18 @@ def test_task_label_voxels_are_the_past_sweeps(pretrain_inputs):
     store = LogStore(pretrain_inputs["store"])
     log = store.log(store.log_ids[0])
     sweep_ns = np.asarray(log.sweep_timestamps_ns)
-    cfg = TaskLabelsConfig(forecast_times_s=[0.0, 0.5], waypoint_times_s=[0.5], semantic_from_occupancy=50,
-                           semantic_in_boxes=20, workers=1)
-    labels = label_log(log, pretrain_inputs["occupancy"], TINY_SCENE, TINY_MODEL.voxelizer, OccupancyLabelsConfig(), cfg,
-                       with_rays=False)
+    cfg = TaskLabelsConfig(
+        forecast_times_s=[0.0, 0.5], waypoint_times_s=[0.5], semantic_from_occupancy=50, semantic_in_boxes=20, workers=1
+    )
+    labels = label_log(
+        log,
+        pretrain_inputs["occupancy"],
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        OccupancyLabelsConfig(),
+        cfg,
+        with_rays=False,
+    )
     samples = stored_samples(pretrain_inputs["occupancy"], log.log_id)
     assert len(labels["voxels"]) == len(samples) >= 2
     shape = (TINY_SCENE.past_sweeps * TINY_MODEL.voxelizer.z_bins, 40, 40)

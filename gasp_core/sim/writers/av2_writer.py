@@ -34,7 +34,9 @@ def _feather(path: Path, columns: dict[str, np.ndarray | list]) -> None:
 
 
 def _xyz(points_xy: np.ndarray, z: np.ndarray) -> list[dict[str, float]]:
-    return [{"x": round(float(x), 3), "y": round(float(y), 3), "z": round(float(h), 3)} for (x, y), h in zip(points_xy, z)]
+    return [
+        {"x": round(float(x), 3), "y": round(float(y), 3), "z": round(float(h), 3)} for (x, y), h in zip(points_xy, z)
+    ]
 
 
 def write_av2_log(log: SimLog, split_dir: Path) -> Path:
@@ -57,14 +59,17 @@ def _write_lidar(log: SimLog, root: Path) -> None:
     write_surface_classes(sidecar)
     for sweep in log.sweeps:
         ts = int(log.to_ns(sweep.timestamp_s))
-        _feather(lidar_dir / f"{ts}.feather", {
-            "x": sweep.points_ego[:, 0].astype(np.float32),
-            "y": sweep.points_ego[:, 1].astype(np.float32),
-            "z": sweep.points_ego[:, 2].astype(np.float32),
-            "intensity": sweep.intensity.astype(np.uint8),
-            "laser_number": sweep.laser_number.astype(np.uint8),
-            "offset_ns": sweep.offset_ns.astype(np.int32),
-        })
+        _feather(
+            lidar_dir / f"{ts}.feather",
+            {
+                "x": sweep.points_ego[:, 0].astype(np.float32),
+                "y": sweep.points_ego[:, 1].astype(np.float32),
+                "z": sweep.points_ego[:, 2].astype(np.float32),
+                "intensity": sweep.intensity.astype(np.uint8),
+                "laser_number": sweep.laser_number.astype(np.uint8),
+                "offset_ns": sweep.offset_ns.astype(np.int32),
+            },
+        )
         write_sweep_surface(sidecar, str(ts), sweep.surface)
 
 
@@ -81,11 +86,19 @@ def _write_poses(log: SimLog, root: Path) -> None:
     times = log.pose_times_s()
     poses = log.city_T_ego(times)
     q = rotation_to_quat_wxyz(poses[:, :3, :3])
-    _feather(root / "city_SE3_egovehicle.feather", {
-        "timestamp_ns": log.to_ns(times).astype(np.int64),
-        "qw": q[:, 0], "qx": q[:, 1], "qy": q[:, 2], "qz": q[:, 3],
-        "tx_m": poses[:, 0, 3], "ty_m": poses[:, 1, 3], "tz_m": poses[:, 2, 3],
-    })
+    _feather(
+        root / "city_SE3_egovehicle.feather",
+        {
+            "timestamp_ns": log.to_ns(times).astype(np.int64),
+            "qw": q[:, 0],
+            "qx": q[:, 1],
+            "qy": q[:, 2],
+            "qz": q[:, 3],
+            "tx_m": poses[:, 0, 3],
+            "ty_m": poses[:, 1, 3],
+            "tz_m": poses[:, 2, 3],
+        },
+    )
 
 
 def _write_calibration(log: SimLog, root: Path) -> None:
@@ -104,43 +117,92 @@ def _write_calibration(log: SimLog, root: Path) -> None:
     poses += [lidar_pose, lidar_pose]
     poses_arr = np.stack(poses)
     q = rotation_to_quat_wxyz(poses_arr[:, :3, :3])
-    _feather(calib / "egovehicle_SE3_sensor.feather", {
-        "sensor_name": names, "qw": q[:, 0], "qx": q[:, 1], "qy": q[:, 2], "qz": q[:, 3],
-        "tx_m": poses_arr[:, 0, 3], "ty_m": poses_arr[:, 1, 3], "tz_m": poses_arr[:, 2, 3],
-    })
+    _feather(
+        calib / "egovehicle_SE3_sensor.feather",
+        {
+            "sensor_name": names,
+            "qw": q[:, 0],
+            "qx": q[:, 1],
+            "qy": q[:, 2],
+            "qz": q[:, 3],
+            "tx_m": poses_arr[:, 0, 3],
+            "ty_m": poses_arr[:, 1, 3],
+            "tz_m": poses_arr[:, 2, 3],
+        },
+    )
     K = camera_intrinsics(cfg.camera)
     n = len(cfg.camera.rig)
-    _feather(calib / "intrinsics.feather", {
-        "sensor_name": [s.av2_name for s in cfg.camera.rig],
-        "fx_px": np.full(n, K[0, 0]), "fy_px": np.full(n, K[1, 1]),
-        "cx_px": np.full(n, K[0, 2]), "cy_px": np.full(n, K[1, 2]),
-        "k1": np.zeros(n), "k2": np.zeros(n), "k3": np.zeros(n),
-        "height_px": np.full(n, cfg.camera.height_px, np.uint16),
-        "width_px": np.full(n, cfg.camera.width_px, np.uint16),
-    })
+    _feather(
+        calib / "intrinsics.feather",
+        {
+            "sensor_name": [s.av2_name for s in cfg.camera.rig],
+            "fx_px": np.full(n, K[0, 0]),
+            "fy_px": np.full(n, K[1, 1]),
+            "cx_px": np.full(n, K[0, 2]),
+            "cy_px": np.full(n, K[1, 2]),
+            "k1": np.zeros(n),
+            "k2": np.zeros(n),
+            "k3": np.zeros(n),
+            "height_px": np.full(n, cfg.camera.height_px, np.uint16),
+            "width_px": np.full(n, cfg.camera.width_px, np.uint16),
+        },
+    )
 
 
 def _write_annotations(log: SimLog, root: Path) -> None:
-    rows: dict[str, list] = {k: [] for k in ("timestamp_ns", "track_uuid", "category", "length_m", "width_m", "height_m",
-                                             "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m", "num_interior_pts")}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "timestamp_ns",
+            "track_uuid",
+            "category",
+            "length_m",
+            "width_m",
+            "height_m",
+            "qw",
+            "qx",
+            "qy",
+            "qz",
+            "tx_m",
+            "ty_m",
+            "tz_m",
+            "num_interior_pts",
+        )
+    }
     for sweep, boxes in zip(log.sweeps, log.boxes):
         ts = int(log.to_ns(sweep.timestamp_s))
         for box in boxes:
             tr = log.tracks[box.track]
             q = quat_wxyz_from_yaw(box.yaw_ego_rad)
-            for key, value in (("timestamp_ns", ts), ("track_uuid", tr.track_id), ("category", tr.category),
-                               ("length_m", tr.length_m), ("width_m", tr.width_m), ("height_m", tr.height_m),
-                               ("qw", q[0]), ("qx", q[1]), ("qy", q[2]), ("qz", q[3]),
-                               ("tx_m", box.center_ego[0]), ("ty_m", box.center_ego[1]), ("tz_m", box.center_ego[2]),
-                               ("num_interior_pts", box.num_interior_pts)):
+            for key, value in (
+                ("timestamp_ns", ts),
+                ("track_uuid", tr.track_id),
+                ("category", tr.category),
+                ("length_m", tr.length_m),
+                ("width_m", tr.width_m),
+                ("height_m", tr.height_m),
+                ("qw", q[0]),
+                ("qx", q[1]),
+                ("qy", q[2]),
+                ("qz", q[3]),
+                ("tx_m", box.center_ego[0]),
+                ("ty_m", box.center_ego[1]),
+                ("tz_m", box.center_ego[2]),
+                ("num_interior_pts", box.num_interior_pts),
+            ):
                 rows[key].append(value)
-    table = pa.table({
-        "timestamp_ns": pa.array(rows["timestamp_ns"], pa.int64()),
-        "track_uuid": pa.array(rows["track_uuid"], pa.string()),
-        "category": pa.array(rows["category"], pa.string()),
-        **{k: pa.array(rows[k], pa.float64()) for k in ("length_m", "width_m", "height_m", "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")},
-        "num_interior_pts": pa.array(rows["num_interior_pts"], pa.int64()),
-    })
+    table = pa.table(
+        {
+            "timestamp_ns": pa.array(rows["timestamp_ns"], pa.int64()),
+            "track_uuid": pa.array(rows["track_uuid"], pa.string()),
+            "category": pa.array(rows["category"], pa.string()),
+            **{
+                k: pa.array(rows[k], pa.float64())
+                for k in ("length_m", "width_m", "height_m", "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
+            },
+            "num_interior_pts": pa.array(rows["num_interior_pts"], pa.int64()),
+        }
+    )
     feather.write_feather(table, str(root / "annotations.feather"), compression="lz4")
 
 

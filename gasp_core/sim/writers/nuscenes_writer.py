@@ -38,10 +38,29 @@ NUSCENES_CATEGORY = {
     "PEDESTRIAN": "human.pedestrian.adult",
     "BICYCLIST": "vehicle.bicycle",
 }
-TABLES = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log",
-          "scene", "sample", "sample_data", "sample_annotation", "map")
-ATTRIBUTES = ["vehicle.moving", "vehicle.stopped", "vehicle.parked", "pedestrian.moving", "pedestrian.standing",
-              "cycle.with_rider"]
+TABLES = (
+    "category",
+    "attribute",
+    "visibility",
+    "instance",
+    "sensor",
+    "calibrated_sensor",
+    "ego_pose",
+    "log",
+    "scene",
+    "sample",
+    "sample_data",
+    "sample_annotation",
+    "map",
+)
+ATTRIBUTES = [
+    "vehicle.moving",
+    "vehicle.stopped",
+    "vehicle.parked",
+    "pedestrian.moving",
+    "pedestrian.standing",
+    "cycle.with_rider",
+]
 
 
 def token(*parts: object) -> str:
@@ -70,7 +89,9 @@ def static_tables(log: SimLog) -> dict[str, list[dict]]:
     for name in ATTRIBUTES:
         tables["attribute"].append({"token": token("attribute", name), "name": name, "description": name})
     for level, desc in (("1", "v0-40"), ("2", "v40-60"), ("3", "v60-80"), ("4", "v80-100")):
-        tables["visibility"].append({"token": level, "level": desc, "description": f"visibility of whole object is {desc}%"})
+        tables["visibility"].append(
+            {"token": level, "level": desc, "description": f"visibility of whole object is {desc}%"}
+        )
     channels = [(LIDAR_CHANNEL, "lidar")] + [(c.nuscenes_name, "camera") for c in log.cfg.camera.rig]
     for channel, modality in channels:
         tables["sensor"].append({"token": token("sensor", channel), "channel": channel, "modality": modality})
@@ -104,29 +125,52 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
     us = lambda t: int(log.to_ns(t) // 1000)  # noqa: E731
     log_token = token("log", log.log_id)
     location = location_name(log)
-    tables["log"].append({"token": log_token, "logfile": log.log_id, "vehicle": "gasp-sim", "date_captured": "2026-01-01",
-                          "location": location})
+    tables["log"].append(
+        {
+            "token": log_token,
+            "logfile": log.log_id,
+            "vehicle": "gasp-sim",
+            "date_captured": "2026-01-01",
+            "location": location,
+        }
+    )
     map_token = token("map", log.log_id)
     _write_map_mask(log, root / "maps" / f"{map_token}.png")
-    tables["map"].append({"token": map_token, "log_tokens": [log_token], "category": "semantic_prior",
-                          "filename": f"maps/{map_token}.png"})
+    tables["map"].append(
+        {
+            "token": map_token,
+            "log_tokens": [log_token],
+            "category": "semantic_prior",
+            "filename": f"maps/{map_token}.png",
+        }
+    )
     _write_map_expansion(log, root / "maps" / "expansion" / f"{location}.json")
 
     # calibrated sensors
     ego_T_lidar = make_se3(lidar_T_nuscenes(), np.asarray(cfg.lidar.mount_xyz_m))
     calib = {LIDAR_CHANNEL: token("calib", log.log_id, LIDAR_CHANNEL)}
-    tables["calibrated_sensor"].append({
-        "token": calib[LIDAR_CHANNEL], "sensor_token": token("sensor", LIDAR_CHANNEL),
-        "translation": list(map(float, ego_T_lidar[:3, 3])), "rotation": list(map(float, rotation_to_quat_wxyz(ego_T_lidar[:3, :3]))),
-        "camera_intrinsic": []})
+    tables["calibrated_sensor"].append(
+        {
+            "token": calib[LIDAR_CHANNEL],
+            "sensor_token": token("sensor", LIDAR_CHANNEL),
+            "translation": list(map(float, ego_T_lidar[:3, 3])),
+            "rotation": list(map(float, rotation_to_quat_wxyz(ego_T_lidar[:3, :3]))),
+            "camera_intrinsic": [],
+        }
+    )
     K = camera_intrinsics(cfg.camera)
     for spec in cfg.camera.rig:
         pose = ego_T_camera(cfg.camera, spec)
         calib[spec.nuscenes_name] = token("calib", log.log_id, spec.nuscenes_name)
-        tables["calibrated_sensor"].append({
-            "token": calib[spec.nuscenes_name], "sensor_token": token("sensor", spec.nuscenes_name),
-            "translation": list(map(float, pose[:3, 3])), "rotation": list(map(float, rotation_to_quat_wxyz(pose[:3, :3]))),
-            "camera_intrinsic": K.tolist()})
+        tables["calibrated_sensor"].append(
+            {
+                "token": calib[spec.nuscenes_name],
+                "sensor_token": token("sensor", spec.nuscenes_name),
+                "translation": list(map(float, pose[:3, 3])),
+                "rotation": list(map(float, rotation_to_quat_wxyz(pose[:3, :3]))),
+                "camera_intrinsic": K.tolist(),
+            }
+        )
 
     # samples at keyframes
     every = int(round(cfg.lidar.rate_hz / KEYFRAME_HZ))
@@ -134,12 +178,26 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
     scene_token = token("scene", log.log_id)
     sample_tokens = [token("sample", log.log_id, k) for k in key_idx]
     for n, (k, st) in enumerate(zip(key_idx, sample_tokens)):
-        tables["sample"].append({"token": st, "timestamp": us(log.sweeps[k].timestamp_s), "scene_token": scene_token,
-                                 "prev": sample_tokens[n - 1] if n > 0 else "",
-                                 "next": sample_tokens[n + 1] if n + 1 < len(sample_tokens) else ""})
-    tables["scene"].append({"token": scene_token, "log_token": log_token, "nbr_samples": len(sample_tokens),
-                            "first_sample_token": sample_tokens[0], "last_sample_token": sample_tokens[-1],
-                            "name": scene_name(log), "description": "gasp embedded world"})
+        tables["sample"].append(
+            {
+                "token": st,
+                "timestamp": us(log.sweeps[k].timestamp_s),
+                "scene_token": scene_token,
+                "prev": sample_tokens[n - 1] if n > 0 else "",
+                "next": sample_tokens[n + 1] if n + 1 < len(sample_tokens) else "",
+            }
+        )
+    tables["scene"].append(
+        {
+            "token": scene_token,
+            "log_token": log_token,
+            "nbr_samples": len(sample_tokens),
+            "first_sample_token": sample_tokens[0],
+            "last_sample_token": sample_tokens[-1],
+            "name": scene_name(log),
+            "description": "gasp embedded world",
+        }
+    )
     key_times = np.array([log.sweeps[k].timestamp_s for k in key_idx])
 
     def nearest_sample(t: float) -> str:
@@ -148,8 +206,14 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
     def add_ego_pose(t: float) -> str:
         pose = log.city_T_ego(np.array([t]))[0]
         et = token("ego_pose", log.log_id, us(t))
-        tables["ego_pose"].append({"token": et, "timestamp": us(t), "translation": list(map(float, pose[:3, 3])),
-                                   "rotation": list(map(float, rotation_to_quat_wxyz(pose[:3, :3])))})
+        tables["ego_pose"].append(
+            {
+                "token": et,
+                "timestamp": us(t),
+                "translation": list(map(float, pose[:3, 3])),
+                "rotation": list(map(float, rotation_to_quat_wxyz(pose[:3, :3]))),
+            }
+        )
         return et
 
     # lidar sample_data
@@ -164,29 +228,56 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
         path = root / fname
         path.parent.mkdir(parents=True, exist_ok=True)
         pts = transform_points(lidar_T_ego, sweep.points_ego)
-        data = np.column_stack([pts, sweep.intensity.astype(np.float64), sweep.laser_number.astype(np.float64)]).astype(np.float32)
+        data = np.column_stack([pts, sweep.intensity.astype(np.float64), sweep.laser_number.astype(np.float64)]).astype(
+            np.float32
+        )
         data.tofile(path)
         write_sweep_surface(sidecar, path.name.removesuffix(".pcd.bin"), sweep.surface)
-        chain.setdefault(LIDAR_CHANNEL, []).append({
-            "token": token("sd", log.log_id, LIDAR_CHANNEL, k), "sample_token": nearest_sample(sweep.timestamp_s),
-            "ego_pose_token": add_ego_pose(sweep.timestamp_s), "calibrated_sensor_token": calib[LIDAR_CHANNEL],
-            "timestamp": us(sweep.timestamp_s), "fileformat": "pcd", "is_key_frame": is_key, "height": 0, "width": 0,
-            "filename": fname})
+        chain.setdefault(LIDAR_CHANNEL, []).append(
+            {
+                "token": token("sd", log.log_id, LIDAR_CHANNEL, k),
+                "sample_token": nearest_sample(sweep.timestamp_s),
+                "ego_pose_token": add_ego_pose(sweep.timestamp_s),
+                "calibrated_sensor_token": calib[LIDAR_CHANNEL],
+                "timestamp": us(sweep.timestamp_s),
+                "fileformat": "pcd",
+                "is_key_frame": is_key,
+                "height": 0,
+                "width": 0,
+                "filename": fname,
+            }
+        )
     # camera sample_data: a frame is a keyframe when it belongs to a keyframe sweep
     for n, frame in enumerate(log.frames):
         spec = cfg.camera.rig[frame.camera]
-        sweep_k = int(np.argmin([abs(s.timestamp_s - frame.timestamp_s) if s.timestamp_s <= frame.timestamp_s else np.inf for s in log.sweeps]))
+        sweep_k = int(
+            np.argmin(
+                [
+                    abs(s.timestamp_s - frame.timestamp_s) if s.timestamp_s <= frame.timestamp_s else np.inf
+                    for s in log.sweeps
+                ]
+            )
+        )
         is_key = sweep_k % every == 0
         folder = "samples" if is_key else "sweeps"
         fname = f"{folder}/{spec.nuscenes_name}/{log.log_id[:8]}__{spec.nuscenes_name}__{us(frame.timestamp_s)}.jpg"
         path = root / fname
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(frame.image).save(path, quality=cfg.camera.jpeg_quality)
-        chain.setdefault(spec.nuscenes_name, []).append({
-            "token": token("sd", log.log_id, spec.nuscenes_name, n), "sample_token": sample_tokens[key_idx.index(sweep_k)] if is_key else nearest_sample(frame.timestamp_s),
-            "ego_pose_token": add_ego_pose(frame.timestamp_s), "calibrated_sensor_token": calib[spec.nuscenes_name],
-            "timestamp": us(frame.timestamp_s), "fileformat": "jpg", "is_key_frame": is_key,
-            "height": cfg.camera.height_px, "width": cfg.camera.width_px, "filename": fname})
+        chain.setdefault(spec.nuscenes_name, []).append(
+            {
+                "token": token("sd", log.log_id, spec.nuscenes_name, n),
+                "sample_token": sample_tokens[key_idx.index(sweep_k)] if is_key else nearest_sample(frame.timestamp_s),
+                "ego_pose_token": add_ego_pose(frame.timestamp_s),
+                "calibrated_sensor_token": calib[spec.nuscenes_name],
+                "timestamp": us(frame.timestamp_s),
+                "fileformat": "jpg",
+                "is_key_frame": is_key,
+                "height": cfg.camera.height_px,
+                "width": cfg.camera.width_px,
+                "filename": fname,
+            }
+        )
     for records in chain.values():
         for i, rec in enumerate(records):
             rec["prev"] = records[i - 1]["token"] if i > 0 else ""
@@ -202,24 +293,41 @@ def _write_log(log: SimLog, root: Path, tables: dict[str, list[dict]]) -> None:
         for box in log.boxes[k]:
             tr = log.tracks[box.track]
             center = transform_points(city_T_ego, box.center_ego[None])[0]
-            speed = float(np.linalg.norm(np.diff(tr.state_at(np.array([sweep.timestamp_s - 0.05, sweep.timestamp_s + 0.05]))[0], axis=0)) / 0.1)
-            per_instance.setdefault(box.track, []).append({
-                "token": token("ann", log.log_id, box.track, k), "sample_token": st,
-                "instance_token": token("instance", log.log_id, tr.track_id), "visibility_token": "4",
-                "attribute_tokens": [token("attribute", a) for a in _attributes(tr.kind, speed)],
-                "translation": list(map(float, center)), "size": [tr.width_m, tr.length_m, tr.height_m],
-                "rotation": list(map(float, quat_wxyz_from_yaw(box.yaw_ego_rad + ego_yaw))),
-                "num_lidar_pts": int(box.num_interior_pts), "num_radar_pts": 0})
+            speed = float(
+                np.linalg.norm(
+                    np.diff(tr.state_at(np.array([sweep.timestamp_s - 0.05, sweep.timestamp_s + 0.05]))[0], axis=0)
+                )
+                / 0.1
+            )
+            per_instance.setdefault(box.track, []).append(
+                {
+                    "token": token("ann", log.log_id, box.track, k),
+                    "sample_token": st,
+                    "instance_token": token("instance", log.log_id, tr.track_id),
+                    "visibility_token": "4",
+                    "attribute_tokens": [token("attribute", a) for a in _attributes(tr.kind, speed)],
+                    "translation": list(map(float, center)),
+                    "size": [tr.width_m, tr.length_m, tr.height_m],
+                    "rotation": list(map(float, quat_wxyz_from_yaw(box.yaw_ego_rad + ego_yaw))),
+                    "num_lidar_pts": int(box.num_interior_pts),
+                    "num_radar_pts": 0,
+                }
+            )
     for track, anns in per_instance.items():
         tr = log.tracks[track]
         for i, ann in enumerate(anns):
             ann["prev"] = anns[i - 1]["token"] if i > 0 else ""
             ann["next"] = anns[i + 1]["token"] if i + 1 < len(anns) else ""
             tables["sample_annotation"].append(ann)
-        tables["instance"].append({"token": token("instance", log.log_id, tr.track_id),
-                                   "category_token": token("category", NUSCENES_CATEGORY[tr.category]),
-                                   "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
-                                   "last_annotation_token": anns[-1]["token"]})
+        tables["instance"].append(
+            {
+                "token": token("instance", log.log_id, tr.track_id),
+                "category_token": token("category", NUSCENES_CATEGORY[tr.category]),
+                "nbr_annotations": len(anns),
+                "first_annotation_token": anns[0]["token"],
+                "last_annotation_token": anns[-1]["token"],
+            }
+        )
 
 
 def _attributes(kind: str, speed_mps: float) -> list[str]:
@@ -244,9 +352,26 @@ def _write_map_mask(log: SimLog, path: Path) -> None:
 def _write_map_expansion(log: SimLog, path: Path) -> None:
     """The town in nuScenes map-expansion form (v1.3): drivable areas, lanes, dividers, crossings, walkways."""
     town = log.town
-    layers: dict[str, list | dict] = {name: [] for name in (
-        "node", "line", "polygon", "drivable_area", "road_segment", "road_block", "lane", "ped_crossing", "walkway",
-        "stop_line", "carpark_area", "road_divider", "lane_divider", "traffic_light", "lane_connector")}
+    layers: dict[str, list | dict] = {
+        name: []
+        for name in (
+            "node",
+            "line",
+            "polygon",
+            "drivable_area",
+            "road_segment",
+            "road_block",
+            "lane",
+            "ped_crossing",
+            "walkway",
+            "stop_line",
+            "carpark_area",
+            "road_divider",
+            "lane_divider",
+            "traffic_light",
+            "lane_connector",
+        )
+    }
     layers["arcline_path_3"] = {}
     layers["connectivity"] = {}
     counter = {"n": 0}
@@ -273,36 +398,64 @@ def _write_map_expansion(log: SimLog, path: Path) -> None:
     da_token = token("drivable_area", log.log_id)
     layers["drivable_area"].append({"token": da_token, "polygon_tokens": drivable_polys})
     for k, p in enumerate(drivable_polys):
-        layers["road_segment"].append({"token": token("road_segment", log.log_id, k), "polygon_token": p,
-                                       "is_intersection": False, "drivable_area_token": da_token})
+        layers["road_segment"].append(
+            {
+                "token": token("road_segment", log.log_id, k),
+                "polygon_token": p,
+                "is_intersection": False,
+                "drivable_area_token": da_token,
+            }
+        )
     for lane in town.lanes.values():
         ring = np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])
-        record = {"token": token("lane", log.log_id, lane.id), "polygon_token": polygon(ring), "lane_type": "CAR",
-                  "from_edge_line_token": "", "to_edge_line_token": "",
-                  "left_lane_divider_segments": [], "right_lane_divider_segments": []}
+        record = {
+            "token": token("lane", log.log_id, lane.id),
+            "polygon_token": polygon(ring),
+            "lane_type": "CAR",
+            "from_edge_line_token": "",
+            "to_edge_line_token": "",
+            "left_lane_divider_segments": [],
+            "right_lane_divider_segments": [],
+        }
         layers["lane_connector" if lane.is_intersection else "lane"].append(record)
         layers["connectivity"][record["token"]] = {
             "incoming": [token("lane", log.log_id, p) for p in lane.predecessors],
-            "outgoing": [token("lane", log.log_id, s) for s in lane.successors]}
+            "outgoing": [token("lane", log.log_id, s) for s in lane.successors],
+        }
         if not lane.is_intersection:
             if lane.left_mark == "DOUBLE_SOLID_YELLOW" and lane.left_neighbor is None:
                 lt, _ = line(lane.left_boundary)
-                layers["road_divider"].append({"token": token("road_divider", log.log_id, lane.id), "line_token": lt,
-                                               "road_segment_token": ""})
+                layers["road_divider"].append(
+                    {"token": token("road_divider", log.log_id, lane.id), "line_token": lt, "road_segment_token": ""}
+                )
             if lane.right_mark == "DASHED_WHITE":
                 lt, nodes = line(lane.right_boundary)
-                layers["lane_divider"].append({"token": token("lane_divider", log.log_id, lane.id), "line_token": lt,
-                                               "lane_divider_segments": [{"node_token": n, "segment_type": "SINGLE_DASHED_WHITE"} for n in nodes]})
+                layers["lane_divider"].append(
+                    {
+                        "token": token("lane_divider", log.log_id, lane.id),
+                        "line_token": lt,
+                        "lane_divider_segments": [
+                            {"node_token": n, "segment_type": "SINGLE_DASHED_WHITE"} for n in nodes
+                        ],
+                    }
+                )
     for k, cw in enumerate(town.crosswalks):
-        layers["ped_crossing"].append({"token": token("ped_crossing", log.log_id, k), "polygon_token": polygon(cw.polygon),
-                                       "road_segment_token": ""})
+        layers["ped_crossing"].append(
+            {
+                "token": token("ped_crossing", log.log_id, k),
+                "polygon_token": polygon(cw.polygon),
+                "road_segment_token": "",
+            }
+        )
     for k, poly in enumerate(town.drivable_polygons()):
         ring = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * town.cfg.sidewalk_width_m
         outer = np.concatenate([poly.min(0), poly.max(0)])
         walk = np.array([[outer[0], outer[1]], [outer[2], outer[1]], [outer[2], outer[3]], [outer[0], outer[3]]]) + ring
         layers["walkway"].append({"token": token("walkway", log.log_id, k), "polygon_token": polygon(walk, poly)})
     for k, strip in enumerate(town.parking_strips):
-        layers["carpark_area"].append({"token": token("carpark", log.log_id, k), "polygon_token": polygon(strip), "orientation": 0.0})
+        layers["carpark_area"].append(
+            {"token": token("carpark", log.log_id, k), "polygon_token": polygon(strip), "orientation": 0.0}
+        )
     x0, y0, x1, y1 = town.bounds_xy
     layers["canvas_edge"] = [float(x1), float(y1)]
     layers["version"] = "1.3"
