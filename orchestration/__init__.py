@@ -1,1 +1,1 @@
-"""Dagster definitions derived from dvc.yaml (issue #7); no second copy of the DAG lives here."""
+"""Dagster definitions derived from dvc.yaml; no second copy of the DAG lives here."""
