@@ -42,10 +42,15 @@ lint: setup
 # The Dagster UI over the same DAG (orchestration/definitions.py reads dvc.yaml); DAGSTER_HOME outside the repo.
 DAGSTER_HOME ?= $(HOME)/.gasp-dagster
 DAGSTER_PORT ?= 3000
+# The daemon runs in the background for the sensor that records dvc.lock's state; Ctrl-C stops both (the trap).
 dagster: setup
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	DAGSTER_HOME=$(DAGSTER_HOME) $(VENV)/bin/dagster-webserver -h 127.0.0.1 -p $(DAGSTER_PORT) -m orchestration.definitions
+	export DAGSTER_HOME=$(DAGSTER_HOME); \
+	  $(PY) -m orchestration.definitions sync; \
+	  $(VENV)/bin/dagster-daemon run -m orchestration.definitions & daemon=$$!; \
+	  trap 'kill $$daemon 2>/dev/null; wait $$daemon 2>/dev/null' EXIT INT TERM; \
+	  $(VENV)/bin/dagster-webserver -h 127.0.0.1 -p $(DAGSTER_PORT) -m orchestration.definitions
 
 # params.yaml is the Hydra composition of configs/ (what `dvc exp run` composes); rewrite it after editing configs/.
 params: setup

@@ -161,13 +161,16 @@ def test_smoke_teacher_is_trained_distilled_and_probed(smoke):
 def test_dagster_materialize_reruns_only_the_stale_asset(smoke):
     import dagster as dg
 
-    from orchestration.definitions import build_assets
+    from orchestration.definitions import DvcRepo, build_assets
 
     assets, _ = build_assets(smoke)
 
     def materialize_asset(*key: str) -> str:
         res = dg.materialize(
-            assets, selection=dg.AssetSelection.assets(dg.AssetKey(list(key))), instance=dg.DagsterInstance.ephemeral()
+            assets,
+            selection=dg.AssetSelection.assets(dg.AssetKey(list(key))),
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={"dvc": DvcRepo(path=str(smoke))},
         )
         assert res.success
         (event,) = res.get_asset_materialization_events()
@@ -182,6 +185,79 @@ def test_dagster_materialize_reruns_only_the_stale_asset(smoke):
     shutil.rmtree(smoke / "data" / "eval" / "map")
     assert materialize_asset("evaluate", "map").startswith("restored")  # a cached out comes back from the run cache
     assert (smoke / "data" / "eval" / "map" / "qualitative.npz").is_file()
+    assert _status(smoke) == {}
+
+
+def _stale_in_dagster(instance, repo: Path) -> dict[str, str]:
+    """Stage -> Dagster's stale status, for the stages stale by their own code version (what `dvc status` lists;
+    their downstream stages are stale in Dagster too, through their inputs, as DVC would rerun them)."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCauseCategory
+    from dagster._core.loader import LoadingContextForTest  # Dagster's own test-side loading context
+
+    from orchestration.definitions import build_definitions, dvc_stages
+
+    graph = build_definitions(repo).resolve_asset_graph()
+    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    out = {}
+    for node in dvc_stages(repo):
+        causes = resolver.get_stale_root_causes(node.key)
+        own = [c for c in causes if c.category == StaleCauseCategory.CODE and c.key.asset_key == node.key]
+        out[node.name] = "own code" if own else ("inputs" if causes else str(resolver.get_status(node.key).value))
+    return out
+
+
+def test_dagster_shows_dvc_state_before_and_after_a_partial_rerun(smoke):
+    """After `dvc repro`, one sync records every stage as materialised and fresh; an edit shows the stages
+    `dvc status` lists as stale in Dagster (by their code version), and only them; a Dagster run of the stale stage
+    leaves both clean again. An edit to a task head makes `dvc status` list only task stages; one in the
+    simulator's town lists none."""
+    import dagster as dg
+
+    from orchestration.definitions import DvcRepo, build_assets, sync_from_dvc
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert _status(smoke) == {}
+    recorded = sync_from_dvc(instance, smoke)
+    assert len(recorded) == len(yaml.safe_load((smoke / "dvc.lock").read_text())["stages"])
+    assert sync_from_dvc(instance, smoke) == []  # nothing new the second time
+    assert set(_stale_in_dagster(instance, smoke).values()) == {"FRESH"}
+
+    def edited(rel: str) -> dict:
+        path = smoke / rel
+        text = path.read_text()
+        path.write_text(text + "\n# an edit\n")
+        try:
+            return _status(smoke)
+        finally:
+            path.write_text(text)
+
+    heads = set(edited("gasp_core/tasks/heads.py"))
+    assert heads and {name.split("@")[0] for name in heads} == {"finetune", "evaluate", "report"}
+    assert edited("gasp_core/sim/town.py") == {}
+
+    report_py = smoke / "stages" / "report.py"
+    original = report_py.read_text()
+    report_py.write_text(original + "\n# an edit\n")
+    try:
+        assert set(_status(smoke)) == {"report"}
+        stale = _stale_in_dagster(instance, smoke)
+        assert {k for k, v in stale.items() if v == "own code"} == {"report"}
+        assert {k for k, v in stale.items() if v != "FRESH"} == {"report"}
+        assets, _ = build_assets(smoke)
+        res = dg.materialize(
+            assets,
+            selection=dg.AssetSelection.assets(dg.AssetKey(["report"])),
+            instance=instance,
+            resources={"dvc": DvcRepo(path=str(smoke))},
+        )
+        assert res.success
+        assert _status(smoke) == {}
+        assert set(_stale_in_dagster(instance, smoke).values()) == {"FRESH"}
+        assert sync_from_dvc(instance, smoke) == []  # the run recorded dvc.lock's new versions itself
+    finally:
+        report_py.write_text(original)
+    assert set(_status(smoke)) == {"report"}  # the original script differs from what the last run locked
+    assert _dvc(smoke, "repro", "report").returncode == 0
     assert _status(smoke) == {}
 
 
