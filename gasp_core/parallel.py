@@ -6,7 +6,7 @@ import multiprocessing as mp
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from tqdm import tqdm
+from gasp_core.progress import progress as progress_bar
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -29,7 +29,7 @@ def map_jobs(
     """
     jobs = list(jobs)
     results: list[R] = []
-    bar = tqdm(total=len(jobs), desc=desc, unit="log", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="log", disable=not progress)
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             results.append(fn(job))

@@ -312,7 +312,7 @@ def test_import_closure_on_a_package_built_for_it(tmp_path):
 
 
 LAYERS = {
-    0: {"config", "io", "parallel", "perf", "cli", "params", "closure", "geometry"},
+    0: {"config", "io", "parallel", "perf", "progress", "cli", "params", "closure", "geometry"},
     1: {"data", "teacher", "viz"},
     2: {"sim", "targets", "models"},
     3: {"train", "tasks"},

@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from gasp_core.geometry import make_se3, transform_points, yaw_rotation
+from gasp_core.progress import progress as progress_bar
 from gasp_core.sim.config import WorldConfig
 from gasp_core.sim.meshes import TaggedMesh, static_mesh
 from gasp_core.sim.sensors import (
@@ -99,7 +99,7 @@ def simulate_log(cfg: WorldConfig, seed: int, index: int = 0, progress: bool = F
     n_sweeps = int(round(cfg.seconds * cfg.lidar.rate_hz))
     every = int(round(ratio))
     sensor_rng = np.random.default_rng([seed, 1])
-    for k in tqdm(range(n_sweeps), desc=f"log {log.log_id[:8]}", disable=not progress, leave=False):
+    for k in progress_bar(range(n_sweeps), desc=f"log {log.log_id[:8]}", disable=not progress, leave=False):
         t = k / cfg.lidar.rate_hz
         sweep = cast_lidar_sweep(caster, cfg.lidar, log.city_T_ego, t, sensor_rng)
         log.sweeps.append(sweep)

@@ -15,11 +15,11 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from gasp_core.config import MISSING_VALUE, ConfigError, from_dict
 from gasp_core.data.store import LogStore, StoredLog
 from gasp_core.io import atomic_dir, write_json_atomic
+from gasp_core.progress import progress as progress_bar
 from gasp_core.targets import schema
 from gasp_core.targets.build import log_rng
 from gasp_core.targets.dino_lift import LiftConfig, lift_frame
@@ -101,7 +101,7 @@ def fit_pca(
     pick = sorted(rng.choice(len(frames), size=min(cfg.pca_fit_frames, len(frames)), replace=False))
     chosen = [frames[i] for i in pick]
     tokens = []
-    for batch in tqdm(list(_batches(chosen, cfg.teacher.batch_size)), desc="dino pca fit", unit="batch"):
+    for batch in progress_bar(list(_batches(chosen, cfg.teacher.batch_size)), desc="dino pca fit", unit="batch"):
         fmap = teacher(torch.stack([load_image(f.image_path) for f in batch]).to(device))
         tokens.append(fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]).cpu())
     feats = torch.cat(tokens)
@@ -222,7 +222,7 @@ def build_dino_targets(
     points_schema = schema.dino_points_schema(cfg.pca_dim, labelled=classes is not None)
     counts = {"frames": 0, "frames_skipped_no_sweep": 0, "points": 0}
     teacher_s = 0.0
-    bar = tqdm(total=len(frames), desc="dino targets", unit="img", disable=not progress)
+    bar = progress_bar(total=len(frames), desc="dino targets", unit="img", disable=not progress)
     for log_id in store.log_ids:
         lg: StoredLog = store.log(log_id)
         log_frames = [f for f in frames if f.log_id == log_id]

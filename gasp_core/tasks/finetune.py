@@ -21,7 +21,6 @@ import pyarrow.ipc as ipc
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
@@ -29,6 +28,7 @@ from gasp_core.data.schema import MapLayer, UnifiedCategory
 from gasp_core.geometry.rays import ray_box_interval
 from gasp_core.io import atomic_path, write_json_atomic
 from gasp_core.models.gasp_model import load_pretrained
+from gasp_core.progress import progress as progress_bar
 from gasp_core.targets import schema
 from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks import metrics as M
@@ -806,7 +806,7 @@ def finetune(
     task = make_task(task_name, labels, occupancy_dir, scene, cfg)
     val_items = items_of(labels, splits.val)
     result: dict = {"task": task_name, "init": init, "encoder": cfg.encoder, "runs": {}}
-    bar = tqdm(
+    bar = progress_bar(
         total=len(pretrain_seeds) * len(cfg.budgets) * len(cfg.seeds),
         desc=f"finetune {task_name}/{init}",
         unit="run",
@@ -945,7 +945,7 @@ def evaluate_runs(
     qualitative: dict = {}
     stats: dict[str, np.ndarray] = {"sample_log": np.array([logs.index(lid) for lid, _ in items], np.int64)}
     runs = [(p, s) for p in pretrain_seeds for s in cfg.seeds]
-    bar = tqdm(
+    bar = progress_bar(
         total=len(inits) * len(cfg.budgets) * len(runs), desc=f"evaluate {task_name}", unit="run", disable=not progress
     )
     for init, init_dir in inits.items():

@@ -629,8 +629,8 @@ def train_teacher(
     """
     import torch
     from safetensors.torch import save_file
-    from tqdm import tqdm
 
+    from gasp_core.progress import progress as progress_bar
     from gasp_core.teacher.dinov2 import resolve_device
 
     _validate(cfg)
@@ -674,7 +674,7 @@ def train_teacher(
         batches = _batches(rng, len(canvas), cfg.batch_size)
         curve, window, first, stopped_by = [], [], None, "steps"
         train_start = time.perf_counter()
-        bar = tqdm(
+        bar = progress_bar(
             total=cfg.steps,
             desc=f"teacher {cfg.objective}",
             unit="step",

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from gasp_core.config import ConfigError, from_dict
 from gasp_core.data.samples import SceneConfig
@@ -22,6 +21,7 @@ from gasp_core.io import atomic_path
 from gasp_core.models.config import LossConfig, ModelConfig, variant
 from gasp_core.models.gasp_model import GaspModel
 from gasp_core.models.losses import pretrain_losses
+from gasp_core.progress import progress as progress_bar
 from gasp_core.train import distributed
 from gasp_core.train.dataset import PretrainDataset, QueryCounts
 
@@ -316,7 +316,7 @@ def pretrain(
             log_step(s_done)
     use_amp = info.device.type == "cuda"
     t_start, seen = time.perf_counter(), 0
-    bar = tqdm(
+    bar = progress_bar(
         total=last - start, desc=f"pretrain {variant_name}", unit="step", disable=not (progress and info.is_main)
     )
     step = start
