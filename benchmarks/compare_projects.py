@@ -18,7 +18,8 @@ import numpy as np
 import yaml
 
 from gasp_core.tasks.config import MAIN_METRIC, TASKS
-from gasp_core.tasks.finetune import TASK_CLASSES, load_arrays, split_stats
+from gasp_core.tasks.evaluation import load_arrays, split_stats
+from gasp_core.tasks.finetune import TASK_CLASSES
 from gasp_core.tasks.stats import Bootstrap, BootstrapConfig
 
 

@@ -24,19 +24,10 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.data.store import LogStore
 from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks import metrics as M
+from gasp_core.tasks.base import _batched_queries, _sigmoid
 from gasp_core.tasks.build import TaskLabels, stored_samples
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import (
-    Features,
-    OccupancyTask,
-    _batched_queries,
-    _sigmoid,
-    items_of,
-    load_encoder,
-    load_run,
-    pretrained_dir,
-    run_dir,
-)
+from gasp_core.tasks.finetune import Features, OccupancyTask, items_of, load_encoder, load_run, pretrained_dir, run_dir
 from gasp_core.tasks.labels import semantic_occupancy
 
 

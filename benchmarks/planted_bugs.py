@@ -117,7 +117,7 @@ BUGS: tuple[Planted, ...] = (
     ),
     Planted(
         "depth rendering: no interpolation between steps",
-        "gasp_core/tasks/finetune.py",
+        "gasp_core/tasks/occupancy.py",
         "depth[r] = steps[k - 1] + (0.5 - p0) / max(p1 - p0, 1e-6) * self.step_m",
         "depth[r] = steps[k]",
         ("tests/tasks/test_oracles.py::test_depth_rendering_interpolates_to_the_analytic_crossing",),

@@ -12,7 +12,7 @@ from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import evaluate_runs, save_arrays, save_qualitative
+from gasp_core.tasks.evaluation import evaluate_runs, save_arrays, save_qualitative
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from gasp_core.io import atomic_path  # noqa: E402
 from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig  # noqa: E402
-from gasp_core.tasks.finetune import BASELINE  # noqa: E402
+from gasp_core.tasks.evaluation import BASELINE  # noqa: E402
 from gasp_core.tasks.stats import Bootstrap, BootstrapConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -473,7 +473,8 @@ def build_report(
     returns the main metric and the paired differences per task / budget, flat, for DVC's metrics."""
     from gasp_core.models.gasp_model import load_pretrained
     from gasp_core.tasks.build import TaskLabels
-    from gasp_core.tasks.finetune import TASK_CLASSES, load_arrays, load_qualitative, split_stats
+    from gasp_core.tasks.evaluation import load_arrays, load_qualitative, split_stats
+    from gasp_core.tasks.finetune import TASK_CLASSES
 
     bootstrap = bootstrap or BootstrapConfig()
     metrics, qualitative, comparisons = {}, {}, {}

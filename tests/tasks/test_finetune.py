@@ -8,16 +8,15 @@ from torch import nn
 from gasp_core.models.config import DecoderConfig
 from gasp_core.tasks.build import TaskLabels
 from gasp_core.tasks.config import FinetuneConfig
+from gasp_core.tasks.evaluation import evaluate_runs, split_stats
 from gasp_core.tasks.finetune import (
     Features,
     OccupancyTask,
     budget_logs,
-    evaluate_runs,
     finetune,
     items_of,
     load_encoder,
     make_task,
-    split_stats,
     train_run,
 )
 from gasp_core.tasks.heads import constant_velocity
