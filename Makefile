@@ -33,11 +33,13 @@ demo: data
 test: setup
 	$(PY) -m pytest
 
-# ruff (pyproject.toml [tool.ruff]): lint and formatting of everything we write; CI runs it before the tests
+# ruff (pyproject.toml [tool.ruff]): lint and formatting of everything we write; mypy ([tool.mypy]) on the typed
+# modules. CI runs it before the tests.
 LINT_PATHS := gasp_core stages orchestration tests benchmarks
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 # The Dagster UI over the same DAG (orchestration/definitions.py reads dvc.yaml); DAGSTER_HOME outside the repo.
 DAGSTER_HOME ?= $(HOME)/.gasp-dagster

@@ -45,7 +45,7 @@ def _convert(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
@@ -71,7 +71,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str, strict: 
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # T is a dataclass type
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(fields)}")

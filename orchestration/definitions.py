@@ -178,6 +178,7 @@ def run_stage(node: StageNode, repo: Path = REPO, log=None) -> dict:
         bufsize=1,
     )
     lines: list[str] = []
+    assert proc.stdout is not None  # stdout=PIPE
     for line in proc.stdout:
         for part in line.replace("\r", "\n").split("\n"):
             if part.strip():
@@ -221,7 +222,7 @@ def sync_from_dvc(instance: dg.DagsterInstance, repo: Path = REPO, nodes: list[S
         if tags.get(CODE_VERSION_TAG) == node.lock_version and tags.get(DATA_VERSION_TAG) == node.lock_data_version:
             continue
         # provenance as a run would record it: the upstream outputs (their data versions) this lock entry was made from
-        provenance = {CODE_VERSION_TAG: node.lock_version, DATA_VERSION_TAG: node.lock_data_version}
+        provenance = {CODE_VERSION_TAG: node.lock_version, DATA_VERSION_TAG: node.lock_data_version or "missing"}
         for up in (by_name[d] for d in node.deps if d in by_name):
             records = instance.fetch_materializations(up.key, limit=1).records
             provenance[f"{INPUT_DATA_VERSION_PREFIX}/{up.key.to_user_string()}"] = up.lock_data_version or "missing"
