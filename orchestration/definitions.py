@@ -8,8 +8,8 @@ up to date; ``dvc_skipped`` is true unless the command ran), its duration and it
 missing outputs and NaN metrics.
 
 The UI shows DVC's state, not only the runs it launched. Each asset's code version is the hash of what DVC
-compares for its stage (command, the workspace's dependency and params hashes, its outputs' hashes) and its data
-version the hash of the outputs in ``dvc.lock``. :func:`sync_from_dvc` (the ``dvc_lock_sync`` sensor, every 30 s
+compares for its stage's inputs (command, the workspace's dependency and params hashes) and its data version the
+hash of the outputs in ``dvc.lock``. :func:`sync_from_dvc` (the ``dvc_lock_sync`` sensor, every 30 s
 under the daemon that ``make dagster`` starts, or ``python -m orchestration.definitions sync``) records every stage
 that ``dvc.lock`` holds as materialised with the lock's versions. A stage that ``dvc status`` calls changed then
 shows as stale (its code version differs from the recorded one), an up-to-date one as fresh, and after any
@@ -53,13 +53,13 @@ class StageNode:
     metrics: list[str] = field(default_factory=list)  # metrics files relative to the repo
     cmd: str = ""
     params: list[str] = field(default_factory=list)  # the params.yaml keys dvc.yaml declares for the stage
-    workspace_version: str | None = None  # hash of cmd + the workspace's dep, params and out hashes
+    workspace_version: str | None = None  # hash of cmd + the workspace's dep and params hashes
     lock_version: str | None = None  # the same from dvc.lock (None: the stage never ran)
     lock_data_version: str | None = None  # hash of the outs' hashes in dvc.lock
 
     @property
     def changed(self) -> bool:
-        """What ``dvc status`` says: the workspace differs from dvc.lock (or the stage never ran)."""
+        """What ``dvc status`` says of the stage's inputs: they differ from dvc.lock (or the stage never ran)."""
         return self.workspace_version != self.lock_version
 
     def reads(self, key: str) -> bool:
@@ -85,20 +85,22 @@ def _hash_value(info) -> str | None:
 
 
 def _versions(stage, with_workspace: bool) -> tuple[str | None, str | None, str | None]:
-    """(workspace version, lock version, lock data version) of a DVC stage."""
-    items = [(f"dep:{d.def_path}", d) for d in stage.deps] + [(f"out:{o.def_path}", o) for o in stage.outs]
-    locked = {k: _hash_value(x.hash_info) for k, x in items}
-    lock = None if any(v is None for v in locked.values()) else _digest([stage.cmd, sorted(locked.items())])
-    data = None if lock is None else _digest(sorted((k, v) for k, v in locked.items() if k.startswith("out:")))
+    """(workspace code version, lock code version, lock data version) of a DVC stage. The code version hashes what
+    a stage is made from (its command, dependency and params hashes), the data version what it made (its outs'
+    hashes in dvc.lock): a rerun that rewrites the outs changes the data version, never the code version."""
+    deps = {d.def_path: _hash_value(d.hash_info) for d in stage.deps}
+    outs = {o.def_path: _hash_value(o.hash_info) for o in stage.outs}
+    lock = None if None in deps.values() or None in outs.values() else _digest([stage.cmd, sorted(deps.items())])
+    data = None if lock is None else _digest(sorted(outs.items()))
     if not with_workspace:
         return None, lock, data
     current = {}
-    for k, x in items:
+    for d in stage.deps:
         try:
-            current[k] = _hash_value(x.get_hash()) if x.exists or k.startswith("dep:") else None
-        except Exception:  # noqa: BLE001 - a missing or unreadable path is simply "changed"
-            current[k] = None
-    work = None if any(v is None for v in current.values()) else _digest([stage.cmd, sorted(current.items())])
+            current[d.def_path] = _hash_value(d.get_hash())
+        except Exception:  # noqa: BLE001 - a missing or unreadable dependency is simply "changed"
+            current[d.def_path] = None
+    work = None if None in current.values() else _digest([stage.cmd, sorted(current.items())])
     return work, lock, data
 
 
@@ -163,11 +165,11 @@ ACTIONS = {"ran": "ran", "restored": "restored from DVC's run cache", "skipped":
 def run_stage(node: StageNode, repo: Path = REPO, log=None) -> dict:
     """``dvc repro --single-item`` of one stage, its output passed line by line to ``log`` (a run's logger) as it
     comes; returns what DVC did with it (``action``: "ran", "restored" from the run cache, or "skipped" as up to
-    date), the seconds it took and the output's tail. What DVC did is read from dvc.lock and the stage's
-    workspace state before and after, not from its console text: ran (outs rewritten by the command), restored
-    (the lock changed without the command running) or skipped."""
+    date), the seconds it took and the output's tail. Whether DVC had anything to do comes from its status API
+    before the run (an up-to-date stage is skipped); whether it ran the command or restored the outputs from its
+    run cache, from the stage's "Running stage" line, the one thing only the console says."""
     start = time.perf_counter()
-    before = _stage_node(repo, node.name)
+    pending = _dvc_status(repo, node.name)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", node.name],
         cwd=repo,
@@ -193,14 +195,30 @@ def run_stage(node: StageNode, repo: Path = REPO, log=None) -> dict:
             description=f"dvc repro {node.name} failed (exit {code})",
             metadata={"output": dg.MetadataValue.text(tail)},
         )
-    after = _stage_node(repo, node.name)
-    if before.lock_version == after.lock_version and not before.changed:
+    if not pending:
         action = "skipped"
     elif any(f"Running stage '{node.name}'" in x for x in lines):
         action = "ran"
     else:
         action = "restored"
     return {"action": action, "skipped": action != "ran", "seconds": seconds, "stdout": tail[-2000:]}
+
+
+def _dvc_status(repo: Path, name: str, wait_s: float = 600.0) -> dict:
+    """``dvc status`` of one stage through DVC's Python API (empty when it is up to date), waiting for the
+    repository lock like ``--wait-for-lock``."""
+    from dvc.lock import LockError
+    from dvc.repo import Repo
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with Repo(str(repo)) as r:
+                return r.status(targets=[f"{Path(repo).resolve() / 'dvc.yaml'}:{name}"])
+        except LockError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _stage_node(repo: Path, name: str) -> StageNode:
