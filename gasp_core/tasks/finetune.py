@@ -199,15 +199,19 @@ def _val_loss(task: Task, head: nn.Module, features: Features, items: list[Item]
 
 def write_curves(live, prefix: str, losses: list[float], history: list[dict]) -> None:
     """One run's fine-tuning curves into a dvclive ``Live``: ``<prefix>/train_loss`` every step and, at each
-    validation, ``<prefix>/val_loss`` and the selection metrics (``<prefix>/val_<metric>``)."""
+    validation, ``<prefix>/val_loss`` and the selection metrics (``<prefix>/val_<metric>``). A metric whose name is
+    the parent of another's (trajectory: ``L2_avg`` and ``L2_avg/no_odometry``) is logged as ``<metric>/main``:
+    dvclive nests names at ``/`` and one name cannot be both a value and a folder."""
     at = {int(r["step"]): r for r in history}
+    keys = {k for r in history for k in r}
+    name = {k: f"{k}/main" if any(o.startswith(k + "/") for o in keys) else k for k in keys}
     for step in range(len(losses) + 1):
         live.step = step
         if step:
             live.log_metric(f"{prefix}/train_loss", losses[step - 1], timestamp=False)
         for key, value in at.get(step, {}).items():
             if key != "step" and value is not None and math.isfinite(value):
-                live.log_metric(f"{prefix}/val_{key}", value, timestamp=False)
+                live.log_metric(f"{prefix}/val_{name[key]}", value, timestamp=False)
 
 
 def _feat_dim(encoder: nn.Module) -> int:

@@ -202,3 +202,22 @@ def test_curves_reach_dvclive_with_validation_loss(project, tmp_path):
     # head that learnt to predict none scores nan (empty over empty) after step 0
     metric = pl.read_csv(plots / "val_mIoU.tsv", separator="\t")
     assert metric["step"].to_list() == [0] and np.isfinite(metric["val_mIoU"].to_numpy().astype(float)).all()
+
+
+def test_curves_of_a_metric_and_its_sub_metric_both_reach_dvclive(tmp_path):
+    """Trajectory selects on L2_avg and L2_avg/no_odometry: dvclive nests names at '/', so the parent is logged as
+    L2_avg/main beside L2_avg/no_odometry (logging both as they are fails in dvclive's summary)."""
+    from dvclive import Live
+
+    from gasp_core.tasks.finetune import write_curves
+
+    history = [
+        {"step": 0, "loss": 2.0, "L2_avg": 1.0, "L2_avg/no_odometry": 3.0},
+        {"step": 2, "loss": 1.0, "L2_avg": 0.5},
+    ]
+    with Live(str(tmp_path), resume=False, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        write_curves(live, "full/pretrain_0/seed_0", [2.5, 1.5], history)
+    plots = tmp_path / "plots" / "metrics" / "full" / "pretrain_0" / "seed_0"
+    assert (plots / "val_L2_avg" / "main.tsv").read_text().split() == ["step", "main", "0", "1.0", "2", "0.5"]
+    assert (plots / "val_L2_avg" / "no_odometry.tsv").read_text().split() == ["step", "no_odometry", "0", "3.0"]
+    assert (plots / "train_loss.tsv").read_text().split() == ["step", "train_loss", "1", "2.5", "2", "1.5"]
