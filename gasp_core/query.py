@@ -22,7 +22,7 @@ from gasp_core.targets import schema
 from gasp_core.tasks.metrics import average_precision
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--store", type=Path, default=Path("data/store"))
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--log", default=None, help="default: the store's first log")
     parser.add_argument("--sample", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="figure path (default outputs/query_<model name>.png)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     model = load_pretrained(args.model)
     store = LogStore(args.store)

@@ -82,10 +82,10 @@ def survey(world: dict) -> list[EgoSummary]:
     return [ego_summary(cfg, s) for s in log_seeds(int(world["seed"]), int(world["logs"]))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="a world config (configs/world/<name>.yaml)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = survey(yaml.safe_load(open(args.config)))
     print(
         f"{'log':<40} {'seed':>6} {'dist_m':>7} {'moving':>6} {'stops':>5} {'starts':>6} {'turn_deg':>8} "

@@ -208,7 +208,6 @@ def test_curves_of_a_metric_and_its_sub_metric_both_reach_dvclive(tmp_path):
     """Trajectory selects on L2_avg and L2_avg/no_odometry: dvclive nests names at '/', so the parent is logged as
     L2_avg/main beside L2_avg/no_odometry (logging both as they are fails in dvclive's summary)."""
     from dvclive import Live
-
     from gasp_core.tasks.finetune import write_curves
 
     history = [
