@@ -77,8 +77,8 @@ ladder: setup
 STUDY_DIR ?= /tmp/gasp-study
 study: setup
 	rm -rf $(STUDY_DIR)
-	set -o pipefail; start=$$(date +%s); \
-	  $(PY) -m gasp_core.presets study $(STUDY_DIR) && git rev-parse HEAD > $(STUDY_DIR)/commit.txt && \
+	set -o pipefail; start=$$(date +%s); commit=$$(git rev-parse HEAD); \
+	  $(PY) -m gasp_core.presets study $(STUDY_DIR) && echo $$commit > $(STUDY_DIR)/commit.txt && \
 	  echo "world: $$(( $$(date +%s) - start )) s" > $(STUDY_DIR)/study_wall_s.txt && \
 	  cd $(STUDY_DIR) && PYTHONPATH=$(abspath $(STUDY_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
 	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" >> study_wall_s.txt
@@ -94,8 +94,8 @@ WORLD_SEED ?= 1
 SEED_DIR ?= /tmp/gasp-world-seed-$(WORLD_SEED)
 world-seed: setup
 	rm -rf $(SEED_DIR)
-	set -o pipefail; start=$$(date +%s); \
-	  $(PY) -m gasp_core.presets demo $(SEED_DIR) --world-seed $(WORLD_SEED) && git rev-parse HEAD > $(SEED_DIR)/commit.txt && \
+	set -o pipefail; start=$$(date +%s); commit=$$(git rev-parse HEAD); \
+	  $(PY) -m gasp_core.presets demo $(SEED_DIR) --world-seed $(WORLD_SEED) && echo $$commit > $(SEED_DIR)/commit.txt && \
 	  cd $(SEED_DIR) && PYTHONPATH=$(abspath $(SEED_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
 	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" > wall_s.txt
 	rm -rf studies/world_seed_$(WORLD_SEED) && mkdir -p studies/world_seed_$(WORLD_SEED)
