@@ -316,7 +316,7 @@ LAYERS = {
     1: {"data", "teacher", "viz"},
     2: {"sim", "targets", "models"},
     3: {"train", "tasks"},
-    4: {"query", "presets", "command"},
+    4: {"query", "presets", "command", "__main__"},
 }
 
 
