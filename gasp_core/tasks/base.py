@@ -52,6 +52,10 @@ class Task:
     def loss(self, head: nn.Module, bev: Tensor, items: list[Item], rng: np.random.Generator) -> Tensor:
         raise NotImplementedError
 
+    histogram_stats: tuple[str, ...] = ()
+    """Names of the statistics that are AP score histograms (S, ..., 2, bins): the evaluation stores them with
+    :func:`gasp_core.tasks.metrics.compact_histograms` (exact, and the bootstrap then costs far less)."""
+
     def evaluate(self, head: nn.Module, bev_of, items: list[Item]) -> Evaluation:
         """Metrics, figures' arrays and bootstrap statistics; ``bev_of(items)`` gives the items' BEV features."""
         raise NotImplementedError

@@ -10,7 +10,7 @@ import numpy as np
 from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path
 from gasp_core.progress import progress as progress_bar
-from gasp_core.tasks.base import _nanmean, _nanstd
+from gasp_core.tasks.base import Task, _nanmean, _nanstd
 from gasp_core.tasks.build import TaskLabels
 from gasp_core.tasks.config import FinetuneConfig, SplitsConfig
 from gasp_core.tasks.finetune import (
@@ -24,6 +24,7 @@ from gasp_core.tasks.finetune import (
     run_dir,
     run_name,
 )
+from gasp_core.tasks.metrics import compact_histograms
 from gasp_core.teacher.dinov2 import resolve_device
 
 
@@ -75,6 +76,10 @@ def split_stats(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, 
     return out
 
 
+def _stored(task: Task, stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: compact_histograms(v) if k in task.histogram_stats else v for k, v in stats.items()}
+
+
 def evaluate_runs(
     task_name: str,
     inits: dict[str, Path],
@@ -120,7 +125,9 @@ def evaluate_runs(
                         head, shared if encoder is None else Features(encoder, labels, device, True), items
                     )
                     per_run[budget][run_name(p, seed)] = ev.metrics
-                    stats.update({stats_key(init, budget, run_name(p, seed), k): v for k, v in ev.stats.items()})
+                    stats.update(
+                        {stats_key(init, budget, run_name(p, seed), k): v for k, v in _stored(task, ev.stats).items()}
+                    )
                     if init not in qualitative and ev.qualitative:
                         qualitative[init] = ev.qualitative
                     bar.update()
@@ -135,5 +142,5 @@ def evaluate_runs(
     base = task.baseline(items)
     if base is not None:
         metrics["baseline"] = _round(base.metrics)
-        stats.update({stats_key(BASELINE, "-", "-", k): v for k, v in base.stats.items()})
+        stats.update({stats_key(BASELINE, "-", "-", k): v for k, v in _stored(task, base.stats).items()})
     return metrics, qualitative, stats

@@ -23,6 +23,7 @@ class ForecastTask(Task):
     vehicle AP (UnO's protocol, with vehicle soft-IoU beside it); every class is reported."""
 
     name = "forecast"
+    histogram_stats = ("vehicle_hist",)
 
     def __init__(self, *a, **k) -> None:
         super().__init__(*a, **k)

@@ -47,6 +47,22 @@ def ap_from_histogram(hist: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (pos * precision).sum(-1) / total, np.nan)
 
 
+def compact_histograms(hist: np.ndarray) -> np.ndarray:
+    """Histograms (S, ..., 2, bins) with only the bins that hold a positive somewhere (in any sample or row), the
+    negatives of every dropped bin added to the kept bin just below it (dropped below the lowest). Exact for
+    :func:`ap_from_histogram` of any weighted sum over the samples: each kept bin sees the same positives and the
+    same count of scores at or above it. Makes the bootstrap's AP replicates cost bins-with-positives, not 2048."""
+    hist = np.asarray(hist)
+    bins = hist.shape[-1]
+    kept = np.flatnonzero(hist[..., 0, :].reshape(-1, bins).any(0))
+    if len(kept) == bins:
+        return hist
+    if not len(kept):  # no positives: AP is nan whatever the negatives; keep one (empty) bin
+        return np.zeros((*hist.shape[:-1], 1), hist.dtype)
+    # bin j goes to the kept bin at or below it: segment sums over [kept[k], kept[k + 1])
+    return np.add.reduceat(hist[..., kept[0] :], kept - kept[0], axis=-1)
+
+
 def iou(pred: np.ndarray, target: np.ndarray) -> float:
     """Intersection over union of two boolean masks (nan when both are empty)."""
     pred, target = np.asarray(pred, bool), np.asarray(target, bool)
@@ -104,21 +120,38 @@ def collides(
     intersection with shapely (touching counts as overlap).
     """
     length, width = ego_lw
+    ego_radius = 0.5 * float(np.hypot(length, width))
     out = np.zeros(len(traj_xy), bool)
     for k, ((x, y), yaw, (centres, yaws, lw)) in enumerate(zip(traj_xy, traj_yaw, boxes_per_step)):
         if not len(centres):
             continue
-        ego = _rectangle(
-            np.array([x, y]) + (length / 2 - rear_overhang_m) * np.array([np.cos(yaw), np.sin(yaw)]), yaw, length, width
-        )
-        others = shapely.polygons([_corners(np.asarray(c), a, l, w) for c, a, (l, w) in zip(centres, yaws, lw)])
+        centre = np.array([x, y]) + (length / 2 - rear_overhang_m) * np.array([np.cos(yaw), np.sin(yaw)])
+        centres, yaws, lw = np.asarray(centres, np.float64), np.asarray(yaws, np.float64), np.asarray(lw, np.float64)
+        # only boxes whose circumcircle reaches the ego's can overlap it (margin: touching counts as overlap)
+        near = np.hypot(*(centres - centre).T) <= ego_radius + 0.5 * np.hypot(lw[:, 0], lw[:, 1]) + 1e-6
+        if not near.any():
+            continue
+        ego = _rectangle(centre, yaw, length, width)
+        others = shapely.polygons(_corners(centres[near], yaws[near], lw[near, 0], lw[near, 1]))
         out[k] = bool(shapely.intersects(ego, others).any())
     return out
 
 
-def _corners(c: np.ndarray, a: float, length: float, width: float) -> np.ndarray:
-    u, v = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
-    return np.array([c + sx * length / 2 * u + sy * width / 2 * v for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+_SIGNS = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float64)
+
+
+def _corners(c: np.ndarray, a, length, width) -> np.ndarray:
+    """Corners (..., 4, 2) of rectangles centred at ``c`` (..., 2) with heading ``a`` and size ``length`` x
+    ``width`` (scalars or arrays over the leading dimensions), counter-clockwise from rear right."""
+    a, length, width = np.asarray(a, np.float64), np.asarray(length, np.float64), np.asarray(width, np.float64)
+    u = np.stack([np.cos(a), np.sin(a)], -1)[..., None, :]
+    v = np.stack([-np.sin(a), np.cos(a)], -1)[..., None, :]
+    sx, sy = _SIGNS[:, :1], _SIGNS[:, 1:]
+    return (
+        np.asarray(c, np.float64)[..., None, :]
+        + sx * length[..., None, None] / 2 * u
+        + sy * width[..., None, None] / 2 * v
+    )
 
 
 def _rectangle(c: np.ndarray, a: float, length: float, width: float) -> Polygon:

@@ -29,6 +29,7 @@ class OccupancyTask(Task):
     how many of them the head calls free is reported apart."""
 
     name = "occupancy"
+    histogram_stats = ("hist",)
     eval_queries = 5000
     step_m = 0.5
     horizons_s = (1.0, 2.0, 3.0)

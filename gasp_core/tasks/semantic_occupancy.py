@@ -20,6 +20,7 @@ class SemanticOccupancyTask(Task):
     """4D semantic occupancy: the class (background or an object category) at (x, y, z, t)."""
 
     name = "semantic_occupancy"
+    histogram_stats = ("hist",)
 
     def head(self, feat_dim):
         return ImplicitHead(feat_dim, len(SEMANTIC_CLASSES), (0, 1, 2, 3), self.scene, self.cfg.head)

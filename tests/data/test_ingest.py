@@ -181,7 +181,9 @@ def test_params_yaml_ingest_section_is_complete_and_declared():
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["ingest"]
     assert stage["params"] == ["ingest"] and "stages/ingest.py" in stage["deps"]
     # the code that does the work is a dependency (dvc.yaml lists the import closure, not all of gasp_core)
-    assert {"gasp_core/data/ingest.py", "gasp_core/data/av2_reader.py", "gasp_core/data/nuscenes_reader.py"} <= set(stage["deps"])
+    assert {"gasp_core/data/ingest.py", "gasp_core/data/av2_reader.py", "gasp_core/data/nuscenes_reader.py"} <= set(
+        stage["deps"]
+    )
     assert cfg.format == "av2"
 
 

@@ -175,3 +175,35 @@ def test_score_histogram_bins_the_extremes_and_ap_handles_stacks_and_single_posi
     stacked = ap_from_histogram(np.stack(hists))  # a batch (the bootstrap's replicates) = each one alone
     np.testing.assert_allclose(stacked, [ap_from_histogram(h) for h in hists])
     np.testing.assert_allclose(stacked, aps, atol=0.03)
+
+
+def test_compacted_histograms_give_the_same_ap_under_any_resampling():
+    """Dropping the bins without positives (their negatives moved to the kept bin below) is exact for AP of every
+    weighted sum over samples, however the bootstrap weights them, and keeps only bins with positives."""
+    from gasp_core.tasks.metrics import ap_from_histogram, compact_histograms, score_histogram
+
+    rng = np.random.default_rng(3)
+    samples, rows, n = 12, 3, 400
+    hist = np.stack(
+        [
+            np.stack(
+                [score_histogram(rng.beta(0.4, 2.0, n) ** (1 + r), rng.random(n) < 0.04 * (r + 1)) for r in range(rows)]
+            )
+            for _ in range(samples)
+        ]
+    )  # (S, rows, 2, bins)
+    # a negative far above every positive, and one below them all: both shape AP (the first lowers precision)
+    hist[0, :, 1, -1] += 5
+    hist[0, :, 1, 0] += 5
+    small = compact_histograms(hist)
+    has_pos = hist[..., 0, :].reshape(-1, hist.shape[-1]).any(0)
+    assert small.shape == (*hist.shape[:-1], has_pos.sum()) and small[..., 0, :].sum() == hist[..., 0, :].sum()
+    weights = np.vstack([np.ones(samples), rng.integers(0, 3, size=(200, samples))]).astype(np.float64)
+    full = ap_from_histogram(np.tensordot(weights, hist.astype(np.float64), axes=(1, 0)))
+    got = ap_from_histogram(np.tensordot(weights, small.astype(np.float64), axes=(1, 0)))
+    np.testing.assert_allclose(got, full, rtol=1e-12, atol=1e-15)
+    # replicates without positives stay nan on both sides
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(full))
+    # no positives at all: AP undefined, one empty bin left
+    none = compact_histograms(np.zeros((2, 2, 64), np.int32) + np.array([0, 1])[:, None])
+    assert none.shape == (2, 2, 1) and np.isnan(ap_from_histogram(none.sum(0)))
