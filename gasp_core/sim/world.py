@@ -124,6 +124,9 @@ def _annotate(log: SimLog, sweep: LidarSweep) -> list[Box]:
     ego_T_city = np.linalg.inv(log.city_T_ego(np.array([sweep.timestamp_s]))[0])
     ego_yaw = float(np.arctan2(ego_T_city[1, 0], ego_T_city[0, 0]))
     boxes = []
+    # points sorted by x once: each box tests only the points within its circumradius in x
+    order = np.argsort(sweep.points_ego[:, 0], kind="stable")
+    sorted_x = sweep.points_ego[order, 0]
     for k, tr in enumerate(log.tracks):
         xy, yaw, z = tr.state_at(sweep.timestamp_s)
         center = transform_points(ego_T_city, np.array([[xy[0], xy[1], float(z)]]))[0]
@@ -131,6 +134,9 @@ def _annotate(log: SimLog, sweep: LidarSweep) -> list[Box]:
             continue
         yaw_ego = float(yaw) + ego_yaw
         size = np.array([tr.length_m, tr.width_m, tr.height_m])
-        inside = int(boxes_contain(sweep.points_ego, center, yaw_ego, size).sum())
+        reach = 0.5 * float(np.hypot(tr.length_m, tr.width_m)) + 1e-6
+        lo, hi = np.searchsorted(sorted_x, [center[0] - reach, center[0] + reach])
+        near = sweep.points_ego[order[lo:hi]]
+        inside = int(boxes_contain(near, center, yaw_ego, size).sum())
         boxes.append(Box(k, center, yaw_ego, inside))
     return boxes
