@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "params": ("gasp_core.params", "compose configs/ into params.yaml with Hydra, as dvc exp run does"),
     "query": ("gasp_core.query", "load a pre-trained model, answer 4D queries on a sample and draw BEV slices"),
+    "view": ("gasp_core.view", "record a stored log and a model's predictions for rerun's 3D viewer (.rrd)"),
     "deps": ("gasp_core.closure", "each stage's gasp_core import closure, or rewrite dvc.yaml's deps with it"),
 }
 

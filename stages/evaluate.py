@@ -3,7 +3,8 @@ fine-tuning seed) and the task's non-learned baseline on the test logs, which no
 
 Reads ``scene``, ``splits``, ``pretrain.seeds`` and ``finetune``; writes the metrics (per run, and mean / std over
 runs) to ``--metrics``; to ``--out``, predictions of the first test sample per init (``qualitative.npz``, the
-report's figures) and per-sample statistics of every run (``stats.npz``, the report's bootstrap intervals).
+report's figures), per-sample statistics of every run (``stats.npz``, the report's bootstrap intervals) and, for
+the AP tasks, each init's precision-recall curve at the full budget (``pr_<init>.csv``, dvc.yaml's ``plots:``).
 """
 
 from pathlib import Path
@@ -12,7 +13,8 @@ from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.evaluation import evaluate_runs, save_arrays, save_qualitative
+from gasp_core.tasks.evaluation import evaluate_runs, pr_curves, save_arrays, save_pr_curves, save_qualitative
+from gasp_core.tasks.finetune import TASK_CLASSES
 
 
 def main() -> None:
@@ -33,6 +35,8 @@ def main() -> None:
     )
     save_qualitative(args.out / "qualitative.npz", qualitative)
     save_arrays(args.out / "stats.npz", stats)
+    budget = "full" if "full" in cfg.budgets else list(cfg.budgets)[-1]
+    save_pr_curves(args.out, pr_curves(TASK_CLASSES[args.task], stats, budget))
     write_metrics(args.metrics, metrics)
 
 

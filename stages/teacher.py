@@ -1,7 +1,7 @@
 """DVC stage ``teacher``: an in-domain self-supervised ViT (MAE or DINO/iBOT) trained on the camera frames of the
 training logs, as the image teacher of ``dino_targets``.
 
-Reads the ``teacher`` section (``gasp_core.teacher.ssl.TeacherTrainConfig``) and ``splits.train`` of params.yaml
+Reads the ``teacher`` section (``gasp_core.teacher.ssl_config.TeacherTrainConfig``) and ``splits.train`` of params.yaml
 (only training-log frames are seen) and the log store at ``--store``; writes ``model.safetensors`` (the timm ViT
 backbone) and ``teacher.json`` under ``--out`` and the stage metrics to ``--metrics``. With ``teacher.enabled``
 false it writes only ``teacher.json`` = {"trained": false}, without touching the store or importing torch.
@@ -10,7 +10,7 @@ false it writes only ``teacher.json`` = {"trained": false}, without touching the
 from pathlib import Path
 
 from gasp_core.cli import read_params, stage_parser, write_metrics
-from gasp_core.teacher.ssl import teacher_train_config_from_dict, write_untrained
+from gasp_core.teacher.ssl_config import teacher_train_config_from_dict, write_untrained
 
 
 def main() -> None:

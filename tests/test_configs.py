@@ -312,11 +312,11 @@ def test_import_closure_on_a_package_built_for_it(tmp_path):
 
 
 LAYERS = {
-    0: {"config", "io", "parallel", "perf", "progress", "cli", "params", "closure", "geometry"},
+    0: {"config", "io", "parallel", "perf", "progress", "cli", "params", "closure", "geometry", "optim"},
     1: {"data", "teacher", "viz"},
     2: {"sim", "targets", "models"},
     3: {"train", "tasks"},
-    4: {"query", "presets", "command"},
+    4: {"query", "view", "presets", "command"},
 }
 
 
@@ -350,3 +350,27 @@ def test_layering():
             if not ok:
                 bad.append(f"{rel} imports {module}")
     assert not bad, bad
+
+
+def test_dvc_ignores_model_timings_but_not_model_cards():
+    """Model folders' timing.json (wall time) is out of DVC's hashes, their README.md card is in: a rerun that rebuilds
+    identical weights leaves the stage's outputs identical (gasp_core/models/card.py)."""
+    from dvc.repo import Repo
+
+    ignore = Repo(str(ROOT)).dvcignore
+    for folder in ("models/pretrain/gasp/seed_0", "models/finetune/map/gasp/low/pretrain_0/seed_0"):
+        assert ignore.is_ignored_file(str(ROOT / folder / "timing.json"))
+        assert not ignore.is_ignored_file(str(ROOT / folder / "README.md"))
+        assert not ignore.is_ignored_file(str(ROOT / folder / "model.safetensors"))
+
+
+def test_dvc_model_artifacts_are_pretrain_outputs_of_the_default_variants():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    arts = dvc["artifacts"]
+    assert {a["type"] for a in arts.values()} == {"model"}
+    assert {a["path"] for a in arts.values()} == {
+        f"models/pretrain/{v}/seed_{params['pretrain']['seeds'][0]}" for v in params["pretrain"]["variants"]
+    }
+    # what the pretrain stage writes: models/pretrain/<variant>/seed_<seed>
+    assert "--out models/pretrain/${item.variant}/seed_${item.seed}" in dvc["stages"]["pretrain"]["cmd"]

@@ -50,6 +50,96 @@ class TownConfig:
     """Mean spacing of poles along sidewalks."""
     parked_car_prob: float = 0.5
     """Chance that a block side holds a row of parked cars."""
+    # road network: distances along an intersection's arm, measured from the edge of its box (half a road width
+    # from its centre)
+    crosswalk_start_m: float = 0.5
+    """Where a crosswalk band starts."""
+    crosswalk_end_m: float = 3.5
+    """Where a crosswalk band ends."""
+    stop_line_m: float = 4.2
+    """Where the stop line is painted and vehicles stop for a red light or to yield."""
+    ped_corner_m: float = 2.0
+    """Pedestrians turn at corner points this far beyond both road edges, on the sidewalk."""
+    light_offset_max_s: float = 100.0
+    """Each intersection's traffic-light cycle starts at a random offset below this."""
+    # props
+    street_tree_offset_m: float = 0.9
+    """Street trees stand this far behind the curb."""
+    street_tree_end_gap_m: float = 6.0
+    """Street trees keep this far from both ends of a road."""
+    tree_trunk_height_m: tuple[float, float] = (2.0, 3.2)
+    """Range of street trees' trunk heights."""
+    tree_crown_radius_m: tuple[float, float] = (1.4, 2.6)
+    """Range of street trees' crown radii."""
+    spacing_jitter: tuple[float, float] = (0.7, 1.3)
+    """Each gap between street trees (poles) is their mean spacing times a factor in this range."""
+    pole_offset_m: float = 0.4
+    """Poles stand this far behind the curb."""
+    pole_end_gap_m: float = 4.0
+    """Poles keep this far from both ends of a road."""
+    pole_height_m: tuple[float, float] = (5.0, 8.0)
+    """Range of pole heights."""
+    parking_strip_depth_m: tuple[float, float] = (0.5, 3.5)
+    """Inner and outer edge of a parking strip, measured beyond the sidewalk."""
+    parking_strip_end_gap_m: float = 8.0
+    """Parking strips keep this far from both ends of a road."""
+    parking_keepout_m: float = 1.0
+    """Buildings keep this far from parking strips."""
+    parked_car_end_gap_m: float = 10.0
+    """Parking slots keep this far from both ends of a road."""
+    parked_car_fill_prob: float = 0.75
+    """Chance that a parking slot holds a car."""
+    parked_car_pitch_m: tuple[float, float] = (6.0, 7.5)
+    """Range of distances between neighbouring parking slots."""
+    parked_car_inset_m: float = 1.5
+    """Parked cars' centres sit this far into the strip from its inner edge."""
+    building_setback_m: float = 2.0
+    """Buildings keep this far behind the sidewalk."""
+    building_core_margin_m: float = 45.0
+    """Buildings stand at most this far beyond the outer edge of the outermost roads."""
+    building_min_lot_m: float = 8.0
+    """Lots narrower than this (after setbacks) stay empty."""
+    building_tries: int = 3
+    """Placement attempts per building of a block (an attempt that overlaps is dropped)."""
+    building_size_min_m: tuple[float, float] = (8.0, 8.0)
+    """Smallest building footprint (x, y)."""
+    building_size_max_m: tuple[float, float] = (24.0, 20.0)
+    """Largest building footprint (x, y)."""
+    building_gap_m: float = 1.5
+    """Clearance around every building footprint."""
+    building_height_m: tuple[float, float] = (5.0, 22.0)
+    """Range of building heights."""
+    outer_trees: int = 40
+    """Trees tried in the open land beyond the town (those landing on a road or in the town are dropped)."""
+    outer_tree_edge_gap_m: float = 5.0
+    """Outer trees keep this far from the terrain's edge."""
+    outer_tree_trunk_height_m: tuple[float, float] = (2.0, 3.5)
+    """Range of outer trees' trunk heights."""
+    outer_tree_crown_radius_m: tuple[float, float] = (1.8, 3.2)
+    """Range of outer trees' crown radii."""
+    # ground markings
+    centre_line_offset_m: float = 0.12
+    """Each line of the double yellow centre line runs this far from the road's centre."""
+    centre_line_width_m: float = 0.12
+    """Width of each line of the double yellow centre line."""
+    lane_line_width_m: float = 0.15
+    """Width of the white lane dividers and edge lines."""
+    lane_dash_m: float = 3.0
+    """Length of a lane divider's dash."""
+    lane_dash_period_m: float = 9.0
+    """Distance from one dash's start to the next."""
+    lane_dash_start_m: float = 1.0
+    """The first dash starts this far from the road's start."""
+    edge_line_inset_m: float = 0.25
+    """The solid edge line runs this far inside the road's edge."""
+    zebra_bar_width_m: float = 0.5
+    """Width of a zebra crossing's bar."""
+    zebra_pitch_m: float = 1.0
+    """Distance between neighbouring zebra bars."""
+    zebra_start_m: float = 0.5
+    """The first zebra bar starts this far inside the road's edge."""
+    stop_line_width_m: float = 0.4
+    """Width of the stop line."""
 
 
 @dataclass

@@ -15,11 +15,11 @@ from embreex import rtcore_scene
 from embreex.mesh_construction import TriangleMesh
 
 from gasp_core.geometry import make_se3, transform_points
+from gasp_core.sim.agents import AgentTrack
 from gasp_core.sim.config import CameraConfig, CameraSpec, LidarConfig
 from gasp_core.sim.meshes import TaggedMesh, agent_local_mesh
 from gasp_core.sim.semantics import ALBEDO, REFLECTIVITY, TEXTURE, Surface
 from gasp_core.sim.town import Town
-from gasp_core.sim.traffic import AgentTrack
 
 NO_HIT = np.float32(1e30)
 SUN_DIR = np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])

@@ -1,4 +1,4 @@
-"""Agents of the embedded world: lane-following vehicles, cyclists, pedestrians and the ego vehicle.
+"""Traffic of the embedded world: lane-following vehicles, cyclists, pedestrians and the ego vehicle.
 
 Vehicles follow the lane graph with the Intelligent Driver Model (IDM), stop at red lights, let
 left turns yield to oncoming traffic and brake for anything in their path corridor (other
@@ -9,85 +9,18 @@ their light is green. The ego vehicle is one of the vehicles, taking random turn
 from __future__ import annotations
 
 import math
-import uuid
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from gasp_core.sim.agents import AGENT_SIZES, AgentTrack, Pedestrian, Vehicle, paint, parked_car_tracks, track_uuid
 from gasp_core.sim.config import WorldConfig
-from gasp_core.sim.town import STOP_LINE_M, Town
-
-# kind -> (AV2 category, length, width, height) ranges
-AGENT_SIZES = {
-    "car": ("REGULAR_VEHICLE", (4.2, 5.0), (1.8, 2.0), (1.45, 1.75)),
-    "parked": ("REGULAR_VEHICLE", (4.0, 4.9), (1.75, 1.95), (1.4, 1.7)),
-    "truck": ("BOX_TRUCK", (6.5, 8.0), (2.3, 2.5), (2.9, 3.4)),
-    "bus": ("BUS", (10.5, 12.0), (2.5, 2.6), (3.0, 3.3)),
-    "pedestrian": ("PEDESTRIAN", (0.5, 0.7), (0.55, 0.75), (1.55, 1.9)),
-    "cyclist": ("BICYCLIST", (1.7, 1.9), (0.6, 0.75), (1.6, 1.85)),
-}
+from gasp_core.sim.town import Town
 
 IDM_MIN_GAP_M = 2.0
 IDM_HEADWAY_S = 1.2
 HARD_BRAKE_MPS2 = 7.0
 LOOKAHEAD_M = 45.0
 YIELD_RANGE_M = 40.0
-
-
-@dataclass
-class AgentTrack:
-    """Box trajectory of one agent; poses are the cuboid centre in the town (city) frame."""
-
-    track_id: str
-    kind: str
-    category: str
-    length_m: float
-    width_m: float
-    height_m: float
-    times_s: np.ndarray
-    xy: np.ndarray
-    yaw_rad: np.ndarray
-    z: np.ndarray
-    color: np.ndarray = field(default_factory=lambda: np.array([0.7, 0.1, 0.1], np.float32))
-
-    def state_at(self, t_s: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(xy, yaw, z) linearly interpolated at time(s) ``t_s`` (clamped to the recorded span)."""
-        t = np.asarray(t_s, dtype=np.float64)
-        x = np.interp(t, self.times_s, self.xy[:, 0])
-        y = np.interp(t, self.times_s, self.xy[:, 1])
-        yaw = np.interp(t, self.times_s, np.unwrap(self.yaw_rad))
-        z = np.interp(t, self.times_s, self.z)
-        return np.stack([x, y], -1), yaw, z
-
-
-@dataclass
-class _Vehicle:
-    kind: str
-    route: list[int]
-    s: float
-    v: float
-    v0: float
-    length: float
-    width: float
-    height: float
-    outer_only: bool = False
-    xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    heading: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0]))
-
-
-@dataclass
-class _Pedestrian:
-    edge: int
-    forward: bool
-    d: float
-    speed: float
-    lateral_m: float
-    length: float
-    width: float
-    height: float
-    waiting: bool = False
-    xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    heading: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0]))
 
 
 class TrafficSim:
@@ -101,8 +34,8 @@ class TrafficSim:
         }
         self.road_lane_ids = [lid for lid, l in town.lanes.items() if not l.is_intersection]
         self.t = -self.tcfg.warmup_s
-        self.vehicles: list[_Vehicle] = []
-        self.pedestrians: list[_Pedestrian] = []
+        self.vehicles: list[Vehicle] = []
+        self.pedestrians: list[Pedestrian] = []
         self._spawn()
 
     # ------------------------------------------------------------ spawning
@@ -120,7 +53,7 @@ class TrafficSim:
         t, rng = self.tcfg, self.rng
         n_lanes = self.town.cfg.lanes_per_direction
         lid, s = self._free_spot(self.road_lane_ids, 15.0)
-        ego = _Vehicle(
+        ego = Vehicle(
             "ego",
             [lid],
             s,
@@ -147,7 +80,7 @@ class TrafficSim:
             lid, s = self._free_spot(lanes, 12.0)
             _, lr, wr, hr = AGENT_SIZES[str(kind)]
             v0 = rng.uniform(4.0, 6.0) if outer else rng.uniform(*t.vehicle_speed_mps)
-            veh = _Vehicle(
+            veh = Vehicle(
                 str(kind), [lid], s, 0.5 * v0, v0, rng.uniform(*lr), rng.uniform(*wr), rng.uniform(*hr), outer
             )
             self._place(veh)
@@ -158,7 +91,7 @@ class TrafficSim:
             while self.town.ped_edges[e][2] >= 0:  # start on a sidewalk edge
                 e = int(rng.integers(len(self.town.ped_edges)))
             a, b = self._ped_edge_ends(e, True)
-            ped = _Pedestrian(
+            ped = Pedestrian(
                 e,
                 bool(rng.random() < 0.5),
                 float(rng.uniform(0, np.linalg.norm(b - a))),
@@ -176,7 +109,7 @@ class TrafficSim:
         cum, line = self.lane_cum[lid], self.town.lanes[lid].centerline
         return np.array([np.interp(s, cum, line[:, 0]), np.interp(s, cum, line[:, 1])])
 
-    def _place(self, veh: _Vehicle) -> None:
+    def _place(self, veh: Vehicle) -> None:
         lid = veh.route[0]
         veh.xy = self._point(lid, veh.s)
         length = self.lane_cum[lid][-1]
@@ -185,7 +118,7 @@ class TrafficSim:
         if norm > 1e-6:
             veh.heading = d / norm
 
-    def _extend_route(self, veh: _Vehicle, horizon_m: float) -> None:
+    def _extend_route(self, veh: Vehicle, horizon_m: float) -> None:
         remaining = self.lane_cum[veh.route[0]][-1] - veh.s + sum(self.lane_cum[l][-1] for l in veh.route[1:])
         while remaining < horizon_m:
             options = self.town.lanes[veh.route[-1]].successors
@@ -196,7 +129,7 @@ class TrafficSim:
             remaining += self.lane_cum[nxt][-1]
 
     def _route_points(
-        self, veh: _Vehicle, start_m: float, horizon_m: float, n: int
+        self, veh: Vehicle, start_m: float, horizon_m: float, n: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Points (n, 2) along the route from ``veh.s + start_m``, their arc length and route index."""
         self._extend_route(veh, start_m + horizon_m + 1.0)
@@ -227,7 +160,7 @@ class TrafficSim:
         pa, pb = self.town.ped_nodes_xy[a], self.town.ped_nodes_xy[b]
         return (pa, pb) if forward else (pb, pa)
 
-    def _place_ped(self, ped: _Pedestrian) -> None:
+    def _place_ped(self, ped: Pedestrian) -> None:
         a, b = self._ped_edge_ends(ped.edge, ped.forward)
         d = (b - a) / max(np.linalg.norm(b - a), 1e-9)
         ped.heading = d
@@ -245,7 +178,7 @@ class TrafficSim:
         speed = np.array([a[4] for a in agents])
         return xy, heading, half, speed
 
-    def _leader_gap(self, i: int, veh: _Vehicle, obstacles) -> tuple[float, float, int]:
+    def _leader_gap(self, i: int, veh: Vehicle, obstacles) -> tuple[float, float, int]:
         """Gap (m) to the nearest obstacle in the path corridor, its speed along the path and its index."""
         xy, heading, half, speed = obstacles
         near = np.nonzero(np.abs(xy - veh.xy).max(axis=1) < LOOKAHEAD_M + 8.0)[0]
@@ -279,14 +212,15 @@ class TrafficSim:
         v_along = speed[j] * float(np.dot(heading[j], t[j]))
         return float(gaps[j]), max(v_along, 0.0), int(near[j])
 
-    def _stop_gap(self, veh: _Vehicle) -> float:
+    def _stop_gap(self, veh: Vehicle) -> float:
         """Gap to where the vehicle must stop for a red light or to yield a left turn (inf if none)."""
         lane = self.town.lanes[veh.route[0]]
         if lane.is_intersection:
             return math.inf  # committed
         self._extend_route(veh, 60.0)
         to_end = self.lane_cum[lane.id][-1] - veh.s
-        stop_at = to_end - STOP_LINE_M
+        stop_line = self.town.cfg.stop_line_m
+        stop_at = to_end - stop_line
         front = veh.length / 2
         if stop_at - front < -1.0:  # already past the stop line: stop, if at all, at the box edge
             stop_at = to_end
@@ -300,7 +234,7 @@ class TrafficSim:
         if not must_stop:
             return math.inf
         gap = stop_at - front
-        if gap < veh.v**2 / (2 * HARD_BRAKE_MPS2) - 0.5 and stop_at == to_end - STOP_LINE_M:
+        if gap < veh.v**2 / (2 * HARD_BRAKE_MPS2) - 0.5 and stop_at == to_end - stop_line:
             return math.inf  # cannot stop before the line any more: clear the intersection
         return max(gap, 0.0)
 
@@ -321,7 +255,7 @@ class TrafficSim:
                         return True
         return False
 
-    def _desired_speed(self, veh: _Vehicle) -> float:
+    def _desired_speed(self, veh: Vehicle) -> float:
         v0 = veh.v0
         offset = self.lane_cum[veh.route[0]][-1] - veh.s
         for k, lid in enumerate(veh.route):
@@ -371,7 +305,7 @@ class TrafficSim:
             self._step_ped(ped, dt)
         self.t += dt
 
-    def _step_ped(self, ped: _Pedestrian, dt: float) -> None:
+    def _step_ped(self, ped: Pedestrian, dt: float) -> None:
         a, b, node, axis = self.town.ped_edges[ped.edge]
         if ped.waiting:
             if self.town.light_is_green(node, 1 - axis, self.t, self.tcfg.green_s, self.tcfg.all_red_s):
@@ -428,59 +362,12 @@ def simulate_traffic(town: Town, cfg: WorldConfig, rng: np.random.Generator) -> 
         z = town.surface_height(xy[:, i]) + height / 2
         category = "EGO_VEHICLE" if kind == "ego" else AGENT_SIZES[kind][0]
         track = AgentTrack(
-            _track_uuid(rng), kind, category, length, width, height, times, xy[:, i], yaw[:, i], z, _paint(rng, kind)
+            track_uuid(rng), kind, category, length, width, height, times, xy[:, i], yaw[:, i], z, paint(rng, kind)
         )
         if kind == "ego":
             ego_track = track
         else:
             tracks.append(track)
-    for car in town.parked_cars:
-        _, lr, wr, hr = AGENT_SIZES["parked"]
-        length, width, height = rng.uniform(*lr), rng.uniform(*wr), rng.uniform(*hr)
-        z = float(town.surface_height(car.xy[None])[0]) + height / 2
-        n = len(times)
-        tracks.append(
-            AgentTrack(
-                _track_uuid(rng),
-                "parked",
-                "REGULAR_VEHICLE",
-                length,
-                width,
-                height,
-                times,
-                np.tile(car.xy, (n, 1)),
-                np.full(n, car.yaw_rad),
-                np.full(n, z),
-                _paint(rng, "parked"),
-            )
-        )
+    tracks.extend(parked_car_tracks(town, times, rng))
     assert ego_track is not None
     return ego_track, tracks
-
-
-def _track_uuid(rng: np.random.Generator) -> str:
-    """A random (version 4) UUID drawn from ``rng``, so track ids are deterministic per seed."""
-    return str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)), version=4))
-
-
-def _paint(rng: np.random.Generator, kind: str) -> np.ndarray:
-    if kind in ("car", "parked", "ego"):
-        palette = np.array(
-            [
-                [0.75, 0.1, 0.1],
-                [0.1, 0.2, 0.6],
-                [0.85, 0.85, 0.85],
-                [0.1, 0.1, 0.1],
-                [0.5, 0.5, 0.55],
-                [0.1, 0.45, 0.2],
-                [0.8, 0.7, 0.2],
-            ],
-            np.float32,
-        )
-        return palette[int(rng.integers(len(palette)))]
-    return {
-        "truck": np.array([0.9, 0.9, 0.92], np.float32),
-        "bus": np.array([0.95, 0.75, 0.1], np.float32),
-        "pedestrian": np.array([0.25, 0.3, 0.6], np.float32),
-        "cyclist": np.array([0.9, 0.5, 0.1], np.float32),
-    }[kind]

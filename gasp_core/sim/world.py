@@ -9,6 +9,7 @@ import numpy as np
 
 from gasp_core.geometry import make_se3, transform_points, yaw_rotation
 from gasp_core.progress import progress as progress_bar
+from gasp_core.sim.agents import AgentTrack
 from gasp_core.sim.config import WorldConfig
 from gasp_core.sim.meshes import TaggedMesh, static_mesh
 from gasp_core.sim.sensors import (
@@ -20,7 +21,7 @@ from gasp_core.sim.sensors import (
     render_camera,
 )
 from gasp_core.sim.town import Town
-from gasp_core.sim.traffic import AgentTrack, simulate_traffic
+from gasp_core.sim.traffic import simulate_traffic
 
 # Logs start at a fixed GPS-like epoch (ns) so timestamps look like AV2's; log k is 1e12 ns later.
 EPOCH_NS = 315_970_000_000_000_000

@@ -24,7 +24,7 @@ from gasp_core.tasks.finetune import (
     run_dir,
     run_name,
 )
-from gasp_core.tasks.metrics import compact_histograms
+from gasp_core.tasks.metrics import compact_histograms, pr_from_histogram
 from gasp_core.teacher.dinov2 import resolve_device
 
 
@@ -144,3 +144,45 @@ def evaluate_runs(
         metrics["baseline"] = _round(base.metrics)
         stats.update({stats_key(BASELINE, "-", "-", k): v for k, v in _stored(task, base.stats).items()})
     return metrics, qualitative, stats
+
+
+PR_POINTS = 200
+"""At most this many points per precision-recall curve (evenly spaced along the thresholds, ends kept)."""
+
+
+def pr_curves(
+    task: Task | type[Task], stats: dict[str, np.ndarray], budget: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per initialisation: the precision-recall curve (recall, precision) of its first run at ``budget``, over all
+    test samples, pooling the histogram's other axes (forecast: the horizons; semantic occupancy: the classes, a
+    micro-average), and of the non-learned baseline where the task has one. Empty for tasks without AP histograms
+    (map, trajectory)."""
+    if not task.histogram_stats:
+        return {}
+    name = task.histogram_stats[0]
+    out = {}
+    for init, by_budget in split_stats(stats).items():
+        runs = by_budget.get("-" if init == BASELINE else budget, {})
+        if not runs:
+            continue
+        hist = runs[sorted(runs)[0]][name]
+        pooled = hist.reshape(-1, *hist.shape[-2:]).sum(0)
+        recall, precision = pr_from_histogram(pooled)
+        if len(recall) > PR_POINTS:
+            idx = np.unique(np.linspace(0, len(recall) - 1, PR_POINTS).round().astype(int))
+            recall, precision = recall[idx], precision[idx]
+        out[init] = (recall, precision)
+    return out
+
+
+def save_pr_curves(out_dir: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Path]:
+    """``out_dir/pr_<init>.csv`` (recall, precision): the DVC plots of dvc.yaml's ``plots:`` section."""
+    paths = []
+    for init, (recall, precision) in curves.items():
+        path = Path(out_dir) / f"pr_{init}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = "".join(f"{r:.6f},{p:.6f}\n" for r, p in zip(recall, precision))
+        with atomic_path(path) as tmp:
+            tmp.write_text("recall,precision\n" + rows)
+        paths.append(path)
+    return paths

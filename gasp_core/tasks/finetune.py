@@ -21,7 +21,9 @@ from torch import Tensor, nn
 
 from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path, write_json_atomic
+from gasp_core.models import card
 from gasp_core.models.gasp_model import load_pretrained
+from gasp_core.optim import run_steps, warmup_cosine
 from gasp_core.progress import progress as progress_bar
 from gasp_core.tasks.base import Item, Task, _t
 from gasp_core.tasks.build import TaskLabels
@@ -88,12 +90,6 @@ def load_encoder(init_dir: Path, device: torch.device) -> nn.Module:
     return load_pretrained(init_dir, device).encoder
 
 
-def _lr(step: int, cfg: FinetuneConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))))
-
-
 def train_run(
     task: Task,
     encoder_dir: Path,
@@ -124,9 +120,8 @@ def train_run(
     if not frozen:
         groups.append({"params": list(encoder.parameters()), "lr": cfg.encoder_lr})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr(s, cfg))
+    sched = warmup_cosine(opt, cfg.warmup_steps, cfg.steps)
     rng = np.random.default_rng([seed, 1])
-    use_amp = device.type == "cuda"
     every = int(cfg.val_every.get(task.name, 0)) if val_items else 0
     best: dict[str, tuple[float, dict, int]] = {}
     history: list[dict] = []
@@ -154,22 +149,29 @@ def train_run(
                 best[part] = (score, state, step)
         history.append(record)
 
-    losses = []
-    if every:
-        validate(0)
-    for step in range(cfg.steps):
-        batch = [items[i] for i in rng.integers(len(items), size=cfg.batch_size)]
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            bev = features(batch)
-            loss = task.loss(head, bev, batch, rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+    losses: list[float] = []
+
+    def draws():  # one batch at a time: the draws and the loss's queries interleave on ``rng`` as they always have
+        for _ in range(cfg.steps):
+            yield [items[i] for i in rng.integers(len(items), size=cfg.batch_size)]
+
+    def on_step(step: int, loss: dict, lr: float) -> None:
+        losses.append(loss["total"].item())
         if every and ((step + 1) % every == 0 or step + 1 == cfg.steps):
             validate(step + 1)
+
+    if every:
+        validate(0)
+    run_steps(
+        draws(),
+        lambda batch: {"total": task.loss(head, features(batch), batch, rng)},
+        opt,
+        sched,
+        params,
+        grad_clip=1.0,
+        device=device,
+        on_step=on_step,
+    )
     for part, (_, state, _) in best.items():
         (head if part == "" else getattr(head, part)).load_state_dict(state["head"])
         if "encoder" in state:
@@ -325,6 +327,15 @@ def finetune(
                     "config": asdict(cfg),
                 }
                 save_run(run_dir(out_dir, budget, p, seed), head, None if cfg.encoder == "frozen" else encoder, info)
+                card.finetune_card(
+                    run_dir(out_dir, budget, p, seed),
+                    info,
+                    encoder_dir,
+                    (type(task).__doc__ or "").strip().splitlines()[0],
+                    {metric for metric, _ in task.selection.values()},
+                    len(splits.train),
+                    time.perf_counter() - start,
+                )
                 result["runs"][f"{budget}/{run_name(p, seed)}"] = {
                     "loss_first": round(losses[0], 5),
                     "loss_final": round(info["loss_final"], 5),

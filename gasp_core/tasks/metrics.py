@@ -47,6 +47,18 @@ def ap_from_histogram(hist: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (pos * precision).sum(-1) / total, np.nan)
 
 
+def pr_from_histogram(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at each threshold of one histogram (2, bins) as :func:`score_histogram` writes it, from
+    the highest score down; only thresholds that call something. Empty arrays without positives."""
+    pos = np.flip(np.asarray(hist)[0], -1).astype(np.float64)
+    neg = np.flip(np.asarray(hist)[1], -1).astype(np.float64)
+    if pos.sum() == 0:
+        return np.zeros(0), np.zeros(0)
+    tp, called = np.cumsum(pos), np.cumsum(pos + neg)
+    keep = (pos + neg) > 0
+    return tp[keep] / pos.sum(), tp[keep] / called[keep]
+
+
 def compact_histograms(hist: np.ndarray) -> np.ndarray:
     """Histograms (S, ..., 2, bins) with only the bins that hold a positive somewhere (in any sample or row), the
     negatives of every dropped bin added to the kept bin just below it (dropped below the lowest). Exact for

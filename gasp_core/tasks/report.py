@@ -11,16 +11,14 @@ import json
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gasp_core.io import atomic_path  # noqa: E402
-from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig  # noqa: E402
-from gasp_core.tasks.evaluation import BASELINE  # noqa: E402
-from gasp_core.tasks.stats import Bootstrap, BootstrapConfig  # noqa: E402
+from gasp_core.io import atomic_path
+from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig
+from gasp_core.tasks.evaluation import BASELINE
+from gasp_core.tasks.stats import Bootstrap, BootstrapConfig
+from gasp_core.viz.qualitative import FIGURES, dino_figure
+from gasp_core.viz.radar import radar
 
 log = logging.getLogger(__name__)
 LABELS = {"scratch": "scratch", "uno": "UnO", "uno_enhanced": "UnO+", "gasp": "GASP"}
@@ -233,18 +231,12 @@ def write_report(
         if base:
             lines.append("| baseline | - | " + " | ".join(_fmt(base.get(k), None) for k in keys) + " |")
         lines.append("")
-    figures = [radar(summary, out / "radar.png")]
-    for name, fn in (
-        ("forecast", _forecast_figure),
-        ("map", _map_figure),
-        ("trajectory", _trajectory_figure),
-        ("occupancy", _depth_figure),
-        ("semantic_occupancy", _semantic_figure),
-    ):
-        if name in qualitative and qualitative[name]:
-            figures.append(fn(qualitative[name], out / f"{name}.png"))
+    figures = [radar(summary, out / "radar.png", LABELS, TASK_TITLES)]
+    for name, figure in FIGURES.items():
+        if qualitative.get(name):
+            figures.append(figure(qualitative[name], out / f"{name}.png", LABELS))
     if "dino_bev" in qualitative:
-        figures.append(_dino_figure(qualitative["dino_bev"], out / "dino_bev.png"))
+        figures.append(dino_figure(qualitative["dino_bev"], out / "dino_bev.png"))
     lines += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figures if f is not None] + [""]
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text("\n".join(lines))
@@ -267,192 +259,24 @@ def _rounded(x, digits: int = 5):
     return x
 
 
-def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def radar(summary: dict, path: Path) -> Path:
-    """One axis per task, each init's main metric relative to the best init on that axis (1 = best), as in the
-    paper's radar summary, with its bootstrap interval as a band; one panel per label budget."""
-    tasks = list(summary["tasks"])
-    budgets, inits = summary["budgets"], summary["inits"]
-    angles = np.linspace(0, 2 * np.pi, len(tasks), endpoint=False)
-    fig, axes = plt.subplots(1, len(budgets), subplot_kw={"polar": True}, figsize=(5 * len(budgets), 5))
-    for ax, b in zip(np.atleast_1d(axes), budgets):
-        for i in inits:
-            rel = {k: [] for k in ("estimate", "low", "high")}
-            for t in tasks:
-                ivals = summary["tasks"][t][b]["interval"]
-                present = [
-                    d["estimate"] for d in ivals.values() if d["estimate"] is not None and not np.isnan(d["estimate"])
-                ]
-                d = ivals.get(i)
-                for k in rel:
-                    v = None if d is None else d[k]
-                    if v is None or np.isnan(v) or not present:
-                        rel[k].append(0.0)
-                    elif summary["tasks"][t]["better"] == "higher":
-                        rel[k].append(v / max(present) if max(present) > 0 else 0.0)
-                    else:
-                        rel[k].append(min(present) / v if v > 0 else 1.0)
-            ring = np.r_[angles, angles[:1]]
-            (line,) = ax.plot(ring, np.r_[rel["estimate"], rel["estimate"][:1]], label=_label(i))
-            lo, hi = np.minimum(rel["low"], rel["high"]), np.maximum(rel["low"], rel["high"])
-            ax.fill_between(ring, np.r_[lo, lo[:1]], np.r_[hi, hi[:1]], color=line.get_color(), alpha=0.15)
-        ax.set_xticks(angles)
-        ax.set_xticklabels([f"{TASK_TITLES[t]}\n({summary['tasks'][t]['metric']})" for t in tasks], fontsize=8)
-        ax.set_ylim(0, 1.15)
-        ax.set_title(f"{b} labels (1 = best init per task; bands: {100 * summary['level']:g}% intervals)", fontsize=9)
-    np.atleast_1d(axes)[0].legend(loc="lower left", bbox_to_anchor=(-0.2, -0.15))
-    return _save(fig, path)
-
-
-def _inits(q: dict) -> list[str]:
-    return list(q)
-
-
-def _forecast_figure(q: dict, path: Path) -> Path:
-    """Rows: ground truth, then each init; columns: forecast times. Colours: vehicle red, pedestrian green, cyclist
-    blue."""
-    inits = _inits(q)
-    truth = q[inits[0]]["truth"].astype(float)
-    times = q[inits[0]]["times"]
-    rows = [("ground truth", truth)] + [(_label(i), q[i]["prob"]) for i in inits]
-    fig, axes = plt.subplots(len(rows), len(times), figsize=(2.6 * len(times), 2.6 * len(rows)), squeeze=False)
-    for r, (name, arr) in enumerate(rows):
-        for c, t in enumerate(times):
-            axes[r, c].imshow(np.clip(arr[c].transpose(1, 2, 0), 0, 1), origin="lower")
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title(f"t = {t:g} s")
-        axes[r, 0].set_ylabel(name)
-    fig.suptitle("BEV semantic forecast (red vehicle, green pedestrian, blue cyclist), first test sample")
-    return _save(fig, path)
-
-
-def _map_figure(q: dict, path: Path) -> Path:
-    inits = _inits(q)
-    classes = [str(c) for c in q[inits[0]]["classes"]]
-    rows = [("ground truth", q[inits[0]]["truth"].astype(float))] + [(_label(i), q[i]["prob"]) for i in inits]
-    fig, axes = plt.subplots(len(rows), len(classes), figsize=(2.6 * len(classes), 2.6 * len(rows)), squeeze=False)
-    for r, (name, arr) in enumerate(rows):
-        for c, cls in enumerate(classes):
-            axes[r, c].imshow(arr[c], origin="lower", vmin=0, vmax=1, cmap="magma")
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title(cls)
-        axes[r, 0].set_ylabel(name)
-    fig.suptitle("Map segmentation: predicted probability vs ground truth, first test sample")
-    return _save(fig, path)
-
-
-def _trajectory_figure(q: dict, path: Path) -> Path:
-    inits = _inits(q)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    true = q[inits[0]]["true"]
-    ax.plot(np.r_[0, true[:, 0]], np.r_[0, true[:, 1]], "k-o", label="ground truth", zorder=5)
-    cv = q[inits[0]].get("constant_velocity")
-    if cv is not None:
-        ax.plot(np.r_[0, cv[:, 0]], np.r_[0, cv[:, 1]], "k:", label="constant velocity")
-    for i in inits:
-        p = q[i]["pred"]
-        (line,) = ax.plot(np.r_[0, p[:, 0]], np.r_[0, p[:, 1]], "-o", label=f"{_label(i)} (odometry)", alpha=0.8)
-        if "pred_no_odometry" in q[i]:
-            p = q[i]["pred_no_odometry"]
-            ax.plot(
-                np.r_[0, p[:, 0]],
-                np.r_[0, p[:, 1]],
-                "--x",
-                color=line.get_color(),
-                label=f"{_label(i)} (no odometry)",
-                alpha=0.6,
-            )
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("x (m, t0 frame)")
-    ax.set_ylabel("y (m)")
-    ax.legend()
-    ax.set_title("Ego waypoints 0.5-3 s, first test sample")
-    return _save(fig, path)
-
-
-def _depth_figure(q: dict, path: Path) -> Path:
-    inits = _inits(q)
-    fig, axes = plt.subplots(1, len(inits), figsize=(4 * len(inits), 4), squeeze=False)
-    for ax, i in zip(axes[0], inits):
-        ax.scatter(q[i]["true_depth"], q[i]["depth"], s=6)
-        hi = float(max(q[i]["true_depth"].max(), q[i]["depth"].max()))
-        ax.plot([0, hi], [0, hi], "k--", lw=0.8)
-        ax.set_title(f"{_label(i)}: rendered vs true depth")
-        ax.set_xlabel("true range (m)")
-    axes[0, 0].set_ylabel("depth rendered through the field (m)")
-    return _save(fig, path)
-
-
-def _semantic_figure(q: dict, path: Path) -> Path:
-    """Predicted class at t0, z = 0.75 m, per init, beside the boxes' BEV cover."""
-    from matplotlib.colors import ListedColormap
-
-    inits = _inits(q)
-    classes = [str(c) for c in q[inits[0]]["classes"]]
-    cmap = ListedColormap(["#f2f2f2", "#d62728", "#2ca02c", "#1f77b4", "#9467bd"][: len(classes)])
-    panels = [("ground truth (box cover)", q[inits[0]]["truth"])] + [(_label(i), q[i]["pred"]) for i in inits]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    for ax, (name, arr) in zip(axes, panels):
-        ax.imshow(arr, origin="lower", cmap=cmap, vmin=-0.5, vmax=len(classes) - 0.5, interpolation="nearest")
-        ax.set_title(name)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(
-        "4D semantic occupancy at t0, z = 0.75 m (grey background, red vehicle, green pedestrian, blue cyclist, "
-        "purple other)",
-        fontsize=9,
-    )
-    return _save(fig, path)
-
-
-def _dino_figure(q: dict, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    axes[0].imshow(q["lidar"], origin="lower", cmap="gray_r")
-    axes[0].set_title("input: lidar at t0 (BEV)")
-    axes[1].imshow(q["rgb"], origin="lower")
-    axes[1].set_title("GASP's predicted DINO field at t0, z = 1 m (PCA → RGB)")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return _save(fig, path)
-
-
 def dino_bev(model, voxels: np.ndarray, z_m: float = 1.0) -> dict:
-    """The GASP model's DINO field over the BEV grid at t0 and height ``z_m``, as PCA colours (cells without
-    lidar returns at t0 are dimmed), and the t0 sweep's BEV occupancy."""
+    """The GASP model's DINO field over the BEV grid at t0 and height ``z_m``, projected on its top three principal
+    axes (:class:`~gasp_core.teacher.pca.FeaturePCA` fitted on up to ~4000 cells), and the t0 sweep's BEV occupancy:
+    what :func:`gasp_core.viz.qualitative.dino_figure` draws."""
     import torch
 
     from gasp_core.tasks.bev import BevGrid
+    from gasp_core.teacher.pca import FeaturePCA
 
-    scene = model.scene
-    res = model.cfg.voxelizer.voxel_size_m
-    grid = BevGrid(tuple(scene.extent_m[:4]), res)
+    grid = BevGrid(tuple(model.scene.extent_m[:4]), model.cfg.voxelizer.voxel_size_m)
     xy = grid.centres()
     q = np.column_stack([xy, np.full(len(xy), z_m), np.zeros(len(xy))]).astype(np.float32)
     with torch.no_grad():
         vox = torch.from_numpy(voxels[None].astype(np.float32))
-        out = model(vox, dino_q=torch.from_numpy(q)[None])
-    feats = out["dino"][0].numpy()
-    f = feats - feats.mean(0)
-    _, _, vt = np.linalg.svd(f[:: max(1, len(f) // 4000)], full_matrices=False)
-    rgb = f @ vt[:3].T
-    rgb = (rgb - np.percentile(rgb, 2, axis=0)) / (
-        np.percentile(rgb, 98, axis=0) - np.percentile(rgb, 2, axis=0) + 1e-9
-    )
-    rgb = np.clip(rgb, 0, 1).reshape(*grid.shape, 3)
-    z_bins = model.cfg.voxelizer.z_bins
-    lidar = voxels[-z_bins:].max(0)  # the t0 sweep
-    return {"rgb": rgb * (0.35 + 0.65 * lidar[..., None]), "lidar": lidar}
+        feats = model(vox, dino_q=torch.from_numpy(q)[None])["dino"][0]
+    pca = FeaturePCA.fit(feats[:: max(1, len(feats) // 4000)], 3)
+    lidar = voxels[-model.cfg.voxelizer.z_bins :].max(0)  # the t0 sweep
+    return {"pca": pca.transform(feats).numpy().reshape(*grid.shape, 3), "lidar": lidar}
 
 
 def build_report(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,9 +17,11 @@ from torch.nn.parallel import DistributedDataParallel
 from gasp_core.config import ConfigError, from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path
+from gasp_core.models import card
 from gasp_core.models.config import LossConfig, ModelConfig, variant
 from gasp_core.models.gasp_model import GaspModel
 from gasp_core.models.losses import pretrain_losses
+from gasp_core.optim import run_steps, warmup_cosine
 from gasp_core.progress import progress as progress_bar
 from gasp_core.train import distributed
 from gasp_core.train.dataset import PretrainDataset, QueryCounts
@@ -75,13 +76,6 @@ def pretrain_config_from_dict(data, strict: bool = False) -> PretrainConfig:
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"pretrain.seeds = {cfg.seeds}: give at least one seed, each once")
     return cfg
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def batch_items(step: int, rank: int, world: int, n: int, cfg: TrainConfig, seed: int = 0) -> list[tuple[int, int]]:
@@ -253,6 +247,7 @@ def pretrain(
     if not var.trains:
         if int(os.environ.get("RANK", "0")) == 0:
             GaspModel(scene, cfg.model, var).save_pretrained(out_dir)
+            card.pretrain_card(out_dir, variant_name, var, cfg, seed, store_dir, None, logs, {}, 0, None)
             if live_dir is not None:  # the stage's dvclive outputs exist for every variant: one step at learning rate 0
                 from dvclive import Live
 
@@ -278,7 +273,7 @@ def pretrain(
         model.dino_std.copy_(torch.from_numpy(data.dino_std))
     model.to(info.device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
+    sched = warmup_cosine(opt, tc.warmup_steps, tc.steps)
     fingerprint = run_fingerprint(
         variant_name, scene, cfg, inputs_digest(store_dir, occupancy_dir, dino_dir if var.dino else None), logs, seed
     )
@@ -314,26 +309,20 @@ def pretrain(
         live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None)
         for s_done in range(1, start + 1):
             log_step(s_done)
-    use_amp = info.device.type == "cuda"
-    t_start, seen = time.perf_counter(), 0
+    t_start = time.perf_counter()
     bar = progress_bar(
         total=last - start, desc=f"pretrain {variant_name}", unit="step", disable=not (progress and info.is_main)
     )
-    step = start
-    for step, batch in enumerate(loader, start=start):
+
+    def loss_of(batch: dict) -> dict:
         batch = {k: v.to(info.device, non_blocking=True) for k, v in batch.items()}
-        with torch.autocast(device_type=info.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = net(batch["voxels"], batch["occupancy_q"], batch.get("ego_q"), batch.get("dino_q"))
-        losses = pretrain_losses({k: v.float() for k, v in out.items()}, batch, cfg.loss)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        seen += len(batch["voxels"]) * info.world_size
+        out = net(batch["voxels"], batch["occupancy_q"], batch.get("ego_q"), batch.get("dino_q"))
+        with torch.autocast(device_type=info.device.type, enabled=False):  # the losses in float32
+            return pretrain_losses({k: v.float() for k, v in out.items()}, batch, cfg.loss)
+
+    def on_step(step: int, losses: dict, lr: float) -> None:
         values = {k: float(distributed.mean_across(v)) for k, v in losses.items()}
-        values["lr"] = opt.param_groups[0]["lr"]  # the rate this step used
-        sched.step()
+        values["lr"] = lr
         for k, v in values.items():
             history.setdefault(k, []).append(v)
         bar.update()
@@ -341,6 +330,19 @@ def pretrain(
         log_step(step + 1)
         if info.is_main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == last):
             _save_checkpoint(ckpt_dir / f"step_{step + 1}.pt", model, opt, sched, step + 1, fingerprint, history)
+
+    taken = run_steps(
+        loader,
+        loss_of,
+        opt,
+        sched,
+        model.parameters(),
+        grad_clip=tc.grad_clip,
+        device=info.device,
+        start=start,
+        on_step=on_step,
+    )
+    seen = taken * tc.batch_size * info.world_size
     bar.close()
     seconds = time.perf_counter() - t_start
     done = last >= tc.steps
@@ -363,6 +365,10 @@ def pretrain(
     )
     if done and info.is_main:
         model.save_pretrained(out_dir)
+        final = {k.removeprefix("final_"): v for k, v in metrics.items() if k.startswith("final_loss")}
+        card.pretrain_card(
+            out_dir, variant_name, var, cfg, seed, store_dir, dino_dir if var.dino else None, logs, final, last, seconds
+        )
         if live is not None:
             live.end()
     distributed.teardown()

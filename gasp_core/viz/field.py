@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gasp_core.io import atomic_path  # noqa: E402
+from gasp_core.viz.figure import new_figure, save
 
 
 def plot_field(
@@ -19,7 +15,8 @@ def plot_field(
     """One row per field (e.g. occupancy, ego path), one column per time; the t0 sweep drawn on each."""
     rows = len(panels)
     cols = max(len(v) for v in panels.values())
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    fig = new_figure(figsize=(3.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     x0, x1, y0, y1 = extent_m[:4]
     for r, (name, maps) in enumerate(panels.items()):
         for c, (t, img) in enumerate(maps):
@@ -34,6 +31,4 @@ def plot_field(
             ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(Path(out)) as tmp:
-        fig.savefig(tmp, dpi=110, format=Path(out).suffix.lstrip(".") or "png")
-    plt.close(fig)
+    save(fig, out)

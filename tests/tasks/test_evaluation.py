@@ -3,6 +3,8 @@ use each query's own time, AP is scikit-learn's, occupancy is scored per query s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -151,3 +153,50 @@ def test_histogram_ap_matches_sklearn():
     # histograms add: the AP of two halves' summed histograms is the AP of the whole
     h = score_histogram(p[:10000], y[:10000]) + score_histogram(p[10000:], y[10000:])
     assert ap_from_histogram(h) == pytest.approx(ap_from_histogram(score_histogram(p, y)))
+
+
+def test_pr_curves_take_each_inits_first_full_run_and_the_baseline():
+    from gasp_core.tasks.evaluation import BASELINE, pr_curves, save_pr_curves, stats_key
+    from gasp_core.tasks.metrics import pr_from_histogram
+    from gasp_core.tasks.occupancy import OccupancyTask
+
+    rng = np.random.default_rng(0)
+
+    def hist():  # (samples 3, 2, bins 64)
+        return rng.integers(0, 5, size=(3, 2, 64)).astype(np.int32)
+
+    stats = {"sample_log": np.zeros(3, np.int64)}
+    for init in ("scratch", "gasp"):
+        for budget in ("low", "full"):
+            for run in ("pretrain_0/seed_1", "pretrain_0/seed_0"):
+                stats[stats_key(init, budget, run, "hist")] = hist()
+    stats[stats_key(BASELINE, "-", "-", "hist")] = hist()
+    curves = pr_curves(OccupancyTask, stats, "full")
+    assert set(curves) == {"scratch", "gasp", BASELINE}
+    expected = pr_from_histogram(stats[stats_key("gasp", "full", "pretrain_0/seed_0", "hist")].sum(0))
+    np.testing.assert_allclose(curves["gasp"][0], expected[0])
+    np.testing.assert_allclose(curves["gasp"][1], expected[1])
+    assert pr_curves(type("NoAP", (), {"histogram_stats": ()}), stats, "full") == {}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        paths = save_pr_curves(Path(d), curves)
+        text = Path(d, "pr_gasp.csv").read_text().splitlines()
+        assert len(paths) == 3 and text[0] == "recall,precision" and len(text) == len(expected[0]) + 1
+
+
+def test_dvc_pr_plots_read_what_the_evaluate_stages_write():
+    import yaml
+
+    from gasp_core.tasks.finetune import TASK_CLASSES
+
+    root = Path(__file__).resolve().parents[2]
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    files = {f for plot in dvc["plots"] for spec in plot.values() for f in spec["y"]}
+    expected = set()
+    for name, cls in TASK_CLASSES.items():
+        if cls.histogram_stats:
+            inits = list(params["finetune"]["inits"]) + (["baseline"] if name == "occupancy" else [])
+            expected |= {f"data/eval/{name}/pr_{i}.csv" for i in inits}
+    assert files == expected

@@ -55,6 +55,11 @@ def test_map_head_learns_and_evaluates(project, encoder):
         assert run["loss_final"] < 0.7 * run["loss_first"]
     saved = {p.name for p in (out / "full" / "pretrain_0" / "seed_0").iterdir()}
     assert ("encoder.safetensors" in saved) == (encoder == "full")
+    assert {"README.md", "timing.json", "head.safetensors", "run.json"} <= saved
+    card = (out / "low" / "pretrain_0" / "seed_0" / "README.md").read_text()
+    low_logs = budget_logs(splits.train, 0.5)
+    assert f"budget `low` (0.5 of {len(splits.train)} training logs): {len(low_logs)} logs" in card
+    assert all(f"`{x}`" in card for x in low_logs) and f"{encoder};" in card and "load_run(task, " in card
     metrics, qual, stats = evaluate_runs(
         "map",
         {"scratch": root / "models" / "scratch"},

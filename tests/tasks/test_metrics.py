@@ -207,3 +207,23 @@ def test_compacted_histograms_give_the_same_ap_under_any_resampling():
     # no positives at all: AP undefined, one empty bin left
     none = compact_histograms(np.zeros((2, 2, 64), np.int32) + np.array([0, 1])[:, None])
     assert none.shape == (2, 2, 1) and np.isnan(ap_from_histogram(none.sum(0)))
+
+
+def test_pr_curve_of_a_histogram_is_sklearns_and_integrates_to_the_ap():
+    from sklearn.metrics import precision_recall_curve
+
+    from gasp_core.tasks.metrics import ap_from_histogram, pr_from_histogram, score_histogram
+
+    rng = np.random.default_rng(5)
+    # scores at distinct bin centres, several per bin (ties, as the histogram sees them)
+    centres = 1 / (1 + np.exp(-(np.linspace(-9.99, 9.99, 2048))))
+    scores = centres[rng.integers(0, 2048, 3000) // 16 * 16]
+    labels = rng.random(3000) < scores * 0.8
+    recall, precision = pr_from_histogram(score_histogram(scores, labels))
+    p_ref, r_ref, _ = precision_recall_curve(labels, scores)
+    # sklearn: increasing thresholds, ending at (recall 0, precision 1); ours: decreasing thresholds
+    np.testing.assert_allclose(recall, r_ref[:-1][::-1])
+    np.testing.assert_allclose(precision, p_ref[:-1][::-1])
+    ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    assert ap == pytest.approx(float(ap_from_histogram(score_histogram(scores, labels))), rel=1e-12)
+    assert pr_from_histogram(np.zeros((2, 8)))[0].size == 0

@@ -181,3 +181,98 @@ def test_query_cli_scores_and_draws(pretrain_inputs, tmp_path):
     )
     assert "occupancy: 1800 stored queries" in res.stdout and "ego path : 250 stored queries" in res.stdout
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_model_cards_say_what_was_trained_on_what_and_stay_deterministic(pretrain_inputs, tmp_path):
+    """Every pre-trained folder carries a README.md card: variant, seed, the store's logs, the teacher (loudly random
+    here), steps and how to load it; the wall time goes to timing.json, which DVC ignores, so the card itself is
+    identical across reruns (DVC then skips what depends on a rebuilt-identical model)."""
+    args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
+    logs = LogStore(pretrain_inputs["store"]).log_ids
+    pretrain("gasp", *args, tmp_path / "gasp", TINY_SCENE, tiny_config(steps=2), tmp_path / "ckpt", progress=False)
+    card = (tmp_path / "gasp" / "README.md").read_text()
+    assert "`gasp`: occupancy, ego, dino" in card and "| seed | 0 |" in card
+    assert all(f"`{x}`" in card for x in logs) and f"{len(logs)} logs" in card
+    assert "RANDOM weights" in card  # the test teacher is the seeded random ViT
+    assert "2 steps x batch 2" in card and f'load_pretrained("{tmp_path / "gasp"}")' in card
+    assert "| loss_total |" in card
+    assert json.loads((tmp_path / "gasp" / "timing.json").read_text())["wall_seconds"] > 0
+    for run in ("a", "b"):
+        pretrain("scratch", *args, tmp_path / run, TINY_SCENE, tiny_config(steps=2), tmp_path / "c", progress=False)
+    scratch = (tmp_path / "a" / "README.md").read_text()
+    assert scratch == (tmp_path / "b" / "README.md").read_text().replace(str(tmp_path / "b"), str(tmp_path / "a"))
+    assert "no objective" in scratch and "not used" in scratch and "RANDOM" not in scratch
+
+
+def test_card_tells_the_embedded_world_from_real_data_and_trained_teachers_from_random(tmp_path):
+    from gasp_core.models.card import data_description, teacher_description
+
+    for name, embedded in (("sim", True), ("real", False)):
+        root = tmp_path / name / "raw"
+        root.mkdir(parents=True)
+        if embedded:
+            (root / "gasp_sim_manifest.json").write_text("{}")
+        store = tmp_path / name / "store"
+        store.mkdir()
+        (store / "manifest.json").write_text(
+            json.dumps({"dataset": "av2", "config": {"root": str(root)}, "logs": ["x"]})
+        )
+        text = data_description(store, None)
+        assert ("embedded procedural world" in text) == embedded and ("real data" in text) != embedded
+        assert text.endswith("1 logs: `x`")
+    dino = tmp_path / "dino"
+    dino.mkdir()
+    (dino / "teacher.json").write_text(json.dumps({"model": "m", "weights": "in_domain:mae", "random_weights": False}))
+    assert teacher_description(dino)[1] is None and "in_domain:mae" in teacher_description(dino)[0]
+    (dino / "teacher.json").write_text(json.dumps({"model": "m", "weights": "random", "random_weights": True}))
+    assert "RANDOM" in teacher_description(dino)[1]
+
+
+def test_gasp_view_records_the_log_and_the_models_field_and_rerun_reads_it_back(pretrain_inputs, tmp_path):
+    """`gasp view` on the tiny store with a tiny GASP model: rerun's own dataframe API reads back every entity, one
+    lidar row per recorded sweep at its time with all its points, boxes, cameras, the map, and the model's
+    occupancy / ego-path fields at t0 + each of 4 times and its DINO colours on the t0 sweep."""
+    import rerun as rr
+
+    from gasp_core.view import main as view_main
+
+    args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
+    pretrain("gasp", *args, tmp_path / "gasp", TINY_SCENE, tiny_config(steps=2), tmp_path / "ckpt", progress=False)
+    store = LogStore(pretrain_inputs["store"])
+    log = store.log(store.log_ids[0])
+    out = tmp_path / "scene.rrd"
+    view_main(
+        ["--store", str(pretrain_inputs["store"]), "--model", str(tmp_path / "gasp"), "--max-sweeps", "4"]
+        + ["--out", str(out)]
+    )
+    recording = rr.dataframe.load_recording(str(out))
+    paths = {c.entity_path for c in recording.schema().component_columns()}
+    cameras = set(log.camera_frames["camera"].to_list())
+    layers = set(log.map["layer"].to_list())
+    assert {"/world/ego", "/world/ego/lidar", "/world/boxes", "/world/ego_path"} <= paths
+    assert {f"/camera/{c}" for c in cameras} <= paths and {f"/world/map/{x}" for x in layers} <= paths
+    assert {"/world/prediction/occupancy", "/world/prediction/ego_path", "/world/prediction/dino"} <= paths
+
+    def table(entity: str):
+        return recording.view(index="time", contents=entity).select().read_all()
+
+    stamps = log.sweep_timestamps_ns[:4]
+    start = log.pose_range_ns()[0]
+    lidar = table("/world/ego/lidar")
+    assert lidar["time"].to_numpy().astype(np.int64).tolist() == (stamps - start).tolist()
+    sizes = [len(p) for p in lidar["/world/ego/lidar:Position3D"].to_pylist()]
+    assert sizes == [len(log.sweep(int(ts)).points_ego) for ts in stamps]
+    n_box_times = log.boxes.filter(log.boxes["timestamp_ns"] <= int(stamps[-1]))["timestamp_ns"].n_unique()
+    boxes = table("/world/boxes")
+    assert boxes.num_rows == n_box_times > 0
+    # each box keeps its rotation (xyzw, as the store's qx qy qz qw) and its category label
+    first = log.boxes.filter(log.boxes["timestamp_ns"] == log.boxes["timestamp_ns"].min())
+    quats = np.array(boxes["/world/boxes:PoseRotationQuat"].to_pylist()[0], np.float64)
+    np.testing.assert_allclose(quats, first.select("qx", "qy", "qz", "qw").to_numpy(), atol=1e-6)
+    assert boxes["/world/boxes:Text"].to_pylist()[0] == first["category"].to_list()
+    occ = table("/world/prediction/occupancy")["time"].to_numpy().astype(np.int64)
+    t0 = int(stamps[TINY_SCENE.past_sweeps - 1]) - start
+    expected = t0 + np.round(np.linspace(0.0, TINY_SCENE.horizon_s, 4) * 1e9).astype(np.int64)
+    assert np.abs(occ - expected).max() <= 1
+    dino = table("/world/prediction/dino")["/world/prediction/dino:Position3D"].to_pylist()
+    assert len(dino) == 1 and len(dino[0]) == len(log.sweep(int(stamps[TINY_SCENE.past_sweeps - 1])).points_ego)
