@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gasp-installed
 # torch/torchvision pair installed first; these wheels lie on local disk on the project machines.
-# --no-compile: pip would byte-compile all ~19k installed modules (51 s on 2 cores); Python compiles (and caches)
-# only the ones a run imports.
+# pip byte-compiles the ~19k installed modules one file at a time; compileall does it on every core instead. The
+# .pyc files matter: where PYTHONDONTWRITEBYTECODE is set (as on the project machines) a module without one is
+# compiled again by every process that imports it.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
@@ -20,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
 	$(PY) -m pip install --quiet --no-cache-dir --no-compile $(TORCH_SPEC)
 	$(PY) -m pip install --quiet --no-cache-dir --no-compile -e ".[dev]"
+	@# a few packages ship files that are not Python 3.11 (templates, test data): pip skips them, and so do we
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	@touch $(STAMP)
 
 # Raw data tracked by data.dvc: pulled from a DVC remote when one is configured, otherwise the
@@ -28,6 +31,7 @@ data: setup
 	$(PY) -m gasp_core.sim.embedded
 
 demo: data
+	@$(PY) -m compileall -q gasp_core stages > /dev/null  # 28 stage processes import these (see setup)
 	$(PY) -m dvc repro
 	@echo; sed -n '/^## Main metric/,/^## Secondary/p' reports/README.md | head -n -1
 	@echo "Full report with figures: reports/README.md"

@@ -73,13 +73,15 @@ def materialize(
     name: str,
     dest: Path,
     root: Path = ROOT,
-    generate_world: bool = True,
+    generate_world: bool | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     world_seed: int | None = None,
 ) -> Path:
     """A runnable copy of the project at ``dest`` composed with ``preset=name`` (and ``overrides``). ``world_seed``
     generates the preset's world with another seed (another town and traffic, same sizes) and moves the splits
-    onto its logs by position (:func:`reseed_splits`)."""
+    onto its logs by position (:func:`reseed_splits`). ``generate_world`` defaults to: the preset has a world
+    (``configs/world/<name>.yaml``) and the overrides keep the embedded dataset; a project for real data
+    (``dataset=av2|nuscenes``, e.g. the ``paper`` preset) gets none."""
     if name not in presets(root):
         raise ValueError(f"unknown preset {name!r}; configs/preset has {presets(root)}")
     dest = Path(dest)
@@ -116,6 +118,9 @@ def materialize(
         moved = reseed_splits(composed["splits"], world, world_seed)
         overrides += [f"splits.{part}=[{','.join(repr(x) for x in ids)}]" for part, ids in moved.items()]
     compose(dest / "params.yaml", overrides, root=dest)
+    if generate_world is None:
+        real = any(o.startswith("dataset=") and o != "dataset=embedded" for o in overrides)
+        generate_world = not real and (root / "configs" / "world" / f"{name}.yaml").is_file()
     if generate_world:
         world_config(name, root)  # fails early, naming the file, for a preset without a world
         _run([py, "-m", "gasp_core.sim.embedded", "--config", f"configs/world/{name}.yaml"], dest)

@@ -1,4 +1,8 @@
-"""Drive a running `make dagster` webserver from a shell or a script, over its GraphQL API (no browser needed).
+"""Drive a running `make dagster` webserver from a shell or a script (no browser needed).
+
+Launching a run and waiting for it use Dagster's own client (``dagster_graphql.DagsterGraphQLClient``); the two
+summaries it lacks (the served asset keys with their groups, and what each materialisation recorded) are one
+GraphQL query each.
 
     python -m orchestration.client assets                          # the asset keys it serves, with their groups
     python -m orchestration.client materialize report evaluate/map # launch one run of these assets, wait, report
@@ -56,39 +60,30 @@ def assets(url: str) -> dict[str, str]:
     return {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
 
 
+def _client(url: str):
+    """Dagster's own GraphQL client for ``url`` (dagster-graphql, installed with dagster-webserver)."""
+    from urllib.parse import urlparse
+
+    from dagster_graphql import DagsterGraphQLClient
+
+    u = urlparse(url)
+    return DagsterGraphQLClient(u.hostname or "127.0.0.1", port_number=u.port, use_https=u.scheme == "https")
+
+
 def launch(url: str, keys: list[str]) -> str:
-    """Start one run materialising ``keys`` (user strings, "pretrain/gasp-0"); returns its run id."""
-    repos = graphql(
-        url, "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }"
-    )
-    nodes = repos["repositoriesOrError"].get("nodes") or []
-    if len(nodes) != 1:
-        raise RuntimeError(f"{url}: expected one code location, found {repos['repositoriesOrError']}")
-    selector = {
-        "repositoryLocationName": nodes[0]["location"]["name"],
-        "repositoryName": nodes[0]["name"],
-        "jobName": "__ASSET_JOB",
-        "assetSelection": [{"path": k.split("/")} for k in keys],
-    }
-    res = graphql(
-        url,
-        """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
-        ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }""",
-        {"params": {"selector": selector}},
-    )["launchRun"]
-    if res["__typename"] != "LaunchRunSuccess":
-        raise RuntimeError(f"{url}: launching {keys} failed: {res}")
-    return res["run"]["runId"]
+    """Start one run materialising ``keys`` (user strings, "pretrain/gasp-0") with Dagster's client; returns its run
+    id."""
+    import dagster as dg
+
+    return _client(url).submit_job_execution("__ASSET_JOB", asset_selection=[dg.AssetKey(k.split("/")) for k in keys])
 
 
 def wait(url: str, run_id: str, timeout_s: float = 3600.0, poll_s: float = 2.0) -> str:
-    """Poll a run until it ends; returns its final status (SUCCESS, FAILURE or CANCELED)."""
+    """Poll a run (Dagster's client) until it ends; returns its final status (SUCCESS, FAILURE or CANCELED)."""
+    client = _client(url)
     deadline = time.monotonic() + timeout_s
     while True:
-        status = graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})[
-            "runOrError"
-        ]["status"]
+        status = client.get_run_status(run_id).value
         if status in DONE:
             return status
         if time.monotonic() > deadline:
