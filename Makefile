@@ -79,7 +79,7 @@ ladder: setup
 
 # The study (configs/preset/study.yaml, world configs/world/study.yaml): the paper's comparison at ~10x the demo, in
 # its own project (STUDY_DIR), which runs on its own copy of gasp_core (PYTHONPATH) so edits here cannot reach a running
-# study; its report, metrics, curves, composed params, dvc.lock, log, wall time and commit go to reports/study/ (committed).
+# study; its report, metrics, curves, composed params, dvc.lock, log, wall time and commit go to studies/study/ (committed).
 STUDY_DIR ?= /tmp/gasp-study
 study: setup
 	rm -rf $(STUDY_DIR)
@@ -88,10 +88,10 @@ study: setup
 	  echo "world: $$(( $$(date +%s) - start )) s" > $(STUDY_DIR)/study_wall_s.txt && \
 	  cd $(STUDY_DIR) && PYTHONPATH=$(abspath $(STUDY_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
 	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" >> study_wall_s.txt
-	rm -rf reports/study && mkdir -p reports/study
-	cp -r $(STUDY_DIR)/reports/. reports/study/ && cp -r $(STUDY_DIR)/metrics reports/study/metrics
-	cp -r $(STUDY_DIR)/dvclive reports/study/dvclive
-	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt $(STUDY_DIR)/commit.txt $(STUDY_DIR)/dvc.lock $(STUDY_DIR)/repro.log reports/study/
+	rm -rf studies/study && mkdir -p studies/study
+	cp -r $(STUDY_DIR)/reports/. studies/study/ && cp -r $(STUDY_DIR)/metrics studies/study/metrics
+	cp -r $(STUDY_DIR)/dvclive studies/study/dvclive
+	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt $(STUDY_DIR)/commit.txt $(STUDY_DIR)/dvc.lock $(STUDY_DIR)/repro.log studies/study/
 
 # Robustness: the demo's comparison on another world seed (another town and traffic, same sizes; splits moved by
 # position), in its own project; its report goes to studies/world_seed_<N>/ and benchmarks/compare_verdicts.py lists

@@ -3,7 +3,7 @@
 Layers (imports point down only; ``tests/test_configs.py::test_layering`` checks every import, lazy ones too):
 
 0. foundation: ``config``, ``io``, ``parallel``, ``perf``, ``progress``, ``cli``, ``params``, ``closure``, ``geometry``,
-   ``optim`` (the training step and LR schedule)
+   ``optim`` (the training step and LR schedule), ``card`` (model cards)
 1. ``data`` (the log store and dataset readers), ``teacher`` (image models), ``viz``
 2. ``sim`` (writes datasets: uses ``data``), ``targets`` (self-supervised targets), ``models``
 3. ``train`` (pre-training), ``tasks`` (downstream tasks)

@@ -312,7 +312,7 @@ def test_import_closure_on_a_package_built_for_it(tmp_path):
 
 
 LAYERS = {
-    0: {"config", "io", "parallel", "perf", "progress", "cli", "params", "closure", "geometry", "optim"},
+    0: {"config", "io", "parallel", "perf", "progress", "cli", "params", "closure", "geometry", "optim", "card"},
     1: {"data", "teacher", "viz"},
     2: {"sim", "targets", "models"},
     3: {"train", "tasks"},
@@ -374,3 +374,15 @@ def test_dvc_model_artifacts_are_pretrain_outputs_of_the_default_variants():
     }
     # what the pretrain stage writes: models/pretrain/<variant>/seed_<seed>
     assert "--out models/pretrain/${item.variant}/seed_${item.seed}" in dvc["stages"]["pretrain"]["cmd"]
+
+
+def test_committed_studies_live_outside_every_stage_output():
+    """A stage's output folder belongs to DVC: `dvc repro` deletes it before the stage runs. The study's committed
+    report once sat in reports/study/, inside the report stage's `reports` output, and `make demo` deleted it."""
+    from dvc.repo import Repo
+
+    outs = {str(Path(o.def_path)) for stage in Repo(str(ROOT)).index.stages for o in stage.outs}
+    for committed in ("studies/study", "studies/ladder", "studies/world_seed_1"):
+        assert (ROOT / committed).is_dir(), committed
+        assert not any(committed == o or committed.startswith(o.rstrip("/") + "/") for o in outs), committed
+    assert "studies/study" in (ROOT / "Makefile").read_text()

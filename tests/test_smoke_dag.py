@@ -139,6 +139,40 @@ def test_smoke_dag_end_to_end(smoke):
     assert plots.returncode == 0, plots.stderr
 
 
+def test_every_model_the_dag_writes_has_a_card_and_gasp_view_records_the_smoke_project(smoke, tmp_path):
+    """Model cards in every model folder; `gasp view` on the smoke project's store and GASP model writes a rerun
+    recording that rerun's own dataframe API reads back: every entity, one lidar row per sweep at its time."""
+    import rerun as rr
+
+    from gasp_core.data.store import LogStore
+
+    folders = {p.parent for p in (smoke / "models").rglob("*.safetensors")}
+    assert len(folders) > 10 and all((f / "README.md").is_file() for f in folders), sorted(folders)
+    assert "RANDOM" not in (smoke / "models" / "pretrain" / "gasp" / "seed_0" / "README.md").read_text()
+    out = tmp_path / "smoke.rrd"
+    res = subprocess.run(
+        [sys.executable, "-m", "gasp_core", "view", "--model", "models/pretrain/gasp/seed_0", "--out", str(out)],
+        cwd=smoke,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    store = LogStore(smoke / "data" / "store")
+    log = store.log(store.log_ids[0])
+    recording = rr.dataframe.load_recording(str(out))
+    paths = {c.entity_path for c in recording.schema().component_columns()}
+    expected = {"/world/ego", "/world/ego/lidar", "/world/boxes", "/world/ego_path", "/world/prediction/occupancy"}
+    expected |= {"/world/prediction/ego_path", "/world/prediction/dino"}
+    expected |= {f"/world/map/{x}" for x in set(log.map["layer"].to_list())}
+    assert expected <= paths, sorted(paths)
+    lidar = recording.view(index="time", contents="/world/ego/lidar").select().read_all()
+    start = log.pose_range_ns()[0]
+    assert lidar["time"].to_numpy().astype("int64").tolist() == (log.sweep_timestamps_ns - start).tolist()
+    assert f"/world/ego/lidar: {len(log.sweep_timestamps_ns)}" in res.stdout
+
+
 def test_smoke_teacher_is_trained_distilled_and_probed(smoke):
     """The preset's in-domain teacher: trained on the training logs' images, used by dino_targets (its weights' hash
     recorded), and the surface-class probe scored on the pixel colours, the targets and GASP's distilled field."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gasp_core.card import render, write_card
 from gasp_core.io import atomic_dir, write_json_atomic
 from gasp_core.teacher.ssl_augment import _color_jitter, _crops, block_mask, preload_images, random_masks
 from gasp_core.teacher.ssl_backbone import _sincos_init, build_backbone, embed_tokens
@@ -215,6 +216,7 @@ def train_teacher(
         with atomic_dir(Path(out_dir)) as tmp:
             save_file(state, str(tmp / WEIGHTS_FILE), metadata={"model": cfg.model, "objective": cfg.objective})
             write_json_atomic(tmp / META_FILE, meta)
+            write_card(tmp, _card(meta, first, curve))
         metrics = {
             "trained": True,
             "objective": cfg.objective,
@@ -330,3 +332,31 @@ def _objective(cfg: TeacherTrainConfig, vit, canvas, sizes, train_hw, patch, rng
         },
     }
     return dino_step, extras, [student]
+
+
+def _card(meta: dict, first: dict | None, curve: list[dict]) -> str:
+    """The model card (README.md) of a trained teacher folder (its wall time is ``teacher.json``'s ``seconds``)."""
+    rows = [
+        (
+            "model",
+            f"`{meta['model']}` (timm ViT, trained from random initialisation, no labels), args {meta['model_args']}",
+        ),
+        ("objective", f"`{meta['objective']}` (self-supervised)"),
+        (
+            "data",
+            f"{meta['images']} camera images of the training logs, at {meta['input_hw'][0]}x{meta['input_hw'][1]} px",
+        ),
+        (
+            "training",
+            f"{meta['steps_done']} steps (stopped by {meta['stopped_by']}), seed {meta['config'].get('seed')}",
+        ),
+    ]
+    metrics = {"loss_first": first["loss"] if first else None, "loss_final": curve[-1]["loss"] if curve else None}
+    usage = """# the image teacher of the dino_targets stage: dino_targets.teacher.weights = models/teacher
+import json, timm
+from safetensors.torch import load_file
+meta = json.load(open("models/teacher/teacher.json"))
+vit = timm.create_model(meta["model"], pretrained=False, dynamic_img_size=True, num_classes=0, **meta["model_args"])
+vit.load_state_dict(load_file("models/teacher/model.safetensors"))  # inputs: meta["mean"], meta["std"], input_hw"""
+    title = f"In-domain image teacher: `{meta['model']}`, `{meta['objective']}`"
+    return render(title, rows, warning=None, metrics={k: v for k, v in metrics.items() if v is not None}, usage=usage)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from gasp_core.card import write_card
 from gasp_core.config import from_dict
 from gasp_core.io import atomic_dir, write_json_atomic
 
@@ -120,6 +121,12 @@ def write_untrained(out_dir: Path) -> dict:
     """The disabled stage's output: ``teacher.json`` = {"trained": false} and no weights; returns its metrics."""
     with atomic_dir(Path(out_dir)) as tmp:
         write_json_atomic(tmp / META_FILE, {"trained": False})
+        write_card(
+            tmp,
+            "# No in-domain teacher\n\n`teacher.enabled` is false: no ViT was trained. The `dino_targets` stage\n"
+            "takes its image teacher from `dino_targets.teacher.weights` (DINOv2 from a local file or the hub,\n"
+            "or random).\n",
+        )
     return {"trained": False}
 
 

@@ -93,8 +93,11 @@ def test_loss_falls(trained):
 
 def test_backbone_loads_strictly_into_timm_and_gives_the_patch_grid(trained):
     objective, _, out = trained
-    assert sorted(p.name for p in out.iterdir()) == sorted([ssl_config.META_FILE, ssl_config.WEIGHTS_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([ssl_config.META_FILE, ssl_config.WEIGHTS_FILE, "README.md"])
     vit, meta = _load_backbone(out)
+    card = (out / "README.md").read_text()  # the model card: what was trained, on what, how to load it
+    assert f"`{objective}` (self-supervised)" in card and "16 camera images" in card and "30 steps" in card
+    assert 'load_file("models/teacher/model.safetensors")' in card
     assert meta["trained"] and meta["objective"] == objective and meta["max_side_px"] == 64
     assert meta["mean"] == list(ssl_config.IMAGENET_MEAN) and meta["std"] == list(ssl_config.IMAGENET_STD)
     assert meta["images"] == 16 and meta["steps_done"] == 30 and meta["stopped_by"] == "steps"
@@ -282,5 +285,6 @@ def test_disabled_stage_writes_an_untrained_marker_without_torch(tmp_path):
         capture_output=True,
     )
     assert json.loads((out / ssl_config.META_FILE).read_text()) == {"trained": False}
-    assert [p.name for p in out.iterdir()] == [ssl_config.META_FILE]
+    assert sorted(p.name for p in out.iterdir()) == sorted([ssl_config.META_FILE, "README.md"])
+    assert "no ViT was trained" in (out / "README.md").read_text()
     assert json.loads(metrics.read_text()) == {"trained": False}
