@@ -259,26 +259,6 @@ def _rounded(x, digits: int = 5):
     return x
 
 
-def dino_bev(model, voxels: np.ndarray, z_m: float = 1.0) -> dict:
-    """The GASP model's DINO field over the BEV grid at t0 and height ``z_m``, projected on its top three principal
-    axes (:class:`~gasp_core.teacher.pca.FeaturePCA` fitted on up to ~4000 cells), and the t0 sweep's BEV occupancy:
-    what :func:`gasp_core.viz.qualitative.dino_figure` draws."""
-    import torch
-
-    from gasp_core.tasks.bev import BevGrid
-    from gasp_core.teacher.pca import FeaturePCA
-
-    grid = BevGrid(tuple(model.scene.extent_m[:4]), model.cfg.voxelizer.voxel_size_m)
-    xy = grid.centres()
-    q = np.column_stack([xy, np.full(len(xy), z_m), np.zeros(len(xy))]).astype(np.float32)
-    with torch.no_grad():
-        vox = torch.from_numpy(voxels[None].astype(np.float32))
-        feats = model(vox, dino_q=torch.from_numpy(q)[None])["dino"][0]
-    pca = FeaturePCA.fit(feats[:: max(1, len(feats) // 4000)], 3)
-    lidar = voxels[-model.cfg.voxelizer.z_bins :].max(0)  # the t0 sweep
-    return {"pca": pca.transform(feats).numpy().reshape(*grid.shape, 3), "lidar": lidar}
-
-
 def build_report(
     metrics_dir: Path,
     eval_dir: Path,
@@ -297,6 +277,7 @@ def build_report(
     returns the main metric and the paired differences per task / budget, flat, for DVC's metrics."""
     from gasp_core.models.gasp_model import load_pretrained
     from gasp_core.tasks.build import TaskLabels
+    from gasp_core.tasks.dino_field import dino_bev
     from gasp_core.tasks.evaluation import load_arrays, load_qualitative, split_stats
     from gasp_core.tasks.finetune import TASK_CLASSES
 
