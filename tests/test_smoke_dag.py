@@ -170,7 +170,7 @@ def test_every_model_the_dag_writes_has_a_card_and_gasp_view_records_the_smoke_p
     lidar = recording.view(index="time", contents="/world/ego/lidar").select().read_all()
     start = log.pose_range_ns()[0]
     assert lidar["time"].to_numpy().astype("int64").tolist() == (log.sweep_timestamps_ns - start).tolist()
-    assert f"/world/ego/lidar: {len(log.sweep_timestamps_ns)}" in res.stdout
+    assert f"world/ego/lidar: {len(log.sweep_timestamps_ns)}\n" in res.stdout
 
 
 def test_smoke_teacher_is_trained_distilled_and_probed(smoke):

@@ -88,7 +88,9 @@ def pretrain_card(
             if steps
             else "none (scratch: the encoder the from-scratch baseline fine-tunes)",
         ),
-        ("loss weights", asdict(cfg.loss)),
+        # only the weights of this variant's own objectives: a sweep of another's (dino_weight for uno) must leave
+        # this card, and so the model folder DVC hashes, unchanged
+        ("loss weights", {k: v for k, v in asdict(cfg.loss).items() if k.startswith(tuple(objectives))} or "none"),
     ]
     usage = f"""from gasp_core import load_pretrained
 model = load_pretrained("{out_dir}")  # safetensors + config.json

@@ -276,3 +276,19 @@ def test_gasp_view_records_the_log_and_the_models_field_and_rerun_reads_it_back(
     assert np.abs(occ - expected).max() <= 1
     dino = table("/world/prediction/dino")["/world/prediction/dino:Position3D"].to_pylist()
     assert len(dino) == 1 and len(dino[0]) == len(log.sweep(int(stamps[TINY_SCENE.past_sweeps - 1])).points_ego)
+
+
+def test_card_of_a_variant_ignores_the_weights_of_objectives_it_lacks(pretrain_inputs, tmp_path):
+    """Sweeping dino_weight must leave UnO's and scratch's folders identical, or DVC reruns their heads for nothing."""
+    from dataclasses import replace
+
+    from gasp_core.models import card
+
+    base = tiny_config(steps=2)
+    swept = replace(base, loss=replace(base.loss, dino_weight=base.loss.dino_weight * 2))
+    for name in ("uno", "scratch", "gasp"):
+        texts = []
+        for cfg in (base, swept):
+            card.pretrain_card(tmp_path, name, variant(name), cfg, 0, pretrain_inputs["store"], None, None, {}, 2, None)
+            texts.append((tmp_path / "README.md").read_text())
+        assert (texts[0] == texts[1]) == (name != "gasp"), name
