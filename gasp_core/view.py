@@ -156,7 +156,8 @@ def _predictions(rec, put, log: StoredLog, model_dir: Path, sample: int, cell_m:
         for z in HEIGHTS_M:
             q = np.column_stack([xy, np.full(len(xy), z), np.full(len(xy), t)])
             res = model.query(past, q)
-            occupied.append(q[res["occupancy"] > 0.5, :3]) if "occupancy" in res else None
+            if "occupancy" in res:
+                occupied.append(q[res["occupancy"] > 0.5, :3])
             if z == HEIGHTS_M[0] and "ego" in res:
                 cells = q[res["ego"] > 0.5, :3] * [1, 1, 0]
                 put("world/prediction/ego_path", rr.Points3D(cells, colors=[[255, 120, 0]], radii=cell_m / 2))
