@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     samples = pl.read_parquet(args.occupancy / log.log_id / schema.SAMPLES_FILE)
     row = samples.row(args.sample, named=True)
     t0 = row["t0_ns"]
-    past = [log.sweep_points_in(ts, t0) for ts in row["past_ns"]]
+    past = [log.sweep_points_in(ts, t0, intensity=True) for ts in row["past_ns"]]
 
     with ipc.open_file(args.occupancy / log.log_id / schema.OCCUPANCY_FILE) as f:
         occ = f.get_batch(row["batch"])

@@ -146,7 +146,7 @@ def _predictions(rec, put, log: StoredLog, model_dir: Path, sample: int, cell_m:
     if k >= len(stamps):
         raise ValueError(f"log {log.log_id}: sample {sample} needs sweep {k}, the log has {len(stamps)}")
     t0 = int(stamps[k])
-    past = [log.sweep_points_in(int(ts), t0) for ts in stamps[k - scene.past_sweeps + 1 : k + 1]]
+    past = [log.sweep_points_in(int(ts), t0, intensity=True) for ts in stamps[k - scene.past_sweeps + 1 : k + 1]]
     T = log.city_T_ego(t0)[0]
     put("world/prediction", rr.Transform3D(translation=T[:3, 3], mat3x3=T[:3, :3]), static=True)
     xy = BevGrid(tuple(scene.extent_m[:4]), cell_m).centres()
@@ -164,7 +164,7 @@ def _predictions(rec, put, log: StoredLog, model_dir: Path, sample: int, cell_m:
         if occupied:
             pts = np.concatenate(occupied)
             put("world/prediction/occupancy", rr.Points3D(pts, colors=_colours(pts[:, 2]), radii=cell_m / 2))
-    points = past[-1]
+    points = past[-1][:, :3]
     res = model.query(past, np.column_stack([points, np.zeros(len(points))]))
     if "dino" in res:
         f = res["dino"] - res["dino"].mean(0)

@@ -125,10 +125,13 @@ class StoredLog:
             surface,
         )
 
-    def sweep_points_in(self, timestamp_ns: int, t0_ns: int) -> np.ndarray:
-        """(N, 3) float64 points of a sweep moved into the ego frame at ``t0_ns``."""
+    def sweep_points_in(self, timestamp_ns: int, t0_ns: int, intensity: bool = False) -> np.ndarray:
+        """(N, 3) float64 points of a sweep moved into the ego frame at ``t0_ns``; with ``intensity``, (N, 4) with the
+        return's intensity as the fourth column (what the voxelizer's intensity levels read)."""
         T = np.linalg.inv(self.city_T_ego(t0_ns)[0]) @ self.city_T_ego(timestamp_ns)[0]
-        return self.sweep(timestamp_ns).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        sweep = self.sweep(timestamp_ns)
+        xyz = sweep.points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        return np.column_stack([xyz, sweep.intensity.astype(np.float64)]) if intensity else xyz
 
     @cached_property
     def camera_frames(self) -> pl.DataFrame:

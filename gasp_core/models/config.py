@@ -11,7 +11,14 @@ class VoxelizerConfig:
     voxel_size_m: float = 0.5
     """BEV cell size; the grid covers scene.extent_m."""
     z_bins: int = 8
-    """Height bins over the extent's z range; channels = z_bins x scene.past_sweeps."""
+    """Height bins over the extent's z range; channels = (z_bins + len(intensity_levels)) x scene.past_sweeps."""
+    intensity_levels: tuple[float, ...] = ()
+    """Lidar intensity (0-255) thresholds, each one more binary channel per sweep: the cell holds a ground return
+    (``z <= intensity_max_z_m``) at least this bright. A thermometer code of the brightest ground return, which is
+    what shows lane paint and crossings (retro-reflective) and road against sidewalk (a curb is far below the height
+    bins' resolution). Empty: occupancy only (UnO's input)."""
+    intensity_max_z_m: float = 0.5
+    """Returns above this height (t0 ego frame, whose origin is on the ground) never set an intensity channel."""
 
 
 @dataclass

@@ -36,7 +36,7 @@ from gasp_core.data.samples import Sample, SceneConfig
 from gasp_core.data.store import LogStore, StoredLog
 from gasp_core.io import atomic_path, write_json_atomic
 from gasp_core.models.config import VoxelizerConfig
-from gasp_core.models.voxelizer import grid_shape, voxelize
+from gasp_core.models.voxelizer import channels, grid_shape, voxelize
 from gasp_core.parallel import map_jobs
 from gasp_core.targets import schema
 from gasp_core.targets.build import OccupancyLabelsConfig, log_rng
@@ -138,7 +138,7 @@ def label_log(
     future_only = replace(occ_cfg.occupancy, include_present=False)  # the t0 sweep is the model's input
     for s, sample in enumerate(samples):
         out["occ_t_min"].append(np.float32(input_end_s(log_, sample)))
-        sweeps = [log_.sweep_points_in(ts, sample.t0_ns) for ts in sample.past_ns]
+        sweeps = [log_.sweep_points_in(ts, sample.t0_ns, intensity=True) for ts in sample.past_ns]
         out["voxels"].append(np.packbits(voxelize(sweeps, scene, vox).astype(bool)))
         f = forecast_labels(log_, sample.t0_ns, times, fine)  # (T, 3, 2H, 2W) -> any-cover max-pool to (T, 3, H, W)
         f = f.reshape(*f.shape[:2], f.shape[2] // 2, 2, f.shape[3] // 2, 2).any(axis=(3, 5))
@@ -263,7 +263,7 @@ def build_task_labels(
         "scene": asdict(scene),
         "voxelizer": asdict(vox),
         "config": asdict(cfg),
-        "voxel_shape": [scene.past_sweeps * vox.z_bins, rows, cols],
+        "voxel_shape": [channels(scene, vox), rows, cols],
         "forecast_shape": [len(cfg.forecast_times_s), len(FORECAST_CLASSES), *fg.shape],
         "map_shape": [len(MAP_CLASSES), *mg.shape],
         "map_classes": list(MAP_CLASSES),

@@ -12,6 +12,7 @@ def dino_bev(model, voxels: np.ndarray, z_m: float = 1.0) -> dict:
     what :func:`gasp_core.viz.qualitative.dino_figure` draws."""
     import torch
 
+    from gasp_core.models.voxelizer import height_bins
     from gasp_core.tasks.bev import BevGrid
     from gasp_core.teacher.pca import FeaturePCA
 
@@ -22,5 +23,6 @@ def dino_bev(model, voxels: np.ndarray, z_m: float = 1.0) -> dict:
         vox = torch.from_numpy(voxels[None].astype(np.float32))
         feats = model(vox, dino_q=torch.from_numpy(q)[None])["dino"][0]
     pca = FeaturePCA.fit(feats[:: max(1, len(feats) // 4000)], 3)
-    lidar = voxels[-model.cfg.voxelizer.z_bins :].max(0)  # the t0 sweep
+    vox_cfg = model.cfg.voxelizer
+    lidar = height_bins(voxels, vox_cfg.z_bins, len(vox_cfg.intensity_levels)).max(0)  # the t0 sweep
     return {"pca": pca.transform(feats).numpy().reshape(*grid.shape, 3), "lidar": lidar}

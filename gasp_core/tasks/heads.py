@@ -33,14 +33,18 @@ class ImplicitHead(nn.Module):
 
 
 class MapHead(nn.Module):
-    """BEV features -> per-layer logits on the map raster (``out_hw``), upsampled bilinearly. Kept light (one
-    3 x 3 convolution at the feature width) so that what it shows is mostly the encoder's features."""
+    """BEV features -> per-layer logits on the map raster (``out_hw``), upsampled bilinearly. Kept light (two
+    3 x 3 convolutions at the feature width, the second dilated: a 7 x 7 cell view, enough to see both curbs of a
+    street) so that what it shows is mostly the encoder's features."""
 
     def __init__(self, feat_dim: int, layers: int, out_hw: tuple[int, int], cfg: DecoderConfig) -> None:
         super().__init__()
         self.out_hw = tuple(out_hw)
         self.net = nn.Sequential(
             nn.Conv2d(feat_dim, feat_dim, 3, padding=1),
+            nn.BatchNorm2d(feat_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(feat_dim, feat_dim, 3, padding=2, dilation=2),
             nn.BatchNorm2d(feat_dim),
             nn.ReLU(inplace=True),
             nn.Conv2d(feat_dim, layers, 1),
@@ -80,7 +84,7 @@ class TrajectoryHead(nn.Module):
             nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(4),
         )
-        extra = 3 * past_steps if odometry else 0
+        extra = 3 * past_steps + 6 if odometry else 0
         self.mlp = nn.Sequential(
             nn.Linear(16 * h + extra, 2 * h), nn.ReLU(inplace=True), nn.Linear(2 * h, 2 * len(times_s))
         )
@@ -96,7 +100,8 @@ class TrajectoryHead(nn.Module):
     def residual(self, bev: Tensor, past: Tensor) -> Tensor:
         x = self.conv(bev).flatten(1)
         if self.odometry:
-            x = torch.cat([x, (past / past.new_tensor([self.scale_m, self.scale_m, 1.0])).flatten(1)], dim=1)
+            scaled = past / past.new_tensor([self.scale_m, self.scale_m, 1.0])
+            x = torch.cat([x, scaled.flatten(1), kinematics(past) / KINEMATICS_SCALE], dim=1)
         return torch.tanh(self.mlp(x).view(len(bev), -1, 2)) * self.scale_m
 
 
@@ -114,6 +119,27 @@ class TrajectoryHeads(nn.Module):
 
     def forward(self, bev: Tensor, past: Tensor) -> dict[str, Tensor]:
         return {"odometry": self.odometry(bev, past), "blind": self.blind(bev, past)}
+
+
+KINEMATICS_SCALE = 10.0
+"""m/s (and m/s^2): the odometry's velocities and acceleration enter the MLP divided by this."""
+
+
+def kinematics(past: Tensor) -> Tensor:
+    """(B, 6): the velocity over the whole past (what constant velocity holds), the velocity over its newest step and
+    the acceleration between the two halves of the past, each (x, y). A stop or a start shows as a newest velocity
+    below or above the average one: explicit, the MLP needs no steps to find it in the raw positions."""
+    if past.shape[1] < 3:
+        return past.new_zeros(len(past), 6)
+    t = past[..., 2]
+    dt_all = (t[:, -1] - t[:, 0]).clamp_min(1e-3)[:, None]
+    v_all = (past[:, -1, :2] - past[:, 0, :2]) / dt_all
+    v_new = (past[:, -1, :2] - past[:, -2, :2]) / (t[:, -1] - t[:, -2]).clamp_min(1e-3)[:, None]
+    mid = past.shape[1] // 2
+    v_old = (past[:, mid, :2] - past[:, 0, :2]) / (t[:, mid] - t[:, 0]).clamp_min(1e-3)[:, None]
+    v_late = (past[:, -1, :2] - past[:, mid, :2]) / (t[:, -1] - t[:, mid]).clamp_min(1e-3)[:, None]
+    accel = (v_late - v_old) / (dt_all / 2)
+    return torch.cat([v_all, v_new, accel], dim=1)
 
 
 def constant_velocity(past: Tensor, times: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gasp_core.geometry.rays import ray_box_interval
+from gasp_core.models.voxelizer import height_bins
 from gasp_core.targets import schema
 from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks import metrics as M
@@ -94,7 +95,8 @@ class OccupancyTask(Task):
         x0, _, y0, _, z0, z1 = self.scene.extent_m
 
         def field(it):
-            last = self._arr(it, "voxels")[-z_bins:].astype(np.float32)  # (Z, H, W): the t0 sweep
+            levels = len(vox_cfg.get("intensity_levels", ()))
+            last = height_bins(self._arr(it, "voxels"), z_bins, levels).astype(np.float32)  # (Z, H, W): the t0 sweep
             pad = np.pad(last, ((0, 0), (1, 1), (1, 1)))
             h, w = last.shape[1:]
             near = sum(pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0

@@ -76,10 +76,10 @@ def _nbytes(value) -> int:
 
 
 def _yawed(points: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """A copy of (N, 3) ``points`` with x, y rotated by the 2x2 ``R`` (z as it was)."""
+    """A copy of (N, 3+) ``points`` with x, y rotated by the 2x2 ``R`` (z and any further columns as they were)."""
     out = np.empty_like(points)
     out[:, :2] = points[:, :2] @ R.T
-    out[:, 2] = points[:, 2]
+    out[:, 2:] = points[:, 2:]
     return out
 
 
@@ -238,7 +238,10 @@ class PretrainDataset(torch.utils.data.Dataset):
             sweeps = []
             for ts in past_ns:  # StoredLog.sweep_points_in, with the poses cached
                 T = t0_T_city @ self._city_T_ego(log_id, ts)
-                points = log.sweep(ts).points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+                sweep = log.sweep(ts)
+                points = sweep.points_ego.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+                if self.vox.intensity_levels:
+                    points = np.column_stack([points, sweep.intensity.astype(np.float64)])
                 sweeps.append(points[~self._never_inside(points)])
             occ = self._batch(log_id, schema.OCCUPANCY_FILE, batch)
             occupancy = (

@@ -62,7 +62,7 @@ def sample_points(
         if not len(pool):
             continue
         pick = np.sort(rng.choice(pool, min(points, len(pool)), replace=False))
-        past = [log.sweep_points_in(ts, t0) for ts in sample.past_ns]
+        past = [log.sweep_points_in(ts, t0, intensity=True) for ts in sample.past_ns]
         yield past, xyzt[pick], feats[pick].astype(np.float32), surf[pick].astype(np.int64)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -28,6 +28,30 @@ def test_voxelizer_puts_points_in_exact_cells():
     assert grid[0, 0, 0] == 1  # sweep 0, z bin 0, row y=-1.5 -> 0, column x=-3.5 -> 0
     assert grid[4 + 3, 3, 7] == 1  # sweep 1, z bin 3, last row and column
     assert grid[4 + 2, 2, 4] == 1  # (0, 0, 2): row 2, column 4, z bin 2
+
+
+def test_voxelizer_intensity_levels_code_the_brightest_ground_return():
+    scene = SceneConfig(extent_m=(-4.0, 4.0, -2.0, 2.0, 0.0, 4.0), past_sweeps=1, horizon_s=1.0)
+    cfg = replace(TINY_MODEL.voxelizer, intensity_levels=(10.0, 50.0), intensity_max_z_m=0.5)
+    pts = np.array(
+        [
+            [-3.5, -1.5, 0.2, 60.0],  # bright paint: both levels
+            [-3.4, -1.4, 0.3, 5.0],  # same cell, dim: the brightest return counts
+            [0.5, 0.5, 0.1, 20.0],  # sidewalk: the first level only
+            [1.5, 0.5, 0.2, 9.9],  # asphalt: below every level
+            [2.5, 0.5, 2.5, 200.0],  # bright but high (a vehicle): height bin only
+            [2.5, 1.5, 0.5, 10.0],  # exactly at the height limit and the first level
+        ]
+    )
+    grid = voxelize([pts], scene, cfg)
+    assert grid.shape == (4 + 2, 4, 8)
+    np.testing.assert_array_equal(grid[:4], voxelize([pts[:, :3]], scene, TINY_MODEL.voxelizer))
+    lit_low = {(int(r), int(c)) for r, c in zip(*np.nonzero(grid[4]))}
+    lit_high = {(int(r), int(c)) for r, c in zip(*np.nonzero(grid[5]))}
+    assert lit_low == {(0, 0), (2, 4), (3, 6)}
+    assert lit_high == {(0, 0)}
+    with pytest.raises(ValueError, match=r"need \(N, 4\) points"):
+        voxelize([pts[:, :3]], scene, cfg)
 
 
 def test_sample_bev_reads_cell_centres():

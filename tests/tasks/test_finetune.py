@@ -46,7 +46,7 @@ def _cfg(**kw) -> FinetuneConfig:
 @pytest.mark.parametrize("encoder", ["frozen", "full"])
 def test_map_head_learns_and_evaluates(project, encoder):
     root, splits = project
-    cfg = _cfg(encoder=encoder)
+    cfg = _cfg(encoder=encoder, steps=120)
     out = root / f"runs_{encoder}" / "scratch"
     res = finetune(
         "map", "scratch", root / "labels", root, root / "models" / "scratch", out, SCENE, splits, cfg, progress=False
@@ -170,6 +170,22 @@ def test_trajectory_head_starts_at_constant_velocity():
     torch.testing.assert_close(constant_velocity(past, torch.tensor(times))[0], expected, atol=1e-5, rtol=0)
     head = TrajectoryHead(8, times, 5, DecoderConfig(hidden=8))
     torch.testing.assert_close(head(torch.randn(1, 8, 16, 16), past)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_trajectory_kinematics_of_a_braking_ego():
+    """The odometry head's derived inputs on x(t) = v0 t + a t^2 / 2 sampled at the input sweeps: the average
+    velocity over the past, the newest step's and the constant acceleration, exact."""
+    from gasp_core.tasks.heads import kinematics
+
+    v0, a = 10.0, -4.0
+    t = torch.tensor([-0.4, -0.3, -0.2, -0.1, 0.0], dtype=torch.float64)
+    x = v0 * t + a * t**2 / 2
+    past = torch.stack([x, torch.zeros_like(t), t], dim=1)[None]
+    k = kinematics(past)[0]
+    v_avg = (x[-1] - x[0]) / 0.4  # = v0 + a * (-0.2)
+    v_new = (x[-1] - x[-2]) / 0.1  # = v0 + a * (-0.05)
+    torch.testing.assert_close(k, torch.tensor([v_avg, 0, v_new, 0, a, 0], dtype=torch.float64), atol=1e-9, rtol=0)
+    assert float(v_new) < float(v_avg)  # braking: the newest step is slower than the average
 
 
 def test_curves_reach_dvclive_with_validation_loss(project, tmp_path):
