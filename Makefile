@@ -95,7 +95,7 @@ study: setup
 
 # Robustness: the demo's comparison on another world seed (another town and traffic, same sizes; splits moved by
 # position), in its own project; its report goes to studies/world_seed_<N>/ and benchmarks/compare_verdicts.py lists
-# the verdicts that hold on both worlds.
+# the verdicts that hold on every world and scale: the demo (reports/, world seed 0), this run, and the study.
 WORLD_SEED ?= 1
 SEED_DIR ?= /tmp/gasp-world-seed-$(WORLD_SEED)
 world-seed: setup
@@ -107,7 +107,8 @@ world-seed: setup
 	rm -rf studies/world_seed_$(WORLD_SEED) && mkdir -p studies/world_seed_$(WORLD_SEED)
 	cp -r $(SEED_DIR)/reports/. studies/world_seed_$(WORLD_SEED)/ && cp -r $(SEED_DIR)/metrics studies/world_seed_$(WORLD_SEED)/metrics
 	cp $(SEED_DIR)/params.yaml $(SEED_DIR)/wall_s.txt $(SEED_DIR)/commit.txt $(SEED_DIR)/repro.log studies/world_seed_$(WORLD_SEED)/
-	$(PY) benchmarks/compare_verdicts.py reports studies/world_seed_$(WORLD_SEED) --labels "world seed 0" "world seed $(WORLD_SEED)" \
+	$(PY) benchmarks/compare_verdicts.py reports studies/world_seed_$(WORLD_SEED) studies/study \
+	  --labels "demo, world seed 0" "demo, world seed $(WORLD_SEED)" "study, world seed 0" \
 	  | tee studies/world_seed_$(WORLD_SEED)/verdicts.md
 
 # Mutation score of metrics, statistics, task labels, sample windows, occupancy and ego labels (cosmic-ray, in a

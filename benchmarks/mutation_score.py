@@ -59,7 +59,17 @@ TRIVIAL_OPERATORS = [
     r"core/ReplaceUnaryOperator_USub_(Invert|Not)$",
     r"core/ReplaceUnaryOperator_Invert_(UAdd|USub)$",
 ]
-COPIED = ("gasp_core", "tests", "configs", "stages", "orchestration", "pyproject.toml", "params.yaml", "dvc.yaml")
+COPIED = (
+    "gasp_core",
+    "tests",
+    "configs",
+    "stages",
+    "orchestration",
+    "benchmarks",
+    "pyproject.toml",
+    "params.yaml",
+    "dvc.yaml",
+)
 
 
 def _copy_checkout(dest: Path) -> Path:

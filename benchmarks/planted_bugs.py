@@ -269,6 +269,41 @@ BUGS: tuple[Planted, ...] = (
         'batch["occupancy_label"]\n',
         ("tests/models/test_losses.py",),
     ),
+    Planted(
+        "voxelizer: intensity level compared with > (a return exactly at a level is dark)",
+        "gasp_core/models/voxelizer.py",
+        "cell[intensity >= level]",
+        "cell[intensity > level]",
+        ("tests/models/test_model.py",),
+    ),
+    Planted(
+        "voxelizer: intensity channels ignore the ground band (a bright vehicle roof lights the cell)",
+        "gasp_core/models/voxelizer.py",
+        "ground = pts[ok, 2] <= cfg.intensity_max_z_m",
+        "ground = pts[ok, 2] <= np.inf",
+        ("tests/models/test_model.py",),
+    ),
+    Planted(
+        "loader: the rotation drops the intensity column's values (copied from z)",
+        "gasp_core/train/dataset.py",
+        "out[:, 2:] = points[:, 2:]",
+        "out[:, 2:] = points[:, 2:3]",
+        ("tests/train/test_dataset.py::test_rotated_voxels_are_the_rotated_sweeps_voxelized",),
+    ),
+    Planted(
+        "trajectory kinematics: acceleration over the whole past instead of half of it",
+        "gasp_core/tasks/heads.py",
+        "accel = (v_late - v_old) / (dt_all / 2)",
+        "accel = (v_late - v_old) / dt_all",
+        ("tests/tasks/test_finetune.py::test_trajectory_kinematics_of_a_braking_ego",),
+    ),
+    Planted(
+        "persistence baseline: reads the t0 sweep's intensity channels as height bins",
+        "gasp_core/models/voxelizer.py",
+        "return blocks[sweep, :z_bins]",
+        "return blocks[sweep, -z_bins:]",
+        ("tests/models/test_model.py",),
+    ),
 )
 
 

@@ -13,7 +13,7 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.models import GaspModel, LossConfig, load_pretrained, variant
 from gasp_core.models.implicit_decoder import FourierEncoding, sample_bev
 from gasp_core.models.losses import pretrain_losses
-from gasp_core.models.voxelizer import grid_shape, voxelize
+from gasp_core.models.voxelizer import grid_shape, height_bins, voxelize
 from tests.train.conftest import TINY_MODEL, TINY_SCENE
 
 
@@ -52,6 +52,21 @@ def test_voxelizer_intensity_levels_code_the_brightest_ground_return():
     assert lit_high == {(0, 0)}
     with pytest.raises(ValueError, match=r"need \(N, 4\) points"):
         voxelize([pts[:, :3]], scene, cfg)
+
+
+def test_height_bins_pick_one_sweeps_occupancy_out_of_intensity_channels():
+    scene = SceneConfig(extent_m=(-4.0, 4.0, -2.0, 2.0, 0.0, 4.0), past_sweeps=2, horizon_s=1.0)
+    cfg = replace(TINY_MODEL.voxelizer, intensity_levels=(10.0, 50.0))
+    rng = np.random.default_rng(0)
+    sweeps = [
+        np.column_stack([rng.uniform(-4, 4, 50), rng.uniform(-2, 2, 50), rng.uniform(0, 4, 50), rng.uniform(0, 99, 50)])
+        for _ in range(2)
+    ]
+    grid = voxelize(sweeps, scene, cfg)
+    plain = voxelize([s[:, :3] for s in sweeps], scene, TINY_MODEL.voxelizer)  # (2 * 4, H, W)
+    np.testing.assert_array_equal(height_bins(grid, 4, 2), plain[4:])  # the newest sweep by default
+    np.testing.assert_array_equal(height_bins(grid, 4, 2, sweep=0), plain[:4])
+    np.testing.assert_array_equal(height_bins(plain, 4), plain[4:])
 
 
 def test_sample_bev_reads_cell_centres():

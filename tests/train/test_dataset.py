@@ -19,13 +19,13 @@ from tests.train.conftest import TINY_MODEL, TINY_SCENE
 COUNTS = QueryCounts(occupancy=256, ego=64, dino=64)
 
 
-def dataset(inputs: dict, name: str, **kwargs) -> PretrainDataset:
+def dataset(inputs: dict, name: str, voxelizer=TINY_MODEL.voxelizer, **kwargs) -> PretrainDataset:
     return PretrainDataset(
         inputs["store"],
         inputs["occupancy"],
         inputs["dino"],
         TINY_SCENE,
-        TINY_MODEL.voxelizer,
+        voxelizer,
         COUNTS,
         variant(name),
         **kwargs,
@@ -118,12 +118,15 @@ def test_ego_path_labels_under_rotation_match_the_footprint(pretrain_inputs):
     assert positives > 0
 
 
-def test_rotated_voxels_are_the_rotated_sweeps_voxelized(pretrain_inputs):
+@pytest.mark.parametrize("levels", [(), (10.0, 40.0)])
+def test_rotated_voxels_are_the_rotated_sweeps_voxelized(pretrain_inputs, levels):
     """Against the store's own sweeps: the input grid of a rotated draw is voxelize() of every past sweep moved to t0
-    and turned by the draw's yaw (the loader's pre-filtering of points no yaw brings into the grid changes nothing)."""
+    and turned by the draw's yaw (the loader's pre-filtering of points no yaw brings into the grid changes nothing),
+    with and without intensity channels (the intensity travels with its point through the rotation)."""
     from gasp_core.models.voxelizer import voxelize
 
-    data = dataset(pretrain_inputs, "gasp", cache_mib=64)
+    vox = replace(TINY_MODEL.voxelizer, intensity_levels=levels)
+    data = dataset(pretrain_inputs, "gasp", voxelizer=vox, cache_mib=64)
     store = LogStore(pretrain_inputs["store"])
     for index in range(len(data)):
         log_id, _, t0_ns, past_ns = data.samples[index]
@@ -131,11 +134,12 @@ def test_rotated_voxels_are_the_rotated_sweeps_voxelized(pretrain_inputs):
         for seed in (0, 1, 2):
             item = data[(index, seed)]
             R = yaw_rotation(float(item["rotation_rad"]))[:2, :2]
-            sweeps = [log.sweep_points_in(ts, t0_ns) for ts in past_ns]
-            expected = voxelize(
-                [np.column_stack([p[:, :2] @ R.T, p[:, 2]]) for p in sweeps], TINY_SCENE, TINY_MODEL.voxelizer
-            )
+            sweeps = [log.sweep_points_in(ts, t0_ns, intensity=True) for ts in past_ns]
+            expected = voxelize([np.column_stack([p[:, :2] @ R.T, p[:, 2:]]) for p in sweeps], TINY_SCENE, vox)
             assert expected.any()
+            if levels:  # a thermometer code: the brighter level lights a strict, non-empty subset of the dimmer's cells
+                lit = expected.reshape(TINY_SCENE.past_sweeps, -1, *expected.shape[1:])[:, vox.z_bins :]
+                assert (lit[:, 1] <= lit[:, 0]).all() and 0 < lit[:, 1].sum() < lit[:, 0].sum()
             np.testing.assert_array_equal(item["voxels"].numpy(), expected, err_msg=f"sample {index} seed {seed}")
 
 
