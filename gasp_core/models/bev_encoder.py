@@ -31,7 +31,8 @@ class BEVEncoder(nn.Module):
         )
 
     def forward(self, voxels: Tensor) -> Tensor:
-        feats = self.backbone(voxels)
+        """``voxels``: (B, C, H, W), float or the loader's uint8 (cast here, on the device)."""
+        feats = self.backbone(voxels if voxels.is_floating_point() else voxels.float())
         top = self.lateral[-1](feats[-1])
         for level in range(len(feats) - 2, self.out_level - 1, -1):  # top-down to the output level
             lat = self.lateral[level](feats[level])
