@@ -131,19 +131,18 @@ def kinematics(past: Tensor) -> Tensor:
     below or above the average one: explicit, the MLP needs no steps to find it in the raw positions."""
     if past.shape[1] < 3:
         return past.new_zeros(len(past), 6)
-    t = past[..., 2]
-    dt_all = (t[:, -1] - t[:, 0]).clamp_min(1e-3)[:, None]
-    v_all = (past[:, -1, :2] - past[:, 0, :2]) / dt_all
-    v_new = (past[:, -1, :2] - past[:, -2, :2]) / (t[:, -1] - t[:, -2]).clamp_min(1e-3)[:, None]
-    mid = past.shape[1] // 2
-    v_old = (past[:, mid, :2] - past[:, 0, :2]) / (t[:, mid] - t[:, 0]).clamp_min(1e-3)[:, None]
-    v_late = (past[:, -1, :2] - past[:, mid, :2]) / (t[:, -1] - t[:, mid]).clamp_min(1e-3)[:, None]
-    accel = (v_late - v_old) / (dt_all / 2)
+    t, mid = past[..., 2], past.shape[1] // 2
+    v_old, v_late = _velocity(past, 0, mid), _velocity(past, mid, -1)
+    accel = (v_late - v_old) / ((t[:, -1] - t[:, 0]).clamp_min(1e-3)[:, None] / 2)
+    v_all, v_new = _velocity(past, 0, -1), _velocity(past, -2, -1)
     return torch.cat([v_all, v_new, accel], dim=1)
+
+
+def _velocity(past: Tensor, a: int, b: int) -> Tensor:
+    """(B, 2) mean velocity between past positions ``a`` and ``b`` (time steps under 1 ms count as 1 ms)."""
+    return (past[:, b, :2] - past[:, a, :2]) / (past[:, b, 2] - past[:, a, 2]).clamp_min(1e-3)[:, None]
 
 
 def constant_velocity(past: Tensor, times: Tensor) -> Tensor:
     """(B, K, 2) positions at ``times`` extrapolated from the velocity between the oldest and newest past position."""
-    dt = (past[:, -1, 2] - past[:, 0, 2]).clamp_min(1e-3)
-    v = (past[:, -1, :2] - past[:, 0, :2]) / dt[:, None]
-    return past[:, -1, None, :2] + v[:, None, :] * times[None, :, None]
+    return past[:, -1, None, :2] + _velocity(past, 0, -1)[:, None, :] * times[None, :, None]

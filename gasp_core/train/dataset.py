@@ -322,8 +322,8 @@ class PretrainDataset(torch.utils.data.Dataset):
             sweeps = [_yawed(s, R) for s in sweeps]
         item_out["voxels"] = voxelize(sweeps, self.scene, self.vox)
         item_out["rotation_rad"] = np.float32(rotation_rad)
-        # the binary voxels travel as uint8 (a quarter of float32's bytes through the worker queue); the training
-        # step casts them on its device
+        # the binary voxels travel as uint8 (a quarter of float32's bytes through the worker queue); the BEV
+        # encoder casts them on its device
         return {
             k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.uint8 if k == "voxels" else np.float32))
             for k, v in item_out.items()
