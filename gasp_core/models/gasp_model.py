@@ -15,7 +15,7 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.models.bev_encoder import BEVEncoder
 from gasp_core.models.config import ModelConfig, Variant
 from gasp_core.models.implicit_decoder import ImplicitDecoder
-from gasp_core.models.voxelizer import channels, voxelize
+from gasp_core.models.voxelizer import channels, grid_shape, unpack_bits, voxelize
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -25,7 +25,9 @@ class GaspModel(nn.Module):
     """``forward(voxels, occupancy_q, ego_q, dino_q)`` -> dict of logits / features per query set.
 
     Queries are in metres and seconds in the t0 ego frame: occupancy and DINO ``(B, N, 4)`` = (x, y, z, t),
-    ego path ``(B, N, 3)`` = (x, y, t). Heads a variant does not train are absent.
+    ego path ``(B, N, 3)`` = (x, y, t). Heads a variant does not train are absent. ``voxels`` is the (B, C, H, W)
+    grid, float or uint8, or the pre-training loader's bit-packed (B, C, H, ceil(W / 8)) uint8 (unpacked here, on
+    the device).
     """
 
     def __init__(self, scene: SceneConfig, cfg: ModelConfig, variant: Variant, dino_dim: int = 0) -> None:
@@ -56,6 +58,9 @@ class GaspModel(nn.Module):
         ego_q: Tensor | None = None,
         dino_q: Tensor | None = None,
     ) -> dict[str, Tensor]:
+        width = grid_shape(self.scene, self.cfg.voxelizer)[1]
+        if voxels.dtype == torch.uint8 and voxels.shape[-1] != width:
+            voxels = unpack_bits(voxels, width)
         bev = self.encoder(voxels)
         out = {"bev": bev}
         if self.occupancy is not None and occupancy_q is not None:

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -22,7 +23,7 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.data.store import LogStore
 from gasp_core.geometry import yaw_rotation
 from gasp_core.models.config import Variant, VoxelizerConfig
-from gasp_core.models.voxelizer import voxelize
+from gasp_core.models.voxelizer import VoxelCodes, scatter_packed, voxel_codes
 from gasp_core.targets import schema
 from gasp_core.targets.occupancy import QuerySource
 
@@ -72,15 +73,24 @@ def _nbytes(value) -> int:
         return sum(_nbytes(v) for v in value)
     if isinstance(value, _Rows):
         return _nbytes(value.parts)
+    if isinstance(value, VoxelCodes):
+        return value.nbytes
     return 0
 
 
-def _yawed(points: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """A copy of (N, 3+) ``points`` with x, y rotated by the 2x2 ``R`` (z and any further columns as they were)."""
-    out = np.empty_like(points)
-    out[:, :2] = points[:, :2] @ R.T
-    out[:, 2:] = points[:, 2:]
-    return out
+@numba.njit(cache=True, nogil=True)
+def _inside_turned(points, R, dims, lo, hi):  # pragma: no cover
+    """Whether each row's first ``dims`` coordinates, x and y turned by the 2x2 ``R``, lie in [lo, hi] (one pass,
+    no turned copy of the rows)."""
+    ok = np.empty(points.shape[0], np.bool_)
+    for i in range(points.shape[0]):
+        x, y = points[i, 0], points[i, 1]
+        v = (R[0, 0] * x + R[0, 1] * y, R[1, 0] * x + R[1, 1] * y)
+        inside = lo[0] <= v[0] <= hi[0] and lo[1] <= v[1] <= hi[1]
+        if dims > 2:
+            inside = inside and lo[2] <= points[i, 2] <= hi[2]
+        ok[i] = inside
+    return ok
 
 
 class _Rows:
@@ -104,7 +114,9 @@ class _Rows:
 
 class PretrainDataset(torch.utils.data.Dataset):
     """Items are ``(sample index, draw seed)`` pairs; returns a dict of tensors, ``rotation_rad`` among them (the
-    yaw applied to sweeps and queries, 0 without rotation augmentation).
+    yaw applied to sweeps and queries, 0 without rotation augmentation). ``voxels`` comes bit-packed along x
+    (as ``np.packbits(grid, axis=-1)``); :class:`~gasp_core.models.GaspModel` takes it as it is, and
+    :func:`~gasp_core.models.voxelizer.unpack_bits` gives the grid.
 
     DINO targets are the stored PCA features as the teacher gives them; ``dino_standardize`` standardises each
     dimension by ``dino_mean`` / ``dino_std`` (otherwise 0 / 1, so a model given them predicts PCA units).
@@ -227,7 +239,8 @@ class PretrainDataset(torch.utils.data.Dataset):
         return np.column_stack([np.concatenate(xyz), np.concatenate(t)]), _Rows(feat)
 
     def _inputs(self, index: int) -> tuple:
-        """What every draw of a sample shares, in its t0 frame before any rotation (cached): the past sweeps, the
+        """What every draw of a sample shares, in its t0 frame before any rotation (cached): the past sweeps as
+        yaw-invariant voxel codes (height bins and intensity levels worked out once, a draw only turns x, y), the
         occupancy queries (xyzt, label, source), the ego-path queries (xyt, label) and the DINO points (xyzt,
         features)."""
 
@@ -260,17 +273,9 @@ class PretrainDataset(torch.utils.data.Dataset):
                     ~self._never_inside(xyzt) & (xyzt[:, 3] >= 0) & (xyzt[:, 3] <= self.scene.horizon_s)
                 )
                 dino = (xyzt[rows], feat, rows)
-            return tuple(sweeps), occupancy, ego, dino
+            return voxel_codes(sweeps, self.scene, self.vox), occupancy, ego, dino
 
         return self._cache.get(("sample", index), read)
-
-    def _in_extent(self, points: np.ndarray) -> np.ndarray:
-        """Whether each point's first 2 (x, y) or 3 (x, y, z) coordinates lie in scene.extent_m."""
-        lo, hi = self.scene.box_min, self.scene.box_max
-        inside = (points[:, 0] >= lo[0]) & (points[:, 0] <= hi[0])
-        for k in range(1, points.shape[1]):
-            inside &= (points[:, k] >= lo[k]) & (points[:, k] <= hi[k])
-        return inside
 
     def _never_inside(self, xyz: np.ndarray) -> np.ndarray:
         """Points outside the grid under every yaw about the t0 origin: beyond the farthest corner of the extent (plus
@@ -280,13 +285,33 @@ class PretrainDataset(torch.utils.data.Dataset):
         z0, z1 = self.scene.extent_m[4:]
         return (np.hypot(xyz[:, 0], xyz[:, 1]) > reach) | (xyz[:, 2] < z0) | (xyz[:, 2] > z1)
 
-    @staticmethod
-    def _pick(rng: np.random.Generator, candidates: np.ndarray, n: int, what: str) -> np.ndarray:
-        """``n`` indices drawn among the True entries of ``candidates`` (with replacement when too few)."""
-        pool = np.flatnonzero(candidates)
+    def _draw(
+        self,
+        rng: np.random.Generator,
+        points: np.ndarray,
+        R: np.ndarray,
+        dims: int,
+        n: int,
+        what: str,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` rows of ``points`` (their x, y turned by ``R``) drawn uniformly among the ``allowed`` ones whose
+        first ``dims`` coordinates lie inside ``scene.extent_m`` once turned: without replacement when there are
+        enough, with replacement otherwise. Returns the rows and their turned points.
+
+        Which rows are inside is found in one compiled pass over the rows (:func:`_inside_turned`); only the drawn
+        rows are turned (with NumPy, as before: the draws of a seed are those of earlier releases)."""
+        lo, hi = self.scene.box_min, self.scene.box_max
+        ok = _inside_turned(points, np.ascontiguousarray(R, np.float64), dims, lo, hi)
+        if allowed is not None:
+            ok &= allowed
+        pool = np.flatnonzero(ok)
         if not len(pool):
             raise ValueError(f"{what}: no candidate query inside scene.extent_m")
-        return rng.choice(pool, n, replace=len(pool) < n)
+        rows = rng.choice(pool, n, replace=len(pool) < n)
+        turned = points[rows]
+        turned[:, :2] = turned[:, :2] @ R.T
+        return rows, turned
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, seed = item
@@ -296,34 +321,25 @@ class PretrainDataset(torch.utils.data.Dataset):
         rotation_rad = rng.uniform(-np.pi, np.pi) if self.variant.rotation_augmentation else 0.0
         R = yaw_rotation(rotation_rad)[:2, :2]
         where = f"log {log_id} sample {batch}"
-        sweeps, (occ_xyzt, occ_label, source), ego, dino = self._inputs(index)
-        occ_xyzt = occ_xyzt.copy()  # the cached arrays stay unrotated
-        occ_xyzt[:, :2] = occ_xyzt[:, :2] @ R.T
-        keep = self._in_extent(occ_xyzt[:, :3])
-        if not self.variant.missing_rays:
-            keep &= source != QuerySource.MISSING
-        pick = self._pick(rng, keep, self.counts.occupancy, f"{where}: occupancy")
-        item_out = {"occupancy_q": occ_xyzt[pick], "occupancy_label": occ_label[pick]}
+        codes, (occ_xyzt, occ_label, source), ego, dino = self._inputs(index)  # cached, never written to
+        allowed = None if self.variant.missing_rays else source != QuerySource.MISSING
+        pick, q = self._draw(rng, occ_xyzt, R, 3, self.counts.occupancy, f"{where}: occupancy", allowed)
+        item_out = {"occupancy_q": q, "occupancy_label": occ_label[pick]}
         if self.variant.ego:
-            ego_xyt, inside = ego[0].copy(), ego[1]
-            ego_xyt[:, :2] = ego_xyt[:, :2] @ R.T
-            e = self._pick(rng, self._in_extent(ego_xyt[:, :2]), self.counts.ego, f"{where}: ego path")
-            item_out["ego_q"] = ego_xyt[e]
-            item_out["ego_label"] = inside[e]
+            e, q = self._draw(rng, ego[0], R, 2, self.counts.ego, f"{where}: ego path")
+            item_out["ego_q"], item_out["ego_label"] = q, ego[1][e]
         if self.use_dino:
-            dino_xyzt, feat, rows = dino[0].copy(), dino[1], dino[2]
-            dino_xyzt[:, :2] = dino_xyzt[:, :2] @ R.T
-            d = self._pick(rng, self._in_extent(dino_xyzt[:, :3]), self.counts.dino, f"{where}: DINO")
+            dino_xyzt, feat, rows = dino
+            d, q = self._draw(rng, dino_xyzt, R, 3, self.counts.dino, f"{where}: DINO")
             target = feat[rows[d]].astype(np.float32)
             if self.dino_standardize:
                 target = (target - self.dino_mean) / self.dino_std
-            item_out["dino_q"], item_out["dino_target"] = dino_xyzt[d], target
-        if self.variant.rotation_augmentation:
-            sweeps = [_yawed(s, R) for s in sweeps]
-        item_out["voxels"] = voxelize(sweeps, self.scene, self.vox)
+            item_out["dino_q"], item_out["dino_target"] = q, target
+        # voxelize() of the rotated sweeps, bit-packed along x: an eighth of the bytes through the worker queue's
+        # shared memory (whose page faults cost the training step) and to the device; the model unpacks them
+        R_grid = R if self.variant.rotation_augmentation else None
+        item_out["voxels"] = scatter_packed(codes, self.scene, self.vox, R_grid)
         item_out["rotation_rad"] = np.float32(rotation_rad)
-        # the binary voxels travel as uint8 (a quarter of float32's bytes through the worker queue); the BEV
-        # encoder casts them on its device
         return {
             k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.uint8 if k == "voxels" else np.float32))
             for k, v in item_out.items()

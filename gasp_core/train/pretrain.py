@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from gasp_core.optim import run_steps, warmup_cosine
 from gasp_core.progress import progress as progress_bar
 from gasp_core.train import distributed
 from gasp_core.train.dataset import PretrainDataset, QueryCounts
+from gasp_core.train.transport import RingCollate
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +87,15 @@ def batch_items(step: int, rank: int, world: int, n: int, cfg: TrainConfig, seed
     items = []
     for g in range(start, start + cfg.batch_size):
         epoch, pos = divmod(g, n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        items.append((int(perm[pos]), int(np.random.default_rng([seed, g]).integers(2**31))))
+        items.append((int(_permutation(seed, epoch, n)[pos]), int(np.random.default_rng([seed, g]).integers(2**31))))
     return items
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    perm.flags.writeable = False
+    return perm
 
 
 class _StepSampler(torch.utils.data.Sampler):
@@ -123,17 +131,25 @@ def _single_threaded_worker(_: int) -> None:
     os.nice(LOADER_NICENESS)
 
 
+PREFETCH_BATCHES = 2
+"""Batches each loader worker may have requested ahead of the training loop (DataLoader's ``prefetch_factor``)."""
+
+
 def make_loader(
     data: PretrainDataset, sampler: torch.utils.data.Sampler, num_workers: int
 ) -> torch.utils.data.DataLoader:
     """The pre-training loader: one batch per sampler item, workers spawned (forking after torch has started its
-    thread pools can deadlock), single-threaded, and kept for the whole run so their caches fill once."""
+    thread pools can deadlock), single-threaded, and kept for the whole run so their caches fill once; batches
+    cross from the workers through a ring of shared-memory slots (:mod:`gasp_core.train.transport`)."""
+    workers = num_workers > 0
     return torch.utils.data.DataLoader(
         data,
         batch_sampler=sampler,
         num_workers=num_workers,
-        multiprocessing_context="spawn" if num_workers > 0 else None,
-        worker_init_fn=_single_threaded_worker if num_workers > 0 else None,
+        collate_fn=RingCollate(PREFETCH_BATCHES * num_workers + 2),
+        prefetch_factor=PREFETCH_BATCHES if workers else None,
+        multiprocessing_context="spawn" if workers else None,
+        worker_init_fn=_single_threaded_worker if workers else None,
     )
 
 

@@ -13,7 +13,7 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.models import GaspModel, LossConfig, load_pretrained, variant
 from gasp_core.models.implicit_decoder import FourierEncoding, sample_bev
 from gasp_core.models.losses import pretrain_losses
-from gasp_core.models.voxelizer import grid_shape, height_bins, voxelize
+from gasp_core.models.voxelizer import channels, grid_shape, height_bins, voxelize
 from tests.train.conftest import TINY_MODEL, TINY_SCENE
 
 
@@ -160,3 +160,27 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="wdith"):
         load_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("width", [16, 13])
+def test_unpack_bits_inverts_numpy_packbits_and_the_model_takes_packed_voxels(width):
+    """Bit-packed voxels (the pre-training loader's) unpack to the grid, high bit first, for a width that 8 does
+    not divide too; the model gives the same output for the packed and the unpacked grid."""
+    from gasp_core.models.voxelizer import unpack_bits
+
+    rng = np.random.default_rng(width)
+    grid = (rng.random((2, 3, 5, width)) < 0.3).astype(np.uint8)
+    packed = torch.from_numpy(np.packbits(grid, axis=-1))
+    np.testing.assert_array_equal(unpack_bits(packed, width).numpy(), grid.astype(np.float32))
+    with pytest.raises(ValueError, match="bit-packed voxels"):
+        unpack_bits(packed, width + 8)
+
+    scene = SceneConfig(extent_m=(-10.0, 10.0, -8.0, 8.0, -2.0, 4.0), past_sweeps=1, horizon_s=0.5)
+    model = GaspModel(scene, TINY_MODEL, variant("uno")).eval()
+    shape = (2, channels(scene, TINY_MODEL.voxelizer), *grid_shape(scene, TINY_MODEL.voxelizer))
+    voxels = (rng.random(shape) < 0.2).astype(np.uint8)
+    q = torch.zeros(2, 4, 4)
+    with torch.no_grad():
+        plain = model(torch.from_numpy(voxels), q)["occupancy_logits"]
+        packed_out = model(torch.from_numpy(np.packbits(voxels, axis=-1)), q)["occupancy_logits"]
+    torch.testing.assert_close(packed_out, plain, rtol=0, atol=0)

@@ -140,7 +140,8 @@ def test_rotated_voxels_are_the_rotated_sweeps_voxelized(pretrain_inputs, levels
             if levels:  # a thermometer code: the brighter level lights a strict, non-empty subset of the dimmer's cells
                 lit = expected.reshape(TINY_SCENE.past_sweeps, -1, *expected.shape[1:])[:, vox.z_bins :]
                 assert (lit[:, 1] <= lit[:, 0]).all() and 0 < lit[:, 1].sum() < lit[:, 0].sum()
-            np.testing.assert_array_equal(item["voxels"].numpy(), expected, err_msg=f"sample {index} seed {seed}")
+            got = np.unpackbits(item["voxels"].numpy(), axis=-1)[..., : expected.shape[-1]]  # bit-packed along x
+            np.testing.assert_array_equal(got, expected, err_msg=f"sample {index} seed {seed}")
 
 
 @pytest.mark.parametrize("name", ["gasp", "uno"])
@@ -176,3 +177,34 @@ def test_array_cache_evicts_the_least_recently_used_within_its_budget():
     assert made == ["a", "b", "c", "d", "b"]  # "a" still cached, "b" read again
     big = cache.get("big", lambda: np.zeros(1000))  # larger than the budget: returned, not kept
     assert big.shape == (1000,) and "big" not in cache._items and cache.bytes <= 2400
+
+
+@pytest.mark.parametrize("inside_fraction", [0.9, 0.05])
+def test_query_draws_are_uniform_among_the_rows_inside_once_turned(pretrain_inputs, inside_fraction):
+    """Whether most rows or few stay inside once turned, each allowed row inside the grid is equally likely, none
+    is drawn twice in one draw, rows outside or not allowed never are, and the drawn rows come back turned."""
+    from scipy.stats import chisquare
+
+    data = dataset(pretrain_inputs, "gasp")
+    R = yaw_rotation(0.5)[:2, :2]
+    rng = np.random.default_rng(0)
+    m, n = 1000, 20
+    inside_rows = rng.random(m) < inside_fraction
+    # rows placed in the t0 frame so that, once turned by R, they are inside (3 m from the origin) or outside
+    radius = np.where(inside_rows, 3.0, 100.0)
+    points = np.zeros((m, 4))
+    points[:, :2] = (R.T @ np.vstack([radius, np.zeros(m)])).T
+    allowed = rng.random(m) < 0.9
+    eligible = np.flatnonzero(inside_rows & allowed)
+    counts = np.zeros(m)
+    for seed in range(300):
+        rows, turned = data._draw(np.random.default_rng(seed), points, R, 3, n, "test", allowed)
+        assert len(set(rows.tolist())) == n and np.isin(rows, eligible).all()
+        np.testing.assert_allclose(turned, np.column_stack([points[rows, :2] @ R.T, points[rows, 2:]]))
+        counts[rows] += 1
+    assert chisquare(counts[eligible]).pvalue > 1e-4
+    # with replacement only when there are fewer eligible rows than the draw
+    few = np.zeros(m, bool)
+    few[eligible[:5]] = True
+    rows, _ = data._draw(np.random.default_rng(1), points, R, 3, n, "test", few)
+    assert set(rows.tolist()) <= set(eligible[:5].tolist()) and len(rows) == n

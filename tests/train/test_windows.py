@@ -78,8 +78,9 @@ def test_pretrain_dataset_inputs_are_exactly_the_past_sweeps(pretrain_inputs):
         stored = {s.t0_ns: s for s in stored_samples(pretrain_inputs["occupancy"], log_id)}[t0_ns]
         check_window(past_ns, stored.future_ns, t0_ns, sweep_ns, TINY_SCENE)
         expected = voxelize([log.sweep_points_in(ts, t0_ns) for ts in past], TINY_SCENE, TINY_MODEL.voxelizer)
-        got = data[(index, 0)]["voxels"].numpy()
-        assert expected.any()
+        packed = data[(index, 0)]["voxels"].numpy()  # bit-packed along x
+        got = np.unpackbits(packed, axis=-1)[..., : expected.shape[-1]]
+        assert packed.shape[-1] == -(-expected.shape[-1] // 8) and expected.any()
         np.testing.assert_array_equal(got, expected)
         # the t0 sweep is the last input block: a window shifted by one sweep changes it
         z = TINY_MODEL.voxelizer.z_bins

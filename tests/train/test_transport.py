@@ -1,0 +1,77 @@
+"""Batches from loader workers: through the worker's ring of shared-memory slots they arrive as the batch that
+``default_collate`` gives in-process, in order, past the ring's wrap-around; an overrun is an error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gasp_core.train.transport as transport
+from gasp_core.models import variant
+from gasp_core.train.dataset import PretrainDataset, QueryCounts
+from gasp_core.train.pretrain import PREFETCH_BATCHES, TrainConfig, _StepSampler, batch_items, make_loader
+from tests.train.conftest import TINY_MODEL, TINY_SCENE
+
+
+def _tiny_dataset(inputs: dict) -> PretrainDataset:
+    return PretrainDataset(
+        inputs["store"],
+        inputs["occupancy"],
+        inputs["dino"],
+        TINY_SCENE,
+        TINY_MODEL.voxelizer,
+        QueryCounts(occupancy=64, ego=16, dino=16),
+        variant("gasp"),
+    )
+
+
+def test_worker_batches_equal_in_process_batches_past_the_ring_wrap(pretrain_inputs):
+    data = _tiny_dataset(pretrain_inputs)
+    tc = TrainConfig(batch_size=2)
+    slots = PREFETCH_BATCHES * 1 + 2
+    steps = 2 * slots + 1  # every slot written at least twice
+    loader = make_loader(data, _StepSampler(0, steps, 0, 1, len(data), tc, 7), num_workers=1)
+    got = list(loader)
+    assert len(got) == steps
+    for step, batch in enumerate(got):
+        expected = torch.utils.data.default_collate([data[i] for i in batch_items(step, 0, 1, len(data), tc, 7)])
+        assert batch.keys() == expected.keys()
+        for key in expected:
+            assert batch[key].dtype == expected[key].dtype and batch[key].shape == expected[key].shape, key
+            torch.testing.assert_close(batch[key], expected[key], rtol=0, atol=0, msg=f"step {step} {key}")
+    # copied out of the ring: a batch still held is not rewritten by later ones
+    first = torch.utils.data.default_collate([data[i] for i in batch_items(0, 0, 1, len(data), tc, 7)])
+    torch.testing.assert_close(got[0]["voxels"], first["voxels"], rtol=0, atol=0)
+
+
+def _items(k: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(k)
+    return [
+        {"a": torch.rand(3, 5, generator=g), "b": torch.randint(0, 255, (7,), generator=g, dtype=torch.uint8)}
+        for _ in range(2)
+    ]
+
+
+def test_ring_slots_round_trip_and_an_overrun_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())  # collate as a worker would
+    collate = transport.RingCollate(slots=2)
+    sent = []
+    for k in range(3):  # batch 2 is written into batch 0's slot
+        sent.append(collate(_items(k)))
+        assert (sent[k].args[1] is not None) == (k == 0)  # the ring travels with the first batch only
+        batch = transport._receive(*sent[k].args)
+        expected = torch.utils.data.default_collate(_items(k))
+        for key in expected:
+            torch.testing.assert_close(batch[key], expected[key], rtol=0, atol=0)
+    collate(_items(3))  # batch 3 goes into slot 1 while batch 1 was still to be read
+    with pytest.raises(RuntimeError, match="overran its ring"):
+        transport._receive(*sent[1].args)
+
+
+def test_without_workers_collate_is_default_collate():
+    collate = transport.RingCollate(slots=2)
+    batch = collate(_items(0))
+    assert isinstance(batch, dict)
+    torch.testing.assert_close(batch["a"], torch.utils.data.default_collate(_items(0))["a"])
+    with pytest.raises(ValueError, match="at least 2 slots"):
+        transport.RingCollate(slots=1)
