@@ -60,6 +60,11 @@ class GaspModel(nn.Module):
     ) -> dict[str, Tensor]:
         width = grid_shape(self.scene, self.cfg.voxelizer)[1]
         if voxels.dtype == torch.uint8 and voxels.shape[-1] != width:
+            if voxels.shape[-1] != -(-width // 8):
+                raise ValueError(
+                    f"voxels of shape {tuple(voxels.shape)}: the grid is {width} cells wide, so the last axis holds "
+                    f"{width} (unpacked) or {-(-width // 8)} (bit-packed) entries"
+                )
             voxels = unpack_bits(voxels, width)
         bev = self.encoder(voxels)
         out = {"bev": bev}

@@ -12,12 +12,14 @@ Safety: the worker writes batch ``j`` into slot ``j % slots``; the DataLoader le
 num_workers`` batches be requested and not yet received, so with ``slots`` above that the slot of batch ``j`` was
 copied out before the worker is asked for batch ``j + slots``. Each slot carries the sequence number of the batch
 being written (before) and of the one written (after); the reader checks both after its copy, so an overrun (a
-DataLoader whose accounting changed) is an error, never a silently mixed batch.
+DataLoader whose accounting changed) is an error, never a silently mixed batch. (With ``pin_memory=True`` the
+DataLoader's pinning thread unpickles, and such an error surfaces as that thread exiting.)
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from itertools import count
 
 import numpy as np
@@ -26,8 +28,9 @@ import torch
 ALIGN = 64
 """Byte alignment of each tensor in a slot (and the header's size)."""
 
-_RINGS: dict[tuple[int, int], torch.Tensor] = {}
-"""The rings received in this process, by (worker pid, ring number)."""
+_RINGS: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+"""The rings received in this process, by (worker pid, ring number), least recently read first (the oldest beyond
+``_MAX_RINGS`` are dropped: rings of workers long gone; a ring in use is read every few batches)."""
 _MAX_RINGS = 64
 _ring_numbers = count()
 
@@ -53,8 +56,14 @@ def _receive(
     """Unpickles a :class:`_SlotBatch` in the training process: the batch dict, copied out of its slot."""
     if ring is not None:
         _RINGS[key] = ring
-        while len(_RINGS) > _MAX_RINGS:
-            _RINGS.pop(next(iter(_RINGS)))
+    if key not in _RINGS:
+        raise RuntimeError(
+            f"loader worker {key[0]}: batch {seq} refers to ring {key[1]}, which this process never received or "
+            f"dropped after {_MAX_RINGS} newer rings"
+        )
+    _RINGS.move_to_end(key)
+    while len(_RINGS) > _MAX_RINGS:
+        _RINGS.popitem(last=False)
     ring = _RINGS[key]
     payload = ring[slot, ALIGN : ALIGN + size].clone()
     written = ring[slot, :16].view(torch.int64)
@@ -94,6 +103,11 @@ class RingCollate:
     def __call__(self, items: list[dict[str, torch.Tensor]]):
         if torch.utils.data.get_worker_info() is None:
             return torch.utils.data.default_collate(items)
+        for key, value in items[0].items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"RingCollate takes items that are dicts of tensors; {key!r} is a {type(value).__name__}"
+                )
         layout, size = _layout(items)
         fresh = self._ring is None or self._ring.shape[1] < ALIGN + size
         if fresh:  # the first batch, or one larger than the slots: a new ring, sent with this batch

@@ -135,7 +135,14 @@ def test_rotated_voxels_are_the_rotated_sweeps_voxelized(pretrain_inputs, levels
             item = data[(index, seed)]
             R = yaw_rotation(float(item["rotation_rad"]))[:2, :2]
             sweeps = [log.sweep_points_in(ts, t0_ns, intensity=True) for ts in past_ns]
-            expected = voxelize([np.column_stack([p[:, :2] @ R.T, p[:, 2:]]) for p in sweeps], TINY_SCENE, vox)
+            # turned as the loader's kernel turns them (no fused multiply-add): the same floats, the same cells
+            turned = [
+                np.column_stack(
+                    [R[0, 0] * p[:, 0] + R[0, 1] * p[:, 1], R[1, 0] * p[:, 0] + R[1, 1] * p[:, 1], p[:, 2:]]
+                )
+                for p in sweeps
+            ]
+            expected = voxelize(turned, TINY_SCENE, vox)
             assert expected.any()
             if levels:  # a thermometer code: the brighter level lights a strict, non-empty subset of the dimmer's cells
                 lit = expected.reshape(TINY_SCENE.past_sweeps, -1, *expected.shape[1:])[:, vox.z_bins :]

@@ -25,12 +25,19 @@ def _tiny_dataset(inputs: dict) -> PretrainDataset:
     )
 
 
-def test_worker_batches_equal_in_process_batches_past_the_ring_wrap(pretrain_inputs):
+@pytest.fixture(autouse=True)
+def _no_rings_left():
+    yield
+    transport._RINGS.clear()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_batches_equal_in_process_batches_past_the_ring_wrap(pretrain_inputs, workers):
     data = _tiny_dataset(pretrain_inputs)
     tc = TrainConfig(batch_size=2)
-    slots = PREFETCH_BATCHES * 1 + 2
-    steps = 2 * slots + 1  # every slot written at least twice
-    loader = make_loader(data, _StepSampler(0, steps, 0, 1, len(data), tc, 7), num_workers=1)
+    slots = PREFETCH_BATCHES * workers + 2
+    steps = workers * (2 * slots + 1)  # every slot of every worker written at least twice
+    loader = make_loader(data, _StepSampler(0, steps, 0, 1, len(data), tc, 7), num_workers=workers)
     got = list(loader)
     assert len(got) == steps
     for step, batch in enumerate(got):
@@ -66,6 +73,11 @@ def test_ring_slots_round_trip_and_an_overrun_is_an_error(monkeypatch):
     collate(_items(3))  # batch 3 goes into slot 1 while batch 1 was still to be read
     with pytest.raises(RuntimeError, match="overran its ring"):
         transport._receive(*sent[1].args)
+    transport._RINGS.clear()  # a ring this process never received (or dropped): a clear error, not a KeyError
+    with pytest.raises(RuntimeError, match="never received"):
+        transport._receive(*sent[2].args)
+    with pytest.raises(TypeError, match="dicts of tensors"):
+        collate([{"a": torch.zeros(2), "b": 1.0}])
 
 
 def test_without_workers_collate_is_default_collate():
