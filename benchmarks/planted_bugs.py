@@ -326,6 +326,20 @@ BUGS: tuple[Planted, ...] = (
         ("tests/train/test_transport.py",),
     ),
     Planted(
+        "worker ring: a batch is handed out as views into its slot, not copied out",
+        "gasp_core/train/transport.py",
+        "payload = ring[slot, ALIGN : ALIGN + size].clone()",
+        "payload = ring[slot, ALIGN : ALIGN + size]",
+        ("tests/train/test_transport.py::test_worker_batches_equal_in_process_batches_past_the_ring_wrap",),
+    ),
+    Planted(
+        "voxel scatter: a point just past the last column lands in the padding bits",
+        "gasp_core/models/voxelizer.py",
+        "if ix >= 0 and ix < cols and iy >= 0 and iy < rows:",
+        "if ix >= 0 and ix <= cols and iy >= 0 and iy < rows:",
+        ("tests/models/test_model.py::test_voxelize_and_the_turned_scatter_match_a_plain_numpy_voxelizer",),
+    ),
+    Planted(
         "trajectory kinematics: acceleration over the whole past instead of half of it",
         "gasp_core/tasks/heads.py",
         "accel = (v_late - v_old) / ((t[:, -1] - t[:, 0]).clamp_min(1e-3)[:, None] / 2)",
