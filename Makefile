@@ -77,21 +77,25 @@ ladder: setup
 	cd $(LADDER_DIR) && python -m dvc repro
 	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder && cp $(LADDER_DIR)/params.yaml studies/ladder/
 
-# The study (configs/preset/study.yaml, world configs/world/study.yaml): the paper's comparison at ~10x the demo, in
-# its own project (STUDY_DIR), which runs on its own copy of gasp_core (PYTHONPATH) so edits here cannot reach a running
-# study; its report, metrics, curves, composed params, dvc.lock, log, wall time and commit go to studies/study/ (committed).
+# The study (configs/preset/study.yaml, world configs/world/study.yaml): the paper's comparison under the papers'
+# protocol, in its own project (STUDY_DIR), which runs on its own copy of gasp_core (PYTHONPATH) so edits here cannot
+# reach a running study; its report, metrics, curves, composed params, dvc.lock, log, wall time and commit go to
+# studies/$(STUDY_NAME)/ (committed). STUDY_OVERRIDES (Hydra overrides) run one part of it, e.g. a subset of tasks.
 STUDY_DIR ?= /tmp/gasp-study
+STUDY_NAME ?= study
+STUDY_OVERRIDES ?=
 study: setup
 	rm -rf $(STUDY_DIR)
 	set -o pipefail; start=$$(date +%s); commit=$$(git rev-parse HEAD); \
-	  $(PY) -m gasp_core.presets study $(STUDY_DIR) && echo $$commit > $(STUDY_DIR)/commit.txt && \
+	  $(PY) -m gasp_core.presets study $(STUDY_DIR) $(STUDY_OVERRIDES) && echo $$commit > $(STUDY_DIR)/commit.txt && \
 	  echo "world: $$(( $$(date +%s) - start )) s" > $(STUDY_DIR)/study_wall_s.txt && \
 	  cd $(STUDY_DIR) && PYTHONPATH=$(abspath $(STUDY_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
 	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" >> study_wall_s.txt
-	rm -rf studies/study && mkdir -p studies/study
-	cp -r $(STUDY_DIR)/reports/. studies/study/ && cp -r $(STUDY_DIR)/metrics studies/study/metrics
-	cp -r $(STUDY_DIR)/dvclive studies/study/dvclive
-	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt $(STUDY_DIR)/commit.txt $(STUDY_DIR)/dvc.lock $(STUDY_DIR)/repro.log studies/study/
+	rm -rf studies/$(STUDY_NAME) && mkdir -p studies/$(STUDY_NAME)
+	cp -r $(STUDY_DIR)/reports/. studies/$(STUDY_NAME)/ && cp -r $(STUDY_DIR)/metrics studies/$(STUDY_NAME)/metrics
+	cp -r $(STUDY_DIR)/dvclive studies/$(STUDY_NAME)/dvclive
+	cp $(STUDY_DIR)/params.yaml $(STUDY_DIR)/study_wall_s.txt $(STUDY_DIR)/commit.txt $(STUDY_DIR)/dvc.lock \
+	  $(STUDY_DIR)/repro.log studies/$(STUDY_NAME)/
 
 # Robustness: the demo's comparison on another world seed (another town and traffic, same sizes; splits moved by
 # position), in its own project; its report goes to studies/world_seed_<N>/ and benchmarks/compare_verdicts.py lists

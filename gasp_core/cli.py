@@ -53,3 +53,12 @@ def write_metrics(path: Path, metrics: dict) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         write_json_atomic(path, metrics)
         print(json.dumps(metrics, indent=1))
+
+
+def pretrain_pool(splits: dict):
+    """The logs self-supervision reads (the teacher, the DINO PCA): ``splits.train`` + ``splits.pool``. An unset
+    ``splits.train`` (``???``) passes through as is, for the reader's own error naming it."""
+    train = splits.get("train")
+    if not isinstance(train, list):
+        return train
+    return [*train, *(splits.get("pool") or [])]

@@ -1,22 +1,32 @@
 """DVC stage ``dino_targets``: DINOv2 (timm) features of every camera frame, PCA-reduced and lifted onto lidar points.
 
-Reads the ``dino_targets`` section and ``splits.train`` / ``splits.test`` of params.yaml (the PCA is fitted on frames
-of the training logs only; every log is transformed; when the store has surface labels, a linear probe fitted on the
-training logs' points and scored on the test logs' measures how semantic the targets are) and the log store at
-``--store``; writes the PCA, the teacher's identity and per-log point targets under ``--out`` (schema:
-``gasp_core/targets/schema.py``) and the stage metrics to ``--metrics``. Offline unless ``teacher.weights`` is
-``hub``.
+Reads the ``dino_targets`` section and ``splits.train`` / ``splits.pool`` / ``splits.test`` of params.yaml (the PCA is
+fitted on frames of the pre-training pool, training and pool logs, only; every log is transformed; when the store has
+surface labels, a linear probe fitted on the pool's points and scored on the test logs' measures how semantic the
+targets are) and the log store at ``--store``; writes the PCA, the teacher's identity and per-log point targets under
+``--out`` (schema: ``gasp_core/targets/schema.py``) and the stage metrics to ``--metrics``. Offline unless
+``teacher.weights`` is ``hub``.
+
+``--source oracle`` replaces the teacher by the simulator's surface class of each point (one fixed embedding per
+class, no network: ``gasp_core/targets/dino_oracle.py``), through the same PCA, points and probe. It is a control
+that real data cannot have (it needs the store's per-return surface labels), never a teacher for a real run.
 """
 
 from pathlib import Path
 
-from gasp_core.cli import read_params, stage_parser, write_metrics
+from gasp_core.cli import pretrain_pool, read_params, stage_parser, write_metrics
 from gasp_core.targets.dino import build_dino_targets, dino_targets_config_from_dict
 
 
 def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--store", type=Path, required=True, help="the log store (ingest's output)")
+    parser.add_argument(
+        "--source",
+        choices=("teacher", "oracle"),
+        default="teacher",
+        help="the features lifted: the ViT teacher's, or the oracle's (the simulated surface class; a control)",
+    )
     args = parser.parse_args()
     params = read_params(args.params)
     cfg = dino_targets_config_from_dict(params["dino_targets"], strict=True)
@@ -27,8 +37,9 @@ def main() -> None:
             args.store,
             args.out,
             cfg,
-            params["splits"]["train"],
+            pretrain_pool(params["splits"]),
             test_logs=test_logs if isinstance(test_logs, list) else None,
+            source=args.source,
         ),
     )
 

@@ -1,5 +1,7 @@
 """DVC stage ``evaluate@<task>``: score every fine-tuned run of a task (each init, pre-training seed, budget and
 fine-tuning seed) and the task's non-learned baseline on the test logs, which nothing before this stage has read.
+For 4D occupancy, each pre-trained model with an occupancy decoder is also scored zero-shot on its own decoder (UnO's
+protocol, no labels), per pre-training seed, as budget ``zero_shot`` (``--models``: the pre-trained models).
 
 Reads ``scene``, ``splits``, ``pretrain.seeds`` and ``finetune``; writes the metrics (per run, and mean / std over
 runs) to ``--metrics``; to ``--out``, predictions of the first test sample per init (``qualitative.npz``, the

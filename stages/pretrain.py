@@ -1,12 +1,13 @@
 """DVC stage ``pretrain@<variant>-<seed>``: pre-train the BEV encoder and implicit decoders (uno | gasp | ablations).
 
-Reads the ``scene``, ``splits`` (pre-training sees the training logs only) and ``pretrain`` sections of params.yaml,
-the log store and both target stages' outputs; writes ``--out`` (model.safetensors + config.json, loadable with
-``gasp_core.models.load_pretrained``), dvclive metrics and plots under ``--live`` and the final metrics to
-``--metrics``. Multi-GPU / multi-node: launch the same command with ``torchrun --nproc_per_node=N stages/pretrain.py
-...``. ``--seed`` (one of ``pretrain.seeds``) seeds the initialisation and every data draw. Resumable checkpoints go
-to ``--checkpoints`` (scratch space outside DVC; a run resumes only from a checkpoint of identical settings).
-"""
+Reads the ``scene``, ``splits`` (pre-training reads the pre-training pool, ``splits.train`` + ``splits.pool``, never a
+validation or test log) and ``pretrain`` sections of params.yaml, the log store and both target stages' outputs
+(``--dino`` holds one folder per ``dino_targets.sources`` entry; the variant's ``teacher`` picks one); writes ``--out``
+(model.safetensors + config.json, loadable with ``gasp_core.models.load_pretrained``), dvclive metrics and plots under
+``--live`` and the final metrics to ``--metrics``. Multi-GPU / multi-node: launch the same command with ``torchrun
+--nproc_per_node=N stages/pretrain.py ...``. ``--seed`` (one of ``pretrain.seeds``) seeds the initialisation and every
+data draw. Resumable checkpoints go to ``--checkpoints`` (scratch space outside DVC; a run resumes only from a
+checkpoint of identical settings)."""
 
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from gasp_core.cli import read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
+from gasp_core.models.config import variant
 from gasp_core.tasks.config import SplitsConfig
 from gasp_core.train.pretrain import pretrain, pretrain_config_from_dict
 
@@ -28,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True, help="one of pretrain.seeds")
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--occupancy", type=Path, required=True, help="occupancy_labels output")
-    parser.add_argument("--dino", type=Path, required=True, help="dino_targets output")
+    parser.add_argument("--dino", type=Path, required=True, help="dino_targets outputs (one folder per source)")
     parser.add_argument("--live", type=Path, required=True, help="dvclive folder (metrics and plots)")
     parser.add_argument(
         "--checkpoints", type=Path, default=None, help="default: outputs/checkpoints/pretrain_<variant>"
@@ -41,17 +43,24 @@ def main() -> None:
         raise SystemExit(f"--seed {args.seed} is not one of pretrain.seeds = {cfg.seeds} in {args.params}")
     ckpt = args.checkpoints or Path("outputs/checkpoints") / f"pretrain_{args.variant}_seed_{args.seed}"
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
+    var = variant(args.variant)
+    dino = args.dino / var.teacher
+    if var.dino and not dino.is_dir():
+        raise SystemExit(
+            f"{dino} is missing: variant {args.variant!r} distils the {var.teacher!r} targets; add {var.teacher!r} to "
+            f"dino_targets.sources in {args.params}"
+        )
     metrics = pretrain(
         args.variant,
         args.store,
         args.occupancy,
-        args.dino,
+        dino,
         args.out,
         scene,
         cfg,
         ckpt,
         live_dir=args.live,
-        logs=splits.train,
+        logs=splits.pretrain_logs(),
         seed=args.seed,
     )
     write_metrics(args.metrics, metrics)

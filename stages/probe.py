@@ -27,7 +27,7 @@ log = logging.getLogger("probe")
 def main() -> None:
     parser = stage_parser(__doc__, out=False)
     parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--dino", type=Path, required=True, help="dino_targets output")
+    parser.add_argument("--dino", type=Path, required=True, help="dino_targets outputs (one folder per source)")
     parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per variant)")
     args = parser.parse_args()
     params = read_params(args.params)
@@ -48,7 +48,7 @@ def main() -> None:
             if model.dino is None:
                 continue
             metrics["variants"][variant] = probe_field(
-                model, args.store, args.dino, splits.train, splits.test, scene, probe_cfg
+                model, args.store, args.dino / model.variant.teacher, splits.train, splits.test, scene, probe_cfg
             )
             r = metrics["variants"][variant]
             log.info(

@@ -1,15 +1,15 @@
 """DVC stage ``teacher``: an in-domain self-supervised ViT (MAE or DINO/iBOT) trained on the camera frames of the
-training logs, as the image teacher of ``dino_targets``.
+pre-training pool's logs, as the image teacher of ``dino_targets``.
 
-Reads the ``teacher`` section (``gasp_core.teacher.ssl_config.TeacherTrainConfig``) and ``splits.train`` of params.yaml
-(only training-log frames are seen) and the log store at ``--store``; writes ``model.safetensors`` (the timm ViT
-backbone) and ``teacher.json`` under ``--out`` and the stage metrics to ``--metrics``. With ``teacher.enabled``
-false it writes only ``teacher.json`` = {"trained": false}, without touching the store or importing torch.
-"""
+Reads the ``teacher`` section (``gasp_core.teacher.ssl_config.TeacherTrainConfig``) and ``splits.train`` /
+``splits.pool`` of params.yaml (only frames of the pre-training pool are seen, never a validation or test image) and the
+log store at ``--store``; writes ``model.safetensors`` (the timm ViT backbone) and ``teacher.json`` under ``--out`` and
+the stage metrics to ``--metrics``. With ``teacher.enabled`` false it writes only ``teacher.json`` = {"trained": false},
+without touching the store or importing torch."""
 
 from pathlib import Path
 
-from gasp_core.cli import read_params, stage_parser, write_metrics
+from gasp_core.cli import pretrain_pool, read_params, stage_parser, write_metrics
 from gasp_core.teacher.ssl_config import teacher_train_config_from_dict, write_untrained
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     from gasp_core.teacher.ssl import train_teacher
 
     store = LogStore(args.store)
-    frames = fit_log_frames(list_frames(store, cfg.frame_stride), params["splits"]["train"], store)
+    frames = fit_log_frames(list_frames(store, cfg.frame_stride), pretrain_pool(params["splits"]), store)
     metrics = train_teacher([f.image_path for f in frames], cfg, args.out)
     write_metrics(args.metrics, {**metrics, "logs": len({f.log_id for f in frames})})
 

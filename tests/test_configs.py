@@ -142,7 +142,7 @@ def test_strict_parsing_names_missing_unknown_and_unset_keys():
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['render_ray'\]"):
         from_dict(TaskLabelsConfig, {**full, "render_ray": 3}, "task_labels", strict=True)
     with pytest.raises(ConfigError, match=r"splits\.val is not set"):
-        from_dict(SplitsConfig, {"train": ["a"], "val": "???", "test": ["b"]}, "splits", strict=True)
+        from_dict(SplitsConfig, {"train": ["a"], "val": "???", "test": ["b"], "pool": []}, "splits", strict=True)
 
 
 def test_read_params_names_the_file_and_the_missing_section(tmp_path):
@@ -170,11 +170,23 @@ def test_study_preset_wiring(tmp_path):
     assert world["logs"] * world["seconds"] >= 2 * demo_world["logs"] * demo_world["seconds"]
     splits = p["splits"]
     ids = [log_id_for(s) for s in log_seeds(world["seed"], world["logs"])]
-    assert sorted(splits["train"] + splits["val"] + splits["test"]) == sorted(ids)  # every log once, no other
+    assert sorted(splits["train"] + splits["val"] + splits["test"] + splits["pool"]) == sorted(ids)  # once each
+    # the papers' protocol: a pre-training pool at least 10x the low budget's labelled logs, encoders fine-tuned,
+    # the oracle-teacher control beside the in-domain teacher, and the uno_enhanced rung
+    from gasp_core.tasks.config import SplitsConfig
+    from gasp_core.tasks.finetune import budget_logs
+
+    pool = SplitsConfig(**splits).pretrain_logs()
+    assert len(pool) >= 10 * len(budget_logs(splits["train"], min(p["finetune"]["budgets"].values())))
+    assert not set(pool) & set(splits["val"] + splits["test"])
+    assert p["finetune"]["encoder"] == "full" and p["finetune"]["encoder_lrs"]["scratch"]
+    assert (
+        {"uno", "uno_enhanced", "gasp", "gasp_oracle"} <= set(p["pretrain"]["variants"]) == set(p["finetune"]["inits"])
+    )
+    assert p["dino_targets"]["sources"] == ["teacher", "oracle"]
     assert len(splits["test"]) >= 6 and len(p["pretrain"]["seeds"]) >= 2 and len(p["finetune"]["seeds"]) >= 3
     assert set(p["finetune"]["val_every"]) == set(TASKS) and all(v > 0 for v in p["finetune"]["val_every"].values())
     assert p["pretrain"]["train"]["steps"] >= 2 * demo["pretrain"]["train"]["steps"]
-    assert p["finetune"]["steps"] > demo["finetune"]["steps"]
     assert len(splits["train"]) > len(splits["val"]) >= 1
     # every test log holds a manoeuvre (a stop, a start or a turn) of the ego, surveyed as the generator drives it
     cfg = world_config_from_dict({**world["world"], "seconds": world["seconds"]})
@@ -386,7 +398,7 @@ def test_committed_studies_live_outside_every_stage_output():
     from dvc.repo import Repo
 
     outs = {str(Path(o.def_path)) for stage in Repo(str(ROOT)).index.stages for o in stage.outs}
-    for committed in ("studies/study", "studies/ladder", "studies/world_seed_1"):
+    for committed in ("studies/study", "studies/study_frozen_probe", "studies/ladder", "studies/world_seed_1"):
         assert (ROOT / committed).is_dir(), committed
         assert not any(committed == o or committed.startswith(o.rstrip("/") + "/") for o in outs), committed
     assert "studies/study" in (ROOT / "Makefile").read_text()

@@ -41,8 +41,9 @@ class DecoderConfig:
     """Residual blocks conditioned on the query's positional encoding."""
     offsets: int = 4
     """Extra BEV locations each query gathers features from (learned offsets, UnO)."""
-    offset_scale_m: float = 4.0
-    """Largest offset."""
+    offset_scale_m: float = 16.0
+    """Largest offset (per axis): what the decoder can reach from its query. A 3 s forecast of a car at 10 m/s must
+    look ~30 m away; the feature map's own receptive field covers the rest."""
     pe_frequencies: int = 6
     """Fourier frequencies per query coordinate."""
 
@@ -80,6 +81,8 @@ class Variant:
     """What a pre-training run supervises. The paper's ladder: ``uno`` (UnO alone: occupancy, no rotation
     augmentation, no missing rays), ``uno_enhanced`` (UnO plus GASP's rotation augmentation and missing-ray
     supervision), ``gasp`` (plus ego path and DINO); the ``gasp_no_*`` variants ablate one part of GASP.
+    ``gasp_oracle`` is GASP distilling the oracle teacher's targets (a fixed embedding of the simulator's surface class
+    at each point: what a perfect foundation model would give; a control that real data cannot have, never a default).
     ``scratch`` supervises nothing: its "pre-training" saves the seeded initialisation, the from-scratch baseline."""
 
     @property
@@ -91,6 +94,9 @@ class Variant:
     dino: bool = True
     rotation_augmentation: bool = True
     missing_rays: bool = True
+    teacher: str = "teacher"
+    """Which DINO targets the third objective distils (``data/targets/dino/<teacher>``, one of
+    ``dino_targets.sources``): ``teacher`` (the configured ViT) or ``oracle``."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -98,6 +104,7 @@ VARIANTS: dict[str, Variant] = {
     "uno": Variant(ego=False, dino=False, rotation_augmentation=False, missing_rays=False),
     "uno_enhanced": Variant(ego=False, dino=False),
     "gasp": Variant(),
+    "gasp_oracle": Variant(teacher="oracle"),
     "gasp_no_ego": Variant(ego=False),
     "gasp_no_dino": Variant(dino=False),
     "gasp_no_rotation": Variant(rotation_augmentation=False),

@@ -69,12 +69,17 @@ class GaspModel(nn.Module):
         bev = self.encoder(voxels)
         out = {"bev": bev}
         if self.occupancy is not None and occupancy_q is not None:
-            out["occupancy_logits"] = self.occupancy(bev, self._norm(occupancy_q, (0, 1, 2, 3)))[..., 0]
+            out["occupancy_logits"] = self.occupancy_logits(bev, occupancy_q)
         if self.ego is not None and ego_q is not None:
             out["ego_logits"] = self.ego(bev, self._norm(ego_q, (0, 1, 3)))[..., 0]
         if self.dino is not None and dino_q is not None:
             out["dino"] = self.dino(bev, self._norm(dino_q, (0, 1, 2, 3)))
         return out
+
+    def occupancy_logits(self, bev: Tensor, occupancy_q: Tensor) -> Tensor:
+        """Occupancy logits ``(B, N)`` of the encoded ``bev`` at queries ``(B, N, 4)`` = (x, y, z, t), in metres and
+        seconds of the t0 ego frame (normalised here, as in pre-training)."""
+        return self.occupancy(bev, self._norm(occupancy_q, (0, 1, 2, 3)))[..., 0]
 
     @torch.inference_mode()
     def query(self, past_sweeps_t0: list[np.ndarray], xyzt: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,4 +1,7 @@
-"""The ``dino_targets`` stage: DINOv2 features of every camera frame, reduced by PCA and lifted onto lidar points."""
+"""The ``dino_targets`` stage: DINOv2 features of every camera frame, reduced by PCA and lifted onto lidar points.
+
+``source="oracle"`` swaps the teacher for the simulator's surface class of each point (``dino_oracle.py``): a control
+that real data cannot have, through the same PCA, lift, schema and probe."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from gasp_core.progress import progress as progress_bar
 from gasp_core.targets import schema
 from gasp_core.targets.build import log_rng
 from gasp_core.targets.dino_lift import LiftConfig, lift_frame
+from gasp_core.targets.dino_oracle import OracleTeacher, fit_oracle_pca, image_hw
 from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig, hub_offline_guard, resolve_device, sample_features
 from gasp_core.teacher.pca import FeaturePCA
 from gasp_core.teacher.probe import ProbeConfig, ProbeSet, linear_probe
@@ -45,6 +49,10 @@ class DinoTargetsConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     """The linear probe of surface classes (run when the store has surface labels): fitted on the training logs'
     points, scored on the test logs', from the colour at the pixel and from the teacher's targets."""
+    sources: list[str] = field(default_factory=lambda: ["teacher"])
+    """The targets dvc.yaml builds, one folder each (``data/targets/dino/<source>``): ``teacher`` (the ViT above) and
+    ``oracle`` (a fixed embedding of the simulator's surface class at each point: a control that real data cannot
+    have, for the teacher ladder; pre-training variant ``gasp_oracle`` distils it)."""
 
 
 def dino_targets_config_from_dict(data, strict: bool = False) -> DinoTargetsConfig:
@@ -181,15 +189,31 @@ def build_dino_targets(
     fit_logs: list[str],
     progress: bool = True,
     test_logs: list[str] | None = None,
+    source: str = "teacher",
 ) -> dict:
     """Teacher features for every frame of every log, lifted onto lidar points; returns the stage metrics.
     The PCA is fitted on frames of ``fit_logs`` (the training split) only; every log is transformed. When the store
     has surface labels and ``test_logs`` are given, a linear probe fitted on the training logs' points and scored on
-    the test logs' says how well the targets (and, as the floor, the pixel colours) predict each point's class."""
+    the test logs' says how well the targets (and, as the floor, the pixel colours) predict each point's class.
+
+    ``source``: ``"teacher"`` (the ViT of ``cfg.teacher``) or ``"oracle"``: no network, each point's feature is a
+    fixed embedding of its simulated surface class (``dino_oracle.py``), a control that real data cannot have; it
+    needs a store with surface labels and stores the same points as the teacher would."""
     start = time.perf_counter()
-    if cfg.teacher.weights != "hub":
+    if source not in ("teacher", "oracle"):
+        raise ValueError(f"DINO targets source {source!r}: expected 'teacher' or 'oracle'")
+    if source == "teacher" and cfg.teacher.weights != "hub":
         hub_offline_guard()
     store = LogStore(store_dir)
+    oracle = None
+    if source == "oracle":
+        oracle_classes = surface_classes(store)
+        if oracle_classes is None:
+            raise ValueError(
+                f"{store.root}: oracle DINO targets need the simulator's per-return surface labels, and this log "
+                "store has none (real data cannot have an oracle)"
+            )
+        oracle = OracleTeacher.for_classes(oracle_classes, cfg.seed)
     frames = list_frames(store, cfg.frame_stride)
     if not frames:
         raise ValueError(f"no camera frames in the log store {store_dir}: DINO targets need images")
@@ -202,9 +226,14 @@ def build_dino_targets(
             )
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    device = resolve_device(cfg.teacher.device)
-    teacher = DinoTeacher(cfg.teacher).to(device)
-    pca = fit_pca(teacher, fit_frames, cfg, device)
+    if oracle is None:
+        device = resolve_device(cfg.teacher.device)
+        teacher = DinoTeacher(cfg.teacher).to(device)
+        pca = fit_pca(teacher, fit_frames, cfg, device)
+    else:
+        device, teacher = torch.device("cpu"), oracle
+        pca = fit_oracle_pca(oracle, store, fit_frames, cfg)
+        oracle_table = oracle.pca_table(pca)
     pca.save(out / schema.PCA_FILE)
     write_json_atomic(
         out / schema.TEACHER_FILE,
@@ -233,11 +262,15 @@ def build_dino_targets(
         with atomic_dir(out / log_id) as tmp:
             with ipc.new_file(str(tmp / schema.DINO_POINTS_FILE), points_schema) as writer:
                 for batch in _batches(log_frames, cfg.teacher.batch_size):
-                    images = torch.stack([load_image(f.image_path) for f in batch])
-                    h, w = images.shape[-2:]
-                    t0 = time.perf_counter()
-                    fmap = teacher(images.to(device))
-                    teacher_s += time.perf_counter() - t0
+                    if oracle is None or classes is not None:  # the oracle needs pixels only for the probe's colour
+                        images = torch.stack([load_image(f.image_path) for f in batch])
+                        h, w = images.shape[-2:]
+                    else:
+                        h, w = image_hw(batch[0].image_path)
+                    if oracle is None:
+                        t0 = time.perf_counter()
+                        fmap = teacher(images.to(device))
+                        teacher_s += time.perf_counter() - t0
                     for k, f in enumerate(batch):
                         lifted = lift_frame(lg, f.camera, f.camera_ns, w, h, cfg.lift, rng)
                         if lifted is None:
@@ -250,9 +283,15 @@ def build_dino_targets(
                                 cfg.lift.max_sync_ms,
                             )
                             continue
-                        feats = (
-                            pca.transform(sample_features(fmap[k], lifted.uv, (h, w))).cpu().numpy().astype(np.float16)
-                        )
+                        if oracle is None:
+                            feats = (
+                                pca.transform(sample_features(fmap[k], lifted.uv, (h, w)))
+                                .cpu()
+                                .numpy()
+                                .astype(np.float16)
+                            )
+                        else:
+                            feats = oracle_table[oracle.class_index(lifted.surface)]
                         flat = pa.array(feats.reshape(-1), pa.float16())
                         columns = {
                             "x_m": lifted.points_ego[:, 0].astype(np.float32),

@@ -64,6 +64,11 @@ class Task:
         """A non-learned reference scored like a head (same metrics and statistics), or None."""
         return None
 
+    def zero_shot(self, model: nn.Module, items: list[Item]) -> Evaluation | None:
+        """A pre-trained model's own decoder for this task, scored with no labels like a head (same metrics and
+        statistics), or None where the task or the model has none."""
+        return None
+
     @staticmethod
     def main_from_stats(stats: dict[str, np.ndarray], weight: np.ndarray) -> np.ndarray:
         """The main metric from per-sample statistics summed over samples (leading axis: bootstrap replicates;

@@ -25,18 +25,23 @@ maps; average L2 at 1 / 2 / 3 s with odometry for the trajectory)."""
 
 @dataclass
 class SplitsConfig:
-    """Log ids of each split. Pre-training sees ``train`` only; fine-tuning labels come from ``train``
-    (a budget's fraction of it), ``val`` is reported for model selection and ``test`` only by ``evaluate``."""
+    """Log ids of each split. Pre-training (and the self-supervised teacher and the DINO PCA) reads the pre-training
+    pool, ``train`` + ``pool``: no labels of either are read there. Fine-tuning labels come from ``train`` (a budget's
+    fraction of it), ``val`` is for model selection and ``test`` is read only by ``evaluate``. No log is in two
+    splits, so pre-training never reads a validation or test log."""
 
     train: list[str]
     val: list[str]
     test: list[str]
+    pool: list[str] = field(default_factory=list)
+    """Unlabelled logs read by pre-training only (the large pool self-supervision exists for); no task labels are
+    built for them."""
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
-        for name in ("train", "val", "test"):
+        for name in ("train", "val", "test", "pool"):
             ids = getattr(self, name)
-            if not ids:
+            if not ids and name != "pool":
                 raise ConfigError(f"splits.{name} is empty")
             for log_id in ids:
                 if log_id in seen:
@@ -44,7 +49,12 @@ class SplitsConfig:
                 seen[log_id] = name
 
     def all(self) -> list[str]:
+        """The labelled logs: those task labels are built for."""
         return [*self.train, *self.val, *self.test]
+
+    def pretrain_logs(self) -> list[str]:
+        """The pre-training pool: the training logs and the unlabelled pool, never a validation or test log."""
+        return [*self.train, *self.pool]
 
 
 @dataclass
@@ -91,11 +101,18 @@ class FinetuneConfig:
     lr: float = 3e-3
     """Head learning rate (AdamW, warm-up + cosine)."""
     encoder_lr: float = 3e-4
-    """Encoder learning rate when ``encoder: full``."""
+    """Encoder learning rate when ``encoder: full`` (for an initialisation without candidates in ``encoder_lrs``)."""
+    encoder_lrs: dict[str, list[float]] = field(default_factory=dict)
+    """Initialisation -> candidate encoder learning rates (``encoder: full``): per label budget, the first
+    pre-training and fine-tuning seed trains once with each, and the one with the best validation selection metric
+    (ties to the earlier) trains every run of that budget. Validation only: test never chooses."""
     weight_decay: float = 1e-4
     warmup_steps: int = 10
     queries: int = 1024
     """Queries per sample and step for the implicit heads."""
+    zero_shot_only: list[str] = field(default_factory=list)
+    """Tasks scored only zero-shot, by each pre-trained model's own decoder (4D occupancy): no head is trained for them
+    (their finetune stages write empty run folders). For a study that cannot afford the heads of every task."""
     val_every: dict[str, int] = field(default_factory=lambda: {"trajectory": 10})
     """Task -> steps between validation scores for model selection (the best validation state is kept; a task not
     listed keeps its last step)."""
@@ -112,6 +129,11 @@ def finetune_config_from_dict(data, strict: bool = False) -> FinetuneConfig:
             raise ConfigError(f"finetune.budgets.{name}: {frac} is not a fraction in (0, 1]")
     if not cfg.seeds:
         raise ConfigError("finetune.seeds is empty")
+    if set(cfg.zero_shot_only) - set(cfg.tasks):
+        raise ConfigError(f"finetune.zero_shot_only: {cfg.zero_shot_only} must be among finetune.tasks {cfg.tasks}")
+    bad_lrs = {i: v for i, v in cfg.encoder_lrs.items() if not v or any(float(x) <= 0 for x in v)}
+    if bad_lrs:
+        raise ConfigError(f"finetune.encoder_lrs: {bad_lrs} is not init -> a non-empty list of positive rates")
     bad = {t: n for t, n in cfg.val_every.items() if t not in TASKS or int(n) < 0}
     if bad:
         raise ConfigError(f"finetune.val_every: {bad} is not task -> steps >= 0 (tasks: {list(TASKS)})")

@@ -9,6 +9,7 @@ import numpy as np
 
 from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path
+from gasp_core.models.gasp_model import load_pretrained
 from gasp_core.progress import progress as progress_bar
 from gasp_core.tasks.base import Task, _nanmean, _nanstd
 from gasp_core.tasks.build import TaskLabels
@@ -17,7 +18,6 @@ from gasp_core.tasks.finetune import (
     Features,
     _round,
     items_of,
-    load_encoder,
     load_run,
     make_task,
     pretrained_dir,
@@ -58,6 +58,14 @@ def load_qualitative(path: Path) -> dict[str, dict]:
 
 STATS_SEP = "|"
 BASELINE = "baseline"
+ZERO_SHOT = "zero_shot"
+"""The budget under which a pre-trained model's own decoder, scored without labels, is stored (task with a
+``Task.zero_shot``): ``results[init][zero_shot]`` and stats keys ``init|zero_shot|pretrain_<p>|name``."""
+
+
+def zero_shot_run(pretrain_seed: int) -> str:
+    """The run name of a zero-shot evaluation: the pre-training seed alone (no fine-tuning seed)."""
+    return f"pretrain_{pretrain_seed}"
 
 
 def stats_key(init: str, budget: str, run: str, name: str) -> str:
@@ -66,7 +74,7 @@ def stats_key(init: str, budget: str, run: str, name: str) -> str:
 
 def split_stats(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, dict[str, np.ndarray]]]]:
     """``{init: {budget: {run: {name: array}}}}`` from what :func:`evaluate_runs` stores (the baseline under
-    init ``baseline``, budget and run ``-``)."""
+    init ``baseline``, budget and run ``-``; zero-shot scores under budget ``zero_shot``)."""
     out: dict = {}
     for key, value in arrays.items():
         if STATS_SEP not in key:
@@ -95,10 +103,16 @@ def evaluate_runs(
 ) -> tuple[dict, dict, dict]:
     """Score every saved run of a task on ``split``, and the task's non-learned baseline where it has one.
 
+    Where the task has a zero-shot protocol (:meth:`Task.zero_shot`: 4D occupancy) and an init's pre-trained model
+    has the decoder for it, that model is also scored on its own, per pre-training seed, as budget ``zero_shot``
+    (runs ``pretrain_<p>``, see :data:`ZERO_SHOT`), on the same items.
+
     Returns (metrics: per init / budget the mean and std over runs and each run's metrics, plus ``baseline``;
     qualitative arrays per init of its first run on the split's first sample; per-sample statistics of every run
     and of the baseline for the report's bootstrap, keyed by :func:`stats_key`, with ``sample_log`` giving each
     sample's log index in the split)."""
+    if ZERO_SHOT in cfg.budgets:
+        raise ValueError(f"finetune.budgets: {ZERO_SHOT!r} names the zero-shot scores; rename that budget")
     device = resolve_device(cfg.device)
     labels = TaskLabels(labels_dir)
     task = make_task(task_name, labels, occupancy_dir, scene, cfg)
@@ -108,15 +122,26 @@ def evaluate_runs(
     qualitative: dict = {}
     stats: dict[str, np.ndarray] = {"sample_log": np.array([logs.index(lid) for lid, _ in items], np.int64)}
     runs = [(p, s) for p in pretrain_seeds for s in cfg.seeds]
+    budgets = [] if task_name in cfg.zero_shot_only else list(cfg.budgets)
     bar = progress_bar(
-        total=len(inits) * len(cfg.budgets) * len(runs), desc=f"evaluate {task_name}", unit="run", disable=not progress
+        total=len(inits) * len(budgets) * len(runs), desc=f"evaluate {task_name}", unit="run", disable=not progress
     )
     for init, init_dir in inits.items():
-        per_run: dict[str, dict[str, dict]] = {b: {} for b in cfg.budgets}
+        per_run: dict[str, dict[str, dict]] = {b: {} for b in budgets}
         for p in pretrain_seeds:
             encoder_dir = pretrained_dir(init_dir, p)
-            shared = Features(load_encoder(encoder_dir, device), labels, device, True)
-            for budget in cfg.budgets:
+            model = load_pretrained(encoder_dir, device)
+            zero_shot = task.zero_shot(model, items)
+            if zero_shot is not None:
+                per_run.setdefault(ZERO_SHOT, {})[zero_shot_run(p)] = zero_shot.metrics
+                stats.update(
+                    {
+                        stats_key(init, ZERO_SHOT, zero_shot_run(p), k): v
+                        for k, v in _stored(task, zero_shot.stats).items()
+                    }
+                )
+            shared = Features(model.encoder, labels, device, True)
+            for budget in budgets:
                 for seed in cfg.seeds:
                     head, encoder = load_run(
                         task, run_dir(Path(runs_root) / init, budget, p, seed), encoder_dir, device

@@ -99,6 +99,7 @@ def train_run(
     device: torch.device,
     features: Features | None = None,
     val_items: list[Item] | None = None,
+    encoder_lr: float | None = None,
 ) -> tuple[nn.Module, nn.Module, list[float], dict]:
     """One fine-tuning run: returns (head, encoder, per-step losses, model selection record). With a frozen encoder,
     ``features`` (shared across runs of the same initialisation) caches the BEV features.
@@ -106,7 +107,8 @@ def train_run(
     With ``cfg.val_every[task]`` steps and ``val_items``, the head is scored on validation before the first step,
     every that many steps and at the end; each part of ``task.selection`` keeps its best state (ties go to the
     later step), so a head that starts as a baseline (trajectory: constant velocity) never ends worse than it on
-    validation. With ``encoder: full`` the encoder follows the first part's choice."""
+    validation. With ``encoder: full`` the encoder follows the first part's choice and trains at ``encoder_lr``
+    (default ``cfg.encoder_lr``)."""
     torch.manual_seed(seed)
     frozen = cfg.encoder == "frozen"
     if features is None or not frozen:
@@ -118,7 +120,8 @@ def train_run(
     params = list(head.parameters()) + ([] if frozen else list(encoder.parameters()))
     groups = [{"params": list(head.parameters()), "lr": cfg.lr}]
     if not frozen:
-        groups.append({"params": list(encoder.parameters()), "lr": cfg.encoder_lr})
+        lr = cfg.encoder_lr if encoder_lr is None else encoder_lr
+        groups.append({"params": list(encoder.parameters()), "lr": lr})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup_steps, cfg.steps)
     rng = np.random.default_rng([seed, 1])
@@ -184,6 +187,40 @@ def train_run(
         else {}
     )
     return head, encoder, losses, selection
+
+
+def choose_encoder_lr(
+    task: Task,
+    init: str,
+    encoder_dir: Path,
+    items: list[Item],
+    cfg: FinetuneConfig,
+    seed: int,
+    device: torch.device,
+    val_items: list[Item],
+) -> tuple[float, dict[str, float | None]]:
+    """The encoder learning rate of ``init``'s runs: ``cfg.encoder_lr`` unless ``cfg.encoder_lrs`` lists candidates
+    (and the encoder trains); then the candidate whose run (this seed) scores best on validation by the task's first
+    selection metric, or by the validation loss where that metric is undefined for every candidate (ties to the
+    earlier candidate). Returns the rate and each candidate's validation scores."""
+    candidates = [float(x) for x in cfg.encoder_lrs.get(init, [])]
+    if cfg.encoder == "frozen" or not candidates:
+        return cfg.encoder_lr, {}
+    metric, better = next(iter(task.selection.values()))
+    scores: dict[str, dict[str, float | None]] = {}
+    for lr in candidates:
+        head, encoder, _, _ = train_run(task, encoder_dir, items, cfg, seed, device, None, val_items, lr)
+        features = Features(encoder, task.labels, device, True)
+        value = task.evaluate(head, features, val_items).metrics.get(metric)
+        scores[f"{lr:g}"] = {
+            metric: None if value is None or math.isnan(value) else round(float(value), 5),
+            "loss": round(_val_loss(task, head, features, val_items, cfg.batch_size), 5),
+        }
+    by_metric = all(v[metric] is not None for v in scores.values())
+    key, sign = (metric, 1.0 if better == "higher" else -1.0) if by_metric else ("loss", -1.0)
+    chosen = max(candidates, key=lambda lr: (sign * scores[f"{lr:g}"][key], -candidates.index(lr)))
+    log.info("%s/%s: encoder lr %g chosen on validation %s (%s)", task.name, init, chosen, key, scores)
+    return chosen, scores
 
 
 def _val_loss(task: Task, head: nn.Module, features: Features, items: list[Item], batch_size: int) -> float:
@@ -290,6 +327,16 @@ def finetune(
     task = make_task(task_name, labels, occupancy_dir, scene, cfg)
     val_items = items_of(labels, splits.val)
     result: dict = {"task": task_name, "init": init, "encoder": cfg.encoder, "runs": {}}
+    if task_name in cfg.zero_shot_only:
+        if type(task).zero_shot is Task.zero_shot:
+            raise ValueError(f"finetune.zero_shot_only: task {task_name!r} has no zero-shot protocol; train its heads")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)  # the stage's output: no runs, the task is scored zero-shot
+        (Path(out_dir) / "README.md").write_text(
+            f"# {task_name} / {init}: no head trained\n\n`finetune.zero_shot_only` lists {task_name}: the evaluate "
+            "stage scores each pre-trained model's own decoder instead.\n"
+        )
+        return {**result, "zero_shot_only": True}
+    encoder_lrs: dict[str, tuple[float, dict]] = {}
     bar = progress_bar(
         total=len(pretrain_seeds) * len(cfg.budgets) * len(cfg.seeds),
         desc=f"finetune {task_name}/{init}",
@@ -302,10 +349,15 @@ def finetune(
         for budget, fraction in cfg.budgets.items():
             logs = budget_logs(splits.train, fraction)
             items = items_of(labels, logs)
+            if budget not in encoder_lrs:  # chosen once per budget, on the first pre-training seed
+                encoder_lrs[budget] = choose_encoder_lr(
+                    task, init, pretrained_dir(init_dir, pretrain_seeds[0]), items, cfg, cfg.seeds[0], device, val_items
+                )
+            encoder_lr = encoder_lrs[budget][0]
             for seed in cfg.seeds:
                 start = time.perf_counter()
                 head, encoder, losses, selection = train_run(
-                    task, encoder_dir, items, cfg, seed, device, shared, val_items
+                    task, encoder_dir, items, cfg, seed, device, shared, val_items, encoder_lr
                 )
                 val = task.evaluate(
                     head, shared if shared is not None else Features(encoder, labels, device, True), val_items
@@ -319,6 +371,7 @@ def finetune(
                     "seed": seed,
                     "labelled_logs": logs,
                     "samples": len(items),
+                    **({} if cfg.encoder == "frozen" else {"encoder_lr": encoder_lr}),
                     "feat_dim": _feat_dim(encoder),
                     "loss_first": losses[0],
                     "loss_final": float(np.mean(losses[-10:])),
@@ -359,6 +412,8 @@ def finetune(
     bar.close()
     if live is not None:
         live.end()
+    if cfg.encoder != "frozen":
+        result["encoder_lr"] = {b: {"chosen": lr, "validation": scores} for b, (lr, scores) in encoder_lrs.items()}
     return result
 
 

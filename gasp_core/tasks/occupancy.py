@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gasp_core.geometry.rays import ray_box_interval
+from gasp_core.models.gasp_model import GaspModel
 from gasp_core.models.voxelizer import height_bins
 from gasp_core.targets import schema
 from gasp_core.targets.occupancy import QuerySource
@@ -84,6 +85,28 @@ class OccupancyTask(Task):
         def field(it):
             bev = bev_of([it])
             return lambda q: _sigmoid(_batched_queries(head, bev, q)[:, 0])
+
+        return self._score(field, items)
+
+    @torch.no_grad()
+    def zero_shot(self, model: GaspModel, items: list[Item]) -> Evaluation | None:
+        """UnO's zero-shot protocol: P(occupied) = sigmoid of a pre-trained :class:`GaspModel`'s own occupancy
+        decoder, fed the item's stored voxels and queried at raw (x, y, z, t) of the t0 frame, exactly as pre-training
+        queried it (the model normalises them); scored by :meth:`_score` like a head. None without such a decoder."""
+        if model.occupancy is None:
+            return None
+        vox = model.cfg.voxelizer
+        stored = self.labels.manifest.get("voxelizer", {})
+        if any(stored[k] != getattr(vox, k) for k in ("voxel_size_m", "z_bins") if k in stored):
+            raise ValueError(f"the task labels' voxelizer {stored} is not the model's input {vox}")
+        model.eval()
+        device = next(model.parameters()).device
+
+        def field(it):
+            bev = model.encoder(_t(self._arr(it, "voxels")[None], device))
+            return lambda q: _sigmoid(
+                _batched_queries(lambda b, x: model.occupancy_logits(b, x)[..., None], bev, q)[:, 0]
+            )
 
         return self._score(field, items)
 

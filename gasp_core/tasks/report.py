@@ -15,13 +15,25 @@ import numpy as np
 
 from gasp_core.io import atomic_path
 from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig
-from gasp_core.tasks.evaluation import BASELINE
+from gasp_core.tasks.evaluation import BASELINE, ZERO_SHOT
 from gasp_core.tasks.stats import Bootstrap, BootstrapConfig
 from gasp_core.viz.qualitative import FIGURES, dino_figure
 from gasp_core.viz.radar import radar
 
 log = logging.getLogger(__name__)
-LABELS = {"scratch": "scratch", "uno": "UnO", "uno_enhanced": "UnO+", "gasp": "GASP"}
+LABELS = {
+    "scratch": "scratch",
+    "uno": "UnO",
+    "uno_enhanced": "UnO+",
+    "gasp": "GASP",
+    "gasp_oracle": "GASP (oracle teacher†)",
+}
+ORACLE_INITS = ("gasp_oracle",)
+ORACLE_NOTE = (
+    "† The oracle teacher is a control, not a result real data can have: its targets are a fixed embedding of the "
+    "simulator's surface class at each lidar point (what a perfect foundation model would give), through the same "
+    "PCA, loss and stages as the in-domain teacher's."
+)
 TASK_TITLES = {
     "forecast": "BEV semantic forecasting",
     "occupancy": "4D occupancy",
@@ -76,6 +88,15 @@ def _fmt(mean, std) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
 
 
+def _fmt_pair(d: dict | None) -> str:
+    """A paired difference and its verdict; without a verdict, the estimate alone (no interval to misread)."""
+    if not d:
+        return "n/a"
+    if d["verdict"] == NO_VERDICT:
+        return f"{_fmt_ci({'difference': d['difference'], 'low': float('nan')}, signed=True)} *{NO_VERDICT}*"
+    return f"{_fmt_ci(d, signed=True)} **{d['verdict']}**"
+
+
 def _fmt_ci(d: dict | None, signed: bool = False) -> str:
     if not d:
         return "n/a"
@@ -88,12 +109,23 @@ def _fmt_ci(d: dict | None, signed: bool = False) -> str:
     return f"{f.format(value)} [{f.format(d['low'])}, {f.format(d['high'])}]"
 
 
+MIN_PRETRAIN_SEEDS = 2
+"""Pre-training seeds each side of an init-vs-init comparison needs for a verdict: run-to-run variance of
+pre-training flips verdicts between machines, and one seed cannot put it into the interval."""
+NO_VERDICT = "no verdict"
+
+
+def pretrain_seeds_of(runs: dict) -> set[str]:
+    """The pre-training seeds among one init and budget's runs (keys ``pretrain_<p>/seed_<s>``)."""
+    return {name.split("/")[0] for name in runs}
+
+
 def comparison_pairs(inits: list[str]) -> list[tuple[str, str]]:
     """Each initialisation against the one below it on the ladder (``inits`` lists weakest first), and the paper's
-    two comparisons, GASP vs UnO and UnO vs scratch, when present."""
+    two comparisons, GASP vs UnO and UnO vs scratch, and GASP under the oracle teacher vs UnO, when present."""
     chain = list(reversed(inits))
     pairs = list(zip(chain, chain[1:]))
-    for pair in (("gasp", "uno"), ("uno", "scratch")):
+    for pair in (("gasp", "uno"), ("uno", "scratch"), ("gasp_oracle", "uno")):
         if pair[0] in inits and pair[1] in inits and pair not in pairs:
             pairs.append(pair)
     return pairs
@@ -115,7 +147,15 @@ def compare(
             res["baseline"] = boot.interval(base, fn)
         for a, c in comparison_pairs(inits):
             if a in runs and c in runs:
-                res["pairs"][f"{a}>{c}"] = boot.difference(runs[a], runs[c], fn, better)
+                d = boot.difference(runs[a], runs[c], fn, better)
+                seeds = min(len(pretrain_seeds_of(stats[a][b])), len(pretrain_seeds_of(stats[c][b])))
+                if seeds < MIN_PRETRAIN_SEEDS:
+                    d["verdict"] = NO_VERDICT
+                    d["why"] = (
+                        f"{seeds} pre-training seed(s): the interval leaves out pre-training variance, which decides "
+                        f"such comparisons; a verdict needs at least {MIN_PRETRAIN_SEEDS}"
+                    )
+                res["pairs"][f"{a}>{c}"] = d
         for i, r in runs.items():
             if base:
                 res["vs_baseline"][i] = boot.difference(r, base, fn, better)
@@ -133,10 +173,11 @@ def write_report(
     extras: dict | None = None,
     plot_csv: Path | None = None,
     level: float = 0.95,
+    zero_shot: dict[str, dict] | None = None,
 ) -> dict:
     """Tables, radar chart and figures into ``out``; returns the summary (also written as summary.json). The main
     metrics also go to ``plot_csv`` (a ``dvc plots`` file outside ``out``) when given. ``comparisons[task]`` is what
-    :func:`compare` gives."""
+    :func:`compare` gives; ``zero_shot[task]``, its entry for budget ``zero_shot`` (see :func:`zero_shot_lines`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = [t for t in MAIN_METRIC if t in eval_metrics]
@@ -151,6 +192,8 @@ def write_report(
     ]
     if extras:
         lines += [f"- {k}: {v}" for k, v in extras.items()] + [""]
+    if any(i in ORACLE_INITS for i in inits):
+        lines += [ORACLE_NOTE, ""]
     has_base = any("baseline" in comparisons[t][b] for t in tasks for b in budgets)
     header = "| task (metric) | " + " | ".join(f"{_label(i)} ({b})" for b in budgets for i in inits)
     header += " | non-learned baseline |" if has_base else " |"
@@ -177,7 +220,8 @@ def write_report(
         f"## Does the paper's ordering hold? Paired differences of the main metric, {pct} intervals",
         "",
         "Positive = the first is better (for L2, lower). *better* / *worse*: the interval excludes 0; *inconclusive*: "
-        "it does not.",
+        f"it does not; *{NO_VERDICT}*: fewer than {MIN_PRETRAIN_SEEDS} pre-training seeds, so the interval would leave "
+        "out the pre-training variance that decides these comparisons (the estimate alone is shown).",
         "",
         "| task | budget | " + " | ".join(f"{_label(a)} vs {_label(c)}" for a, c in pairs) + " |",
         "|---|---|" + "---|" * len(pairs),
@@ -187,7 +231,7 @@ def write_report(
             cells = []
             for a, c in pairs:
                 d = comparisons[task][b]["pairs"].get(f"{a}>{c}")
-                cells.append(f"{_fmt_ci(d, signed=True)} **{d['verdict']}**" if d else "n/a")
+                cells.append(_fmt_pair(d))
             lines.append(f"| {TASK_TITLES[task]} | {b} | " + " | ".join(cells) + " |")
     if has_base:
         lines += [
@@ -208,6 +252,7 @@ def write_report(
                         )
                         + " |"
                     )
+    lines += zero_shot_lines(zero_shot or {}, inits, summary, csv_rows, pct)
     lines += ["", "## Secondary metrics (mean ± std over runs)", ""]
     for task in tasks:
         res = eval_metrics[task]["results"]
@@ -249,6 +294,48 @@ def write_report(
     return summary
 
 
+def zero_shot_lines(zero_shot: dict[str, dict], inits: list[str], summary: dict, csv_rows: list[str], pct: str):
+    """The zero-shot section: per task with zero-shot scores (4D occupancy: each pre-trained model's own occupancy
+    decoder, UnO's protocol, no labels), each init's main metric with its interval, its difference to the non-learned
+    baseline and the pairs of :func:`comparison_pairs` among the inits that have one; ``zero_shot[task]`` is
+    :func:`compare`'s entry for budget ``zero_shot``. Adds ``summary["tasks"][task]["zero_shot"]`` and the csv rows."""
+    lines: list[str] = []
+    for task, cmp in zero_shot.items():
+        if not cmp["interval"]:
+            continue
+        metric, better = MAIN_METRIC[task]
+        have = [i for i in inits if i in cmp["interval"]]
+        pairs = [(a, c) for a, c in comparison_pairs(inits) if f"{a}>{c}" in cmp["pairs"]]
+        summary["tasks"].setdefault(task, {"metric": metric, "better": better})[ZERO_SHOT] = cmp
+        csv_rows += [
+            f"{task},{ZERO_SHOT},{i},{cmp['interval'][i]['estimate']}"
+            for i in have
+            if cmp["interval"][i]["estimate"] is not None and not np.isnan(cmp["interval"][i]["estimate"])
+        ]
+        arrow = "↑" if better == "higher" else "↓"
+        lines += [
+            "",
+            f"## {TASK_TITLES[task]}, zero-shot (each model's own pre-trained {task.replace('_', ' ')} decoder, "
+            "no labels)",
+            "",
+            f"No head and no labels: each pre-trained model's own decoder scored on the same test queries as the heads "
+            f"above. {METRIC_TITLES.get(metric, metric)} {arrow}, averaged over pre-training seeds, with its {pct} "
+            "interval (test samples and pre-training seeds resampled); differences paired as above.",
+            "",
+            f"| init | {metric} | vs non-learned baseline |",
+            "|---|---|---|",
+        ]
+        for i in have:
+            lines.append(f"| {_label(i)} | {_fmt_ci(cmp['interval'][i])} | {_fmt_pair(cmp['vs_baseline'].get(i))} |")
+        if "baseline" in cmp:
+            lines.append(f"| baseline | {_fmt_ci(cmp['baseline'])} | - |")
+        if pairs:
+            lines += ["", "| pair | difference |", "|---|---|"]
+            for a, c in pairs:
+                lines.append(f"| {_label(a)} vs {_label(c)} | {_fmt_pair(cmp['pairs'][f'{a}>{c}'])} |")
+    return lines
+
+
 def _rounded(x, digits: int = 5):
     if isinstance(x, dict):
         return {k: _rounded(v, digits) for k, v in x.items()}
@@ -279,10 +366,10 @@ def build_report(
     from gasp_core.tasks.build import TaskLabels
     from gasp_core.tasks.dino_field import dino_bev
     from gasp_core.tasks.evaluation import load_arrays, load_qualitative, split_stats
-    from gasp_core.tasks.finetune import TASK_CLASSES
+    from gasp_core.tasks.finetune import TASK_CLASSES, budget_logs
 
     bootstrap = bootstrap or BootstrapConfig()
-    metrics, qualitative, comparisons = {}, {}, {}
+    metrics, qualitative, comparisons, zero_shot = {}, {}, {}, {}
     for task in cfg.tasks:
         path = Path(metrics_dir) / f"{task}.json"
         if not path.is_file():
@@ -302,6 +389,12 @@ def build_report(
             TASK_CLASSES[task].main_from_stats,
             bootstrap,
         )
+        by_init, fn = split_stats(arrays), TASK_CLASSES[task].main_from_stats
+        if any(ZERO_SHOT in by_budget for by_budget in by_init.values()):  # scored on each init's own decoder
+            zero_shot[task] = compare(task, by_init, groups, cfg.inits, [ZERO_SHOT], fn, bootstrap)[ZERO_SHOT]
+        if task in cfg.zero_shot_only:  # no heads: the task has its zero-shot section only
+            del metrics[task], comparisons[task]
+            qualitative.pop(task, None)
         log.info("%s: bootstrap intervals done", task)
     model_dir = Path(gasp_model) / f"seed_{pretrain_seeds[0]}" if gasp_model is not None else None
     if model_dir is not None and (model_dir / "config.json").is_file():
@@ -309,10 +402,15 @@ def build_report(
         if model.dino is not None:
             voxels = TaskLabels(labels_dir).log(splits.test[0])["voxels"][0]
             qualitative["dino_bev"] = dino_bev(model, voxels)
-    first = metrics[cfg.tasks[0]]
+    first = json.loads((Path(metrics_dir) / f"{cfg.tasks[0]}.json").read_text())
     extras = {
-        "encoder": cfg.encoder,
-        "label budgets": ", ".join(f"{k} = {v:g} of the training logs" for k, v in cfg.budgets.items()),
+        "encoder": "fine-tuned with the heads" if cfg.encoder == "full" else "frozen (heads on fixed features)",
+        "pre-training pool": f"{len(splits.pretrain_logs())} logs ({len(splits.train)} training + {len(splits.pool)} "
+        "unlabelled pool logs); no validation or test log",
+        "label budgets": ", ".join(
+            f"{k} = {v:g} of the training logs ({len(budget_logs(splits.train, v))} labelled)"
+            for k, v in cfg.budgets.items()
+        ),
         "runs per init and budget": f"{len(pretrain_seeds)} pre-training seed(s) x {len(cfg.seeds)} fine-tuning seeds",
         "test logs": len(splits.test),
         "test samples": first["samples"],
@@ -320,11 +418,11 @@ def build_report(
         "percentile intervals",
     }
     summary = write_report(
-        metrics, qualitative, out, cfg.inits, list(cfg.budgets), comparisons, extras, plot, bootstrap.level
+        metrics, qualitative, out, cfg.inits, list(cfg.budgets), comparisons, extras, plot, bootstrap.level, zero_shot
     )
     flat: dict[str, float] = {}
     for task, s in summary["tasks"].items():
-        for b in cfg.budgets:
+        for b in [*cfg.budgets, *([ZERO_SHOT] if ZERO_SHOT in s else [])]:
             for init, d in s[b]["interval"].items():
                 flat[f"{task}/{b}/{init}/{s['metric']}"] = d["estimate"]
             for pair, d in s[b]["pairs"].items():

@@ -26,7 +26,9 @@ class FeaturePCA:
         mean = x.mean(0)
         _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
         var = s**2
-        return cls(mean.float(), vh[:dim].float(), (var[:dim] / var.sum()).float())
+        total = var.sum()  # zero when every feature is the same (e.g. an oracle whose points hold one class)
+        ratio = var[:dim] / total if total > 0 else torch.zeros_like(var[:dim])
+        return cls(mean.float(), vh[:dim].float(), ratio.float())
 
     def transform(self, features: torch.Tensor) -> torch.Tensor:
         return (features.float() - self.mean.to(features.device)) @ self.components.to(features.device).T

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import subprocess
 import sys
 
@@ -211,3 +212,158 @@ def test_dino_pca_is_fitted_on_the_training_logs_only(two_log_split, tmp_path):
     with pytest.raises(ValueError, match=r"\['not-a-log'\] are not in the log store"):
         build_dino_targets(both, tmp_path / "dino_bad", cfg, [train_id, "not-a-log"], progress=False)
     assert not (tmp_path / "dino_bad").exists()  # checked before anything is written
+
+
+@pytest.fixture(scope="module")
+def sim_store(av2_split, tmp_path_factory):
+    """The simulated log ingested into a store (160 x 120 camera images, per-return surface labels)."""
+    from gasp_core.data.ingest import IngestConfig, ingest
+
+    out = tmp_path_factory.mktemp("dino_store")
+    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1), out, progress=False)
+    return out
+
+
+class PatchIndexTeacher:
+    """A stand-in teacher whose (2, 6, 8) feature map holds each patch's row (channel 0) and column (channel 1)."""
+
+    model_name, weights_id, is_random, dim = "patch-index", "stub", False, 2
+    grid = (6, 8)
+
+    def __init__(self, cfg) -> None:
+        pass
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        gh, gw = self.grid
+        rows = torch.arange(gh, dtype=torch.float32)[:, None].expand(gh, gw)
+        cols = torch.arange(gw, dtype=torch.float32)[None, :].expand(gh, gw)
+        return torch.stack([rows, cols])[None].expand(len(images), -1, -1, -1)
+
+
+SMALL_DINO = dict(teacher=TeacherConfig(batch_size=4), pca_dim=2, pca_fit_frames=6)
+
+
+@pytest.fixture(scope="module")
+def patch_index_targets(sim_store, sim_log, tmp_path_factory):
+    """Targets of the simulated log lifted from the patch-index teacher (PCA to 2-D: a rotation, inverted below)."""
+    from gasp_core.targets import dino
+    from gasp_core.targets.dino import DinoTargetsConfig, build_dino_targets
+
+    out = tmp_path_factory.mktemp("patch_index") / "dino"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dino, "DinoTeacher", PatchIndexTeacher)
+        lid = sim_log.log_id
+        build_dino_targets(sim_store, out, DinoTargetsConfig(**SMALL_DINO), [lid], progress=False, test_logs=[lid])
+    return out
+
+
+def read_points(out, log_id) -> tuple:
+    """(frames table, one dict of columns per frame) of stored DINO targets."""
+    import polars as pl
+    import pyarrow.ipc as ipc
+
+    from gasp_core.targets import schema
+
+    frames = pl.read_parquet(out / log_id / schema.DINO_FRAMES_FILE)
+    batches = []
+    with ipc.open_file(out / log_id / schema.DINO_POINTS_FILE) as f:
+        for b in range(f.num_record_batches):
+            batch = f.get_batch(b)
+            cols = {c: batch.column(c).to_numpy() for c in ("x_m", "y_m", "z_m", "t_ns", "surface")}
+            cols["feature"] = np.stack(batch.column("feature").to_numpy(zero_copy_only=False)).astype(np.float32)
+            batches.append(cols)
+    return frames, batches
+
+
+def test_stored_features_sample_the_patch_each_point_projects_to(patch_index_targets, sim_store, sim_log):
+    """Non-square images (160 x 120): every stored feature, mapped back through the stored PCA, is the (row, column)
+    of the patch grid at the pixel its point projects to, the projection done here by hand from the store's poses,
+    extrinsics and intrinsics. A swapped (h, w) in the sampling would read other patches."""
+    from PIL import Image
+
+    from gasp_core.data.store import LogStore
+    from gasp_core.targets import schema
+
+    lg = LogStore(sim_store).log(sim_log.log_id)
+    pca = FeaturePCA.load(patch_index_targets / schema.PCA_FILE)
+    frames, batches = read_points(patch_index_targets, sim_log.log_id)
+    gh, gw = PatchIndexTeacher.grid
+    sizes = {}
+    for cam, rel in zip(lg.camera_frames["camera"], lg.camera_frames["image_path"]):
+        with Image.open(lg.image_path(rel)) as im:
+            sizes[cam] = im.size[::-1]  # (h, w)
+    assert set(sizes.values()) == {(120, 160)}  # the case that tells h from w
+    checked = 0
+    for row, cols in zip(frames.iter_rows(named=True), batches):
+        h, w = sizes[row["camera"]]
+        xyz = np.column_stack([cols["x_m"], cols["y_m"], cols["z_m"]]).astype(np.float64)
+        # ego at the sweep -> city -> ego at the camera time -> camera (OpenCV axes) -> pinhole
+        city_T_sweep, city_T_now = lg.city_T_ego(np.array([row["sweep_ns"], row["camera_ns"]]))
+        cam_T_sweep = np.linalg.inv(lg.ego_T_sensor(row["camera"])) @ np.linalg.inv(city_T_now) @ city_T_sweep
+        p = xyz @ cam_T_sweep[:3, :3].T + cam_T_sweep[:3, 3]
+        k = lg.intrinsics(row["camera"])
+        u = k[0, 0] * p[:, 0] / p[:, 2] + k[0, 1] * p[:, 1] / p[:, 2] + k[0, 2]
+        v = k[1, 1] * p[:, 1] / p[:, 2] + k[1, 2]
+        assert (p[:, 2] > 0).all() and (u >= 0).all() and (u < w).all() and (v >= 0).all() and (v < h).all()
+        # patch centres sit at (i + 0.5) * patch size; between them the row / column index is linear (bilinear)
+        want = np.column_stack([np.clip(v * gh / h - 0.5, 0, gh - 1), np.clip(u * gw / w - 0.5, 0, gw - 1)])
+        got = cols["feature"] @ pca.components.numpy() + pca.mean.numpy()
+        np.testing.assert_allclose(got, want, atol=0.02)
+        checked += len(u)
+    assert checked > 1000
+
+
+def test_oracle_targets_embed_each_points_surface_class(sim_store, sim_log, patch_index_targets, tmp_path):
+    """Oracle targets (no network): one fixed feature per surface class, the probe separates the classes, and the
+    stored points are those of the teacher's targets of the same store."""
+    import json
+
+    from gasp_core.data.store import LogStore
+    from gasp_core.targets import dino, schema
+    from gasp_core.targets.dino import DinoTargetsConfig, build_dino_targets
+    from gasp_core.targets.dino_oracle import ORACLE_DIM, oracle_embedding
+
+    lid = sim_log.log_id
+    cfg = DinoTargetsConfig(**{**SMALL_DINO, "pca_dim": 24})  # more than the classes: a rank-deficient PCA
+    metrics = build_dino_targets(
+        sim_store, tmp_path / "oracle", cfg, [lid], progress=False, test_logs=[lid], source="oracle"
+    )
+    assert metrics["probe"]["teacher"]["accuracy"] >= 0.99 and metrics["probe"]["teacher"]["test_points"] > 100
+    assert json.loads((tmp_path / "oracle" / schema.TEACHER_FILE).read_text()) == {
+        "model": "oracle",
+        "weights": "oracle:surface-class",
+        "random_weights": False,
+        "feature_dim": ORACLE_DIM,
+        "pca_dim": 24,
+    }
+    pca = FeaturePCA.load(tmp_path / "oracle" / schema.PCA_FILE)
+    assert all(torch.isfinite(t).all() for t in (pca.mean, pca.components, pca.explained_variance_ratio))
+    frames, batches = read_points(tmp_path / "oracle", lid)
+    surface = np.concatenate([b["surface"] for b in batches]).astype(np.int64)
+    feats = np.concatenate([b["feature"] for b in batches])
+    # the known answer: each point's target is the PCA of its class's embedding
+    classes = LogStore(sim_store).log(lid).meta.surface_classes
+    table = pca.transform(torch.from_numpy(oracle_embedding(len(classes), cfg.seed))).numpy()
+    np.testing.assert_allclose(feats, table[surface], atol=2e-3)
+    present = np.unique(surface)
+    assert len(present) >= 4
+    for c in present:  # one feature per class, distinct classes far apart
+        assert (feats[surface == c] == feats[surface == c][0]).all()
+    per_class = np.stack([feats[surface == c][0] for c in present])
+    dist = np.linalg.norm(per_class[:, None] - per_class[None], axis=-1)
+    assert dist[~np.eye(len(present), dtype=bool)].min() > 0.5
+    # the same lift, the same draws: the teacher's targets of this store hold the very same points
+    teacher_frames, teacher_batches = read_points(patch_index_targets, lid)
+    assert frames.equals(teacher_frames)
+    for a, b in zip(batches, teacher_batches, strict=True):
+        for c in ("x_m", "y_m", "z_m", "t_ns", "surface"):
+            np.testing.assert_array_equal(a[c], b[c])
+    with pytest.raises(ValueError, match="'clairvoyant'"):
+        build_dino_targets(sim_store, tmp_path / "bad", cfg, [lid], progress=False, source="clairvoyant")
+    with pytest.MonkeyPatch.context() as mp:  # a store without labels (real data) has no oracle
+        mp.setattr(dino, "surface_classes", lambda store: None)
+        with pytest.raises(ValueError, match=re.escape(f"{sim_store}: oracle DINO targets need")):
+            build_dino_targets(sim_store, tmp_path / "bad", cfg, [lid], progress=False, source="oracle")

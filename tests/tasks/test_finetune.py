@@ -1,5 +1,7 @@
 """Fine-tuning and evaluation on hand-made task labels: losses fall, metrics move, depth rendering is exact."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -241,3 +243,59 @@ def test_curves_of_a_metric_and_its_sub_metric_both_reach_dvclive(tmp_path):
     assert (plots / "val_L2_avg" / "main.tsv").read_text().split() == ["step", "main", "0", "1.0", "2", "0.5"]
     assert (plots / "val_L2_avg" / "no_odometry.tsv").read_text().split() == ["step", "no_odometry", "0", "3.0"]
     assert (plots / "train_loss.tsv").read_text().split() == ["step", "train_loss", "1", "2.5", "2", "1.5"]
+
+
+def test_encoder_lr_is_chosen_on_validation(project, monkeypatch):
+    """With candidate encoder rates, each budget's runs train at the candidate whose first run scores best on
+    validation; the test split is never read for the choice."""
+    import gasp_core.tasks.finetune as ft
+
+    root, splits = project
+    cfg = _cfg(encoder="full", encoder_lrs={"scratch": [1e-6, 3e-3]}, budgets={"low": 1.0}, steps=40)
+    scored: list[tuple[float, list]] = []
+    original = ft.train_run
+
+    def spy(task, encoder_dir, items, cfg, seed, device, features=None, val_items=None, encoder_lr=None):
+        out = original(task, encoder_dir, items, cfg, seed, device, features, val_items, encoder_lr)
+        scored.append((encoder_lr, sorted({lid for lid, _ in val_items or []})))
+        return out
+
+    monkeypatch.setattr(ft, "train_run", spy)
+    res = finetune(
+        "map",
+        "scratch",
+        root / "labels",
+        root,
+        root / "models" / "scratch",
+        root / "lr",
+        SCENE,
+        splits,
+        cfg,
+        progress=False,
+    )
+    choice = res["encoder_lr"]["low"]
+    metric = "mIoU" if all(v["mIoU"] is not None for v in choice["validation"].values()) else "loss"
+    sign = 1.0 if metric == "mIoU" else -1.0
+    scores = {float(k): sign * v[metric] for k, v in choice["validation"].items()}
+    assert set(scores) == {1e-6, 3e-3} and choice["chosen"] == max(scores, key=scores.get)
+    assert [lr for lr, _ in scored] == [1e-6, 3e-3, choice["chosen"]]  # the candidates, then the budget's one seed
+    assert all(logs == sorted(splits.val) for _, logs in scored)  # validation decides, never test
+    run = json.loads((root / "lr" / "low" / "pretrain_0" / "seed_0" / "run.json").read_text())
+    assert run["encoder_lr"] == choice["chosen"]
+
+
+def test_zero_shot_only_tasks_train_no_heads(project):
+    root, splits = project
+    with pytest.raises(ValueError, match="no zero-shot protocol"):
+        finetune(
+            "map",
+            "scratch",
+            root / "labels",
+            root,
+            root / "models" / "scratch",
+            root / "zs",
+            SCENE,
+            splits,
+            _cfg(zero_shot_only=["map"]),
+            progress=False,
+        )

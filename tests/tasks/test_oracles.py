@@ -96,7 +96,7 @@ def _write(root: Path, rng: np.random.Generator) -> dict:
         # and missing-ray queries (free)
         occ_dir = root / "occupancy" / log_id
         occ_dir.mkdir(parents=True)
-        batches, occ_raw = [], []
+        batches, occ_raw, occ_source = [], [], []
         for s in range(n):
             m = 300
             q = np.column_stack([rng.uniform(-15, 15, (m, 2)), rng.uniform(-1, 3, m), rng.uniform(0, 3, m)]).astype(
@@ -119,6 +119,7 @@ def _write(root: Path, rng: np.random.Generator) -> dict:
                 )
             )
             occ_raw.append((q, occupied))
+            occ_source.append(src)
         with (
             pa.OSFile(str(occ_dir / schema.OCCUPANCY_FILE), "wb") as sink,
             pa.ipc.new_file(sink, batches[0].schema) as w,
@@ -130,6 +131,7 @@ def _write(root: Path, rng: np.random.Generator) -> dict:
             "map": maps,
             "waypoints": waypoints,
             "occ": occ_raw,
+            "occ_source": occ_source,
             "sem": (sem_xyzt, sem_class, sem_sample),
         }
     cfg = TaskLabelsConfig(
@@ -346,3 +348,167 @@ def test_depth_rendering_interpolates_to_the_analytic_crossing(world):
         assert depth[0] == pytest.approx(16.0, abs=1e-5)
     finally:
         arrays.update(saved)
+
+
+def _tiny_model(name: str):
+    """An untrained pre-training model of variant ``name`` whose input is the world's voxels (2 sweeps x 2 bins)."""
+    from gasp_core.models.config import DecoderConfig, EncoderConfig, ModelConfig, VoxelizerConfig, variant
+    from gasp_core.models.gasp_model import GaspModel
+
+    cfg = ModelConfig(
+        VoxelizerConfig(voxel_size_m=1.0, z_bins=2),
+        EncoderConfig(backbone="resnet10t", out_indices=(0, 1, 2), width=16, out_stride=2),
+        DecoderConfig(hidden=16, blocks=1, offsets=0),
+    )
+    torch.manual_seed(0)
+    return GaspModel(SCENE, cfg, variant(name))
+
+
+class _LabelDecoder(nn.Module):
+    """Stands in for a pre-trained occupancy decoder: it takes queries normalised as pre-training normalises them
+    (x, y, z over the scene's extent, t over the horizon, to [0, 1]), maps them back to metres and seconds on its own
+    and returns logits +-20 from the stored label of the stored query there (-20 where there is none)."""
+
+    def __init__(self, raw, sign: float = 1.0) -> None:
+        super().__init__()
+        x0, x1, y0, y1, z0, z1 = SCENE.extent_m
+        self.lo = torch.tensor([x0, y0, z0, 0.0], dtype=torch.float64)
+        self.span = torch.tensor([x1 - x0, y1 - y0, z1 - z0, SCENE.horizon_s], dtype=torch.float64)
+        occ = [pair for log in raw.values() for pair in log["occ"]]
+        self.q = torch.from_numpy(np.concatenate([q for q, _ in occ]).astype(np.float64))
+        self.y = torch.from_numpy(np.concatenate([y for _, y in occ]).astype(bool))
+        self.sign = sign
+
+    def forward(self, bev, q_norm):
+        q = q_norm[0].double() * self.span + self.lo
+        gap = (q[:, None, :] - self.q[None]).abs().amax(-1)  # (N, stored queries)
+        near, k = gap.min(1)
+        truth = self.y[k] & (near < 1e-4)
+        return (self.sign * (truth.double() * 40.0 - 20.0)).float()[None, :, None]
+
+
+def test_occupancy_zero_shot_scores_the_models_own_decoder(world):
+    """A model whose occupancy decoder is the label field (read off the raw queries it is given, as pre-training
+    feeds them) scores exactly what ``_score`` gives the label field: AP 1 on the future lidar queries, and its
+    negation AP = their positive rate (scikit-learn's, on the queries after t0's sweep that are not missing rays)."""
+    from sklearn.metrics import average_precision_score
+
+    raw, items, task, _ = world
+    t = task("occupancy")
+    y = np.concatenate(
+        [
+            raw[lid]["occ"][s][1][
+                (raw[lid]["occ"][s][0][:, 3] > 0.1) & (raw[lid]["occ_source"][s] != QuerySource.MISSING)
+            ]
+            for lid, s in items
+        ]
+    ).astype(bool)
+    assert 0 < y.mean() < 1
+    model = _tiny_model("uno")
+    for sign, expected_ap in ((1.0, average_precision_score(y, y)), (-1.0, average_precision_score(y, ~y))):
+        model.occupancy = _LabelDecoder(raw, sign)
+        ev = t.zero_shot(model, items)
+        by_hand = t._score(_occupancy_field(raw, sign), items)
+        assert ev.metrics == by_hand.metrics
+        np.testing.assert_array_equal(ev.stats["hist"], by_hand.stats["hist"])
+        assert ev.metrics["AP"] == pytest.approx(expected_ap, abs=1e-12)
+    assert expected_ap == pytest.approx(y.mean())
+    assert t.zero_shot(_tiny_model("scratch"), items) is None  # no occupancy decoder: no zero-shot score
+
+
+def test_occupancy_zero_shot_is_the_pretraining_forward(world):
+    """With a real (untrained) decoder, zero-shot P(occupied) is sigmoid of ``GaspModel.forward``'s occupancy logits
+    on the item's voxels and raw queries, the call pre-training makes."""
+    raw, items, task, _ = world
+    t = task("occupancy")
+    model = _tiny_model("uno").eval()
+
+    def field_of(it):
+        vox = torch.from_numpy(t._arr(it, "voxels")[None].astype(np.float32))
+
+        def field(q):
+            with torch.no_grad():
+                logits = model(vox, torch.from_numpy(np.asarray(q, np.float32))[None])["occupancy_logits"][0]
+            return torch.sigmoid(logits).numpy()
+
+        return field
+
+    ev, by_hand = t.zero_shot(model, items), t._score(field_of, items)
+    assert ev.metrics == pytest.approx(by_hand.metrics, abs=1e-6)
+
+
+def test_evaluate_runs_stores_zero_shot_rows_per_pretraining_seed(world, tmp_path):
+    """The evaluate stage scores each init's own occupancy decoder per pre-training seed as budget ``zero_shot``
+    (scratch has none), beside the fine-tuned runs; the report compares them paired, like the fine-tuned runs."""
+    from gasp_core.models.gasp_model import load_pretrained
+    from gasp_core.tasks.config import SplitsConfig
+    from gasp_core.tasks.evaluation import ZERO_SHOT, evaluate_runs, pr_curves, split_stats, stats_key
+    from gasp_core.tasks.finetune import pretrained_dir, run_dir, save_run
+    from gasp_core.tasks.metrics import compact_histograms
+    from gasp_core.tasks.report import NO_VERDICT, compare, write_report
+    from gasp_core.tasks.stats import BootstrapConfig
+
+    raw, items, task, _ = world
+    t = task("occupancy")
+    root = Path(t.labels.root).parent
+    cfg = FinetuneConfig(device="cpu", budgets={"full": 1.0}, seeds=[0])
+    inits = {name: tmp_path / "models" / name for name in ("scratch", "uno", "gasp")}
+    for name, init_dir in inits.items():
+        for p in (0, 1):
+            model = _tiny_model(name)
+            torch.manual_seed(p + 1)
+            for prm in model.parameters():
+                prm.data.normal_(0.0, 0.3)
+            model.save_pretrained(pretrained_dir(init_dir, p))
+            save_run(run_dir(tmp_path / "runs" / name, "full", p, 0), t.head(16), None, {"feat_dim": 16})
+    splits = SplitsConfig(train=["t"], val=["v"], test=["a", "b"])
+    metrics, _, stats = evaluate_runs(
+        "occupancy",
+        inits,
+        tmp_path / "runs",
+        root / "labels",
+        root / "occupancy",
+        SCENE,
+        splits,
+        cfg,
+        [0, 1],
+        progress=False,
+    )
+    assert ZERO_SHOT not in metrics["results"]["scratch"]
+    for name in ("uno", "gasp"):
+        runs = metrics["results"][name][ZERO_SHOT]["runs"]
+        assert list(runs) == ["pretrain_0", "pretrain_1"]
+        ev = t.zero_shot(load_pretrained(pretrained_dir(inits[name], 1)), items)
+        assert runs["pretrain_1"]["AP"] == pytest.approx(ev.metrics["AP"], abs=1e-5)
+        np.testing.assert_array_equal(
+            stats[stats_key(name, ZERO_SHOT, "pretrain_1", "hist")], compact_histograms(ev.stats["hist"])
+        )
+    assert set(split_stats(stats)["gasp"]) == {"full", ZERO_SHOT}
+    assert set(pr_curves(t, stats, "full")) == {"scratch", "uno", "gasp", "baseline"}  # no zero-shot plot files
+    boot = BootstrapConfig(replicates=50)
+    cmp = compare(
+        "occupancy", split_stats(stats), np.arange(len(items)), list(inits), [ZERO_SHOT], t.main_from_stats, boot
+    )[ZERO_SHOT]
+    assert set(cmp["interval"]) == {"uno", "gasp"} and set(cmp["pairs"]) == {"gasp>uno"}
+    assert cmp["pairs"]["gasp>uno"]["verdict"] in ("better", "worse", "inconclusive")  # 2 pre-training seeds
+    one_seed = {k: v for k, v in stats.items() if "|pretrain_1" not in k}  # one pre-training seed: no verdict
+    one = compare(
+        "occupancy", split_stats(one_seed), np.arange(len(items)), list(inits), [ZERO_SHOT], t.main_from_stats, boot
+    )
+    assert one[ZERO_SHOT]["pairs"]["gasp>uno"]["verdict"] == NO_VERDICT
+    full = compare(
+        "occupancy", split_stats(stats), np.arange(len(items)), list(inits), ["full"], t.main_from_stats, boot
+    )
+    summary = write_report(
+        {"occupancy": metrics},
+        {},
+        tmp_path / "report",
+        list(inits),
+        ["full"],
+        {"occupancy": full},
+        zero_shot={"occupancy": cmp},
+    )
+    readme = (tmp_path / "report" / "README.md").read_text()
+    assert "## 4D occupancy, zero-shot (each model's own pre-trained occupancy decoder, no labels)" in readme
+    assert "| GASP vs UnO | " in readme and "| UnO | " in readme
+    assert summary["tasks"]["occupancy"][ZERO_SHOT]["pairs"]["gasp>uno"] is cmp["pairs"]["gasp>uno"]

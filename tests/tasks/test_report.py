@@ -5,20 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 from gasp_core.tasks.finetune import TrajectoryTask
-from gasp_core.tasks.report import _fmt_ci, compare, comparison_pairs, write_report
+from gasp_core.tasks.report import NO_VERDICT, _fmt_ci, compare, comparison_pairs, write_report
 from gasp_core.tasks.stats import BootstrapConfig
 
 CFG = BootstrapConfig(replicates=300, seed=0)
 N = 24
 
 
-def _stats(factors: dict[str, float], runs: int = 1, baseline: bool = True) -> dict:
-    """Per-sample L2 errors (N, 3) of each init, ``factors[init]`` times a shared per-sample difficulty."""
+def _stats(factors: dict[str, float], runs: int = 1, baseline: bool = True, pretrain: int = 2) -> dict:
+    """Per-sample L2 errors (N, 3) of each init, ``factors[init]`` times a shared per-sample difficulty, for ``runs``
+    fine-tuning seeds under each of ``pretrain`` pre-training seeds."""
     base = np.random.default_rng(0).gamma(2.0, 1.0, N)
     stats = {
         i: {
             "low": {
-                f"pretrain_0/seed_{r}": {"l2": (base * f * (1 + 0.01 * r))[:, None].repeat(3, 1)} for r in range(runs)
+                f"pretrain_{p}/seed_{r}": {"l2": (base * f * (1 + 0.01 * r + 0.005 * p))[:, None].repeat(3, 1)}
+                for p in range(pretrain)
+                for r in range(runs)
             }
         }
         for i, f in factors.items()
@@ -109,3 +112,24 @@ def test_write_report_readme_has_verdicts_intervals_and_na(tmp_path):
     assert csv[0] == "task,budget,init,value" and {r.split(",")[2] for r in csv[1:]} == {"scratch", "gasp"}
     assert summary["tasks"]["trajectory"]["better"] == "lower"
     assert (tmp_path / "report" / "summary.json").is_file() and (tmp_path / "report" / "radar.png").is_file()
+
+
+def test_one_pretraining_seed_gives_no_verdict(tmp_path):
+    """Pre-training variance decides GASP vs UnO and UnO vs scratch: with one pre-training seed there is no verdict,
+    however clear the interval over test samples and fine-tuning seeds looks; the README prints the estimate and why."""
+    inits = ["scratch", "uno", "gasp"]
+    one = _compare(_stats({"scratch": 1.2, "uno": 1.0, "gasp": 0.8}, runs=3, pretrain=1), inits)
+    two = _compare(_stats({"scratch": 1.2, "uno": 1.0, "gasp": 0.8}, runs=3, pretrain=2), inits)
+    for pair in ("gasp>uno", "uno>scratch"):
+        assert (
+            one["low"]["pairs"][pair]["verdict"] == NO_VERDICT
+            and "1 pre-training seed" in one["low"]["pairs"][pair]["why"]
+        )
+        assert one["low"]["pairs"][pair]["low"] > 0  # the interval alone would have said "better"
+        assert two["low"]["pairs"][pair]["verdict"] == "better"
+    assert one["low"]["vs_baseline"]["gasp"]["verdict"] == "better"  # no pre-training on the baseline's side
+    metrics = {"trajectory": {"results": {i: {"low": {"mean": {}, "std": {}}} for i in inits}}}
+    write_report(metrics, {}, tmp_path, inits, ["low"], {"trajectory": one})
+    readme = (tmp_path / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| Ego trajectory | low |"))
+    assert row.count(NO_VERDICT) == 2 and "better" not in row and "[" not in row

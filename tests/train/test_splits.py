@@ -186,3 +186,65 @@ def test_splits_must_not_overlap():
         kw = {"train": ["a"], "val": ["b"], "test": ["c"], empty: []}
         with pytest.raises(ConfigError, match=f"splits.{empty} is empty"):
             SplitsConfig(**kw)
+
+
+def _run_stage(script: str, argv: list[str], monkeypatch) -> None:
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", [script, *argv])
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / script), run_name="__main__")
+
+
+def test_pretraining_stages_read_the_pool_never_validation_or_test(tmp_path, monkeypatch):
+    """The study's pre-training stages (the image teacher, the DINO PCA, pre-training) read train + pool: at least 10x
+    the low budget's labelled logs, and not one validation or test log."""
+    import yaml
+
+    from gasp_core.params import compose
+
+    params = yaml.safe_load(compose(tmp_path / "params.yaml", ["preset=study"]).read_text())
+    splits = params["splits"]
+    held_out = set(splits["val"]) | set(splits["test"])
+    seen: dict[str, list[str]] = {}
+
+    def fake_pretrain(variant_name, store, occupancy, dino, out, scene, cfg, ckpt, live_dir=None, logs=None, seed=0):
+        seen["pretrain"] = list(logs)
+        seen["dino"] = [str(dino)]
+        return {}
+
+    (tmp_path / "dino" / "teacher").mkdir(parents=True)
+    monkeypatch.setattr("gasp_core.train.pretrain.pretrain", fake_pretrain)
+    args = ["--params", str(tmp_path / "params.yaml"), "--store", "s", "--occupancy", "o", "--dino"]
+    args += [str(tmp_path / "dino"), "--out", "m", "--live", "l", "--metrics", str(tmp_path / "m.json")]
+    _run_stage("stages/pretrain.py", ["--variant", "gasp", "--seed", "0", *args], monkeypatch)
+    assert seen["dino"] == [str(tmp_path / "dino" / "teacher")]  # the in-domain teacher's targets
+    with pytest.raises(SystemExit, match="oracle"):  # gasp_oracle needs the oracle's targets built
+        _run_stage("stages/pretrain.py", ["--variant", "gasp_oracle", "--seed", "0", *args], monkeypatch)
+
+    def fake_frames(frames, fit_logs, store):
+        seen["fit"] = list(fit_logs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("gasp_core.targets.dino.fit_log_frames", fake_frames)
+    monkeypatch.setattr("gasp_core.targets.dino.list_frames", lambda store, stride: [])
+    monkeypatch.setattr("gasp_core.data.store.LogStore", lambda root: None)
+    with pytest.raises(SystemExit):
+        _run_stage(
+            "stages/teacher.py",
+            [
+                "--params",
+                str(tmp_path / "params.yaml"),
+                "--store",
+                "s",
+                "--out",
+                "t",
+                "--metrics",
+                str(tmp_path / "t.json"),
+            ],
+            monkeypatch,
+        )
+    for name in ("pretrain", "fit"):
+        assert sorted(seen[name]) == sorted(splits["train"] + splits["pool"]), name
+        assert not set(seen[name]) & held_out, name
+    assert len(seen["pretrain"]) >= 10 * 1  # the low budget labels one log (tests/test_configs.py checks that)
