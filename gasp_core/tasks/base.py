@@ -4,6 +4,7 @@ scores a set of samples into an :class:`Evaluation`; helpers the tasks share."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,10 @@ class Task:
 
     def loss(self, head: nn.Module, bev: Tensor, items: list[Item], rng: np.random.Generator) -> Tensor:
         raise NotImplementedError
+
+    co_primary: tuple[tuple[str, str, Callable], ...] = ()
+    """Metrics reported beside the main one with intervals and verdicts of their own: (metric, "higher" | "lower",
+    the metric from per-sample statistics like :meth:`main_from_stats`)."""
 
     histogram_stats: tuple[str, ...] = ()
     """Names of the statistics that are AP score histograms (S, ..., 2, bins): the evaluation stores them with

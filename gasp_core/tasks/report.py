@@ -47,6 +47,7 @@ METRIC_TITLES = {
     "mAP": "mAP",
     "mIoU": "mIoU: crossings, dividers, boundaries",
     "L2_avg": "L2 avg 1-3 s, with odometry, m",
+    "L2_avg/no_odometry": "L2 avg 1-3 s, BEV-only head (no odometry), m",
 }
 SECONDARY = {
     "forecast": ["softIoU/vehicle", "AP/pedestrian", "AP/cyclist", "mAP", "softIoU"],
@@ -86,6 +87,12 @@ def _fmt(mean, std) -> str:
     if mean is None:
         return "n/a"
     return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+
+
+def _row_title(row: str, rows: dict) -> str:
+    """A task's title; a co-primary row adds its metric."""
+    task, metric, _ = rows[row]
+    return TASK_TITLES[task] if row == task else f"{TASK_TITLES[task]} ({METRIC_TITLES.get(metric, metric)})"
 
 
 def _fmt_pair(d: dict | None) -> str:
@@ -132,11 +139,19 @@ def comparison_pairs(inits: list[str]) -> list[tuple[str, str]]:
 
 
 def compare(
-    task: str, stats: dict, groups: np.ndarray, inits: list[str], budgets: list[str], fn, cfg: BootstrapConfig
+    task: str,
+    stats: dict,
+    groups: np.ndarray,
+    inits: list[str],
+    budgets: list[str],
+    fn,
+    cfg: BootstrapConfig,
+    direction: str | None = None,
 ) -> dict:
     """Per budget: each init's main-metric interval, the paired differences of :func:`comparison_pairs`, and each init
-    against the non-learned baseline (when the task has one), from the evaluate stage's per-sample statistics."""
-    better = MAIN_METRIC[task][1] == "higher"
+    against the non-learned baseline (when the task has one), from the evaluate stage's per-sample statistics.
+    ``direction`` ("higher" | "lower") is that of ``fn``'s metric when it is not the task's main one."""
+    better = (direction or MAIN_METRIC[task][1]) == "higher"
     base = list(stats.get(BASELINE, {}).get("-", {}).values())
     out: dict = {}
     for b in budgets:
@@ -194,26 +209,36 @@ def write_report(
         lines += [f"- {k}: {v}" for k, v in extras.items()] + [""]
     if any(i in ORACLE_INITS for i in inits):
         lines += [ORACLE_NOTE, ""]
-    has_base = any("baseline" in comparisons[t][b] for t in tasks for b in budgets)
+    # one row per task's main metric, then its co-primary metrics (keys ``task:metric`` in ``comparisons``)
+    rows = {t: (t, *MAIN_METRIC[t]) for t in tasks}
+    rows.update(
+        {
+            k: (k.split(":")[0], k.split(":", 1)[1], v.get("direction", "lower"))
+            for k, v in comparisons.items()
+            if ":" in k and k.split(":")[0] in tasks
+        }
+    )
+    rows = {k: rows[k] for k in sorted(rows, key=lambda k: (tasks.index(rows[k][0]), k))}
+    has_base = any("baseline" in comparisons[r][b] for r in rows for b in budgets)
     header = "| task (metric) | " + " | ".join(f"{_label(i)} ({b})" for b in budgets for i in inits)
     header += " | non-learned baseline |" if has_base else " |"
     lines += ["## Main metric per task", "", header, "|" + "---|" * (1 + len(budgets) * len(inits) + has_base)]
     csv_rows = ["task,budget,init,value"]
-    for task in tasks:
-        metric, better = MAIN_METRIC[task]
-        cmp = comparisons[task]
+    for row in rows:
+        task, metric, better = rows[row]
+        cmp = comparisons[row]
         cells = [_fmt_ci(cmp[b]["interval"].get(i)) for b in budgets for i in inits]
         for b in budgets:
             for i, d in cmp[b]["interval"].items():
                 if d["estimate"] is not None and not np.isnan(d["estimate"]):
-                    csv_rows.append(f"{task},{b},{i},{d['estimate']}")
+                    csv_rows.append(f"{row},{b},{i},{d['estimate']}")
         if has_base:
             cells.append(_fmt_ci(cmp[budgets[0]].get("baseline")))
         arrow = "↑" if better == "higher" else "↓"
         lines.append(
             f"| {TASK_TITLES[task]} ({METRIC_TITLES.get(metric, metric)} {arrow}) | " + " | ".join(cells) + " |"
         )
-        summary["tasks"][task] = {"metric": metric, "better": better, **{b: cmp[b] for b in budgets}}
+        summary["tasks"][row] = {"metric": metric, "better": better, **{b: cmp[b] for b in budgets}}
     pairs = [p for p in comparison_pairs(inits)]
     lines += [
         "",
@@ -226,13 +251,13 @@ def write_report(
         "| task | budget | " + " | ".join(f"{_label(a)} vs {_label(c)}" for a, c in pairs) + " |",
         "|---|---|" + "---|" * len(pairs),
     ]
-    for task in tasks:
+    for row in rows:
         for b in budgets:
             cells = []
             for a, c in pairs:
-                d = comparisons[task][b]["pairs"].get(f"{a}>{c}")
+                d = comparisons[row][b]["pairs"].get(f"{a}>{c}")
                 cells.append(_fmt_pair(d))
-            lines.append(f"| {TASK_TITLES[task]} | {b} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_row_title(row, rows)} | {b} | " + " | ".join(cells) + " |")
     if has_base:
         lines += [
             "",
@@ -241,12 +266,12 @@ def write_report(
             "| task | budget | " + " | ".join(f"{_label(i)} vs baseline" for i in inits) + " |",
             "|---|---|" + "---|" * len(inits),
         ]
-        for task in tasks:
+        for row in rows:
             for b in budgets:
-                vs = comparisons[task][b]["vs_baseline"]
+                vs = comparisons[row][b]["vs_baseline"]
                 if vs:
                     lines.append(
-                        f"| {TASK_TITLES[task]} | {b} | "
+                        f"| {_row_title(row, rows)} | {b} | "
                         + " | ".join(
                             f"{_fmt_ci(vs[i], signed=True)} **{vs[i]['verdict']}**" if i in vs else "n/a" for i in inits
                         )
@@ -389,11 +414,18 @@ def build_report(
             TASK_CLASSES[task].main_from_stats,
             bootstrap,
         )
+        for metric, direction, co_fn in TASK_CLASSES[task].co_primary:
+            comparisons[f"{task}:{metric}"] = {
+                **compare(task, split_stats(arrays), groups, cfg.inits, list(cfg.budgets), co_fn, bootstrap, direction),
+                "direction": direction,
+            }
         by_init, fn = split_stats(arrays), TASK_CLASSES[task].main_from_stats
         if any(ZERO_SHOT in by_budget for by_budget in by_init.values()):  # scored on each init's own decoder
             zero_shot[task] = compare(task, by_init, groups, cfg.inits, [ZERO_SHOT], fn, bootstrap)[ZERO_SHOT]
         if task in cfg.zero_shot_only:  # no heads: the task has its zero-shot section only
-            del metrics[task], comparisons[task]
+            del metrics[task]
+            for key in [k for k in comparisons if k == task or k.startswith(f"{task}:")]:
+                del comparisons[key]
             qualitative.pop(task, None)
         log.info("%s: bootstrap intervals done", task)
     model_dir = Path(gasp_model) / f"seed_{pretrain_seeds[0]}" if gasp_model is not None else None

@@ -98,6 +98,14 @@ class TrajectoryTask(Task):
     def main_from_stats(stats, weight):
         return stats["l2"].mean(-1) / weight
 
+    @staticmethod
+    def blind_from_stats(stats, weight):
+        """L2 avg of the BEV-only head (no odometry: what the encoder alone knows of the ego's motion); the
+        baseline, which has no such head, keeps its own L2."""
+        return stats["l2_blind" if "l2_blind" in stats else "l2"].mean(-1) / weight
+
+    co_primary = (("L2_avg/no_odometry", "lower", blind_from_stats),)
+
     def collisions(self, item: Item, xy: np.ndarray) -> np.ndarray:
         """(K,) whether the ego footprint at each waypoint overlaps an object box of that step."""
         arrays = self.labels.log(item[0])

@@ -14,6 +14,8 @@ def relative_scores(summary: dict, budget: str, init: str) -> dict[str, list[flo
     estimate of any init (1 = best; for a lower-is-better metric, best / value); 0 where there is nothing to show."""
     rel: dict[str, list[float]] = {k: [] for k in ("estimate", "low", "high")}
     for s in summary["tasks"].values():
+        if budget not in s:  # a row without fine-tuned heads (scored zero-shot only)
+            continue
         ivals = s[budget]["interval"]
         present = [d["estimate"] for d in ivals.values() if d["estimate"] is not None and not np.isnan(d["estimate"])]
         d = ivals.get(init)
@@ -37,7 +39,7 @@ def radar(
     ``summary``: ``{"tasks": {task: {"metric", "better", <budget>: {"interval": {init: {"estimate", "low",
     "high"}}}}}, "budgets", "inits", "level"}``; ``labels`` / ``titles``: display names of inits / tasks."""
     labels, titles = labels or {}, titles or {}
-    tasks = list(summary["tasks"])
+    tasks = [t for t, s in summary["tasks"].items() if all(b in s for b in summary["budgets"])]
     budgets, inits = summary["budgets"], summary["inits"]
     angles = np.linspace(0, 2 * np.pi, len(tasks), endpoint=False)
     fig = new_figure(figsize=(5 * len(budgets), 5))

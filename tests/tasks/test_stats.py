@@ -62,7 +62,7 @@ def test_compare_names_the_papers_pairs_and_the_baseline():
     rng = np.random.default_rng(2)
     base = rng.gamma(2.0, 1.0, 20)
     stats = {
-        init: {"low": {"pretrain_0/seed_0": {"l2": (base * f)[:, None].repeat(3, 1)}}}
+        init: {"low": {f"pretrain_{p}/seed_0": {"l2": (base * f)[:, None].repeat(3, 1)} for p in (0, 1)}}
         for init, f in (("scratch", 1.2), ("uno", 1.0), ("gasp", 0.8))
     }
     stats["baseline"] = {"-": {"-": {"l2": base[:, None].repeat(3, 1)}}}
