@@ -35,13 +35,20 @@ def data_description(store_dir: Path | None, logs: list[str] | None) -> str:
 
 
 def teacher_description(dino_dir: Path | None) -> tuple[str, str | None]:
-    """(what the DINO targets were distilled from, a warning when the teacher's weights are random)."""
+    """(what the DINO targets were distilled from, a warning when the teacher's weights are random or the teacher is
+    the oracle control)."""
     if dino_dir is None:
         return "not used (this variant has no DINO objective)", None
     info = _json(Path(dino_dir) / "teacher.json")
     if not info:
         return f"unknown (`{dino_dir}/teacher.json` is missing)", None
     text = f"`{info.get('model')}`, weights `{info.get('weights')}` (targets: `{dino_dir}`)"
+    if info.get("model") == "oracle":
+        return text, (
+            "**The DINO targets come from the ORACLE teacher**: a fixed embedding of the simulator's surface class at "
+            "each lidar point. It is a control for the embedded world (what a perfect foundation model would give), "
+            "which real data cannot have; never a model to deploy or to compare with published GASP."
+        )
     if info.get("random_weights"):
         return text, (
             "**The DINO teacher has RANDOM weights.** The distilled features carry no pre-trained semantics: this "

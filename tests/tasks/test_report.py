@@ -133,3 +133,35 @@ def test_one_pretraining_seed_gives_no_verdict(tmp_path):
     readme = (tmp_path / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| Ego trajectory | low |"))
     assert row.count(NO_VERDICT) == 2 and "better" not in row and "[" not in row
+
+
+def test_trajectory_bev_only_head_is_a_co_primary_row(tmp_path):
+    """The BEV-only head (no odometry) gets its own main-table row, intervals and verdicts: here it orders the inits
+    the other way round from the odometry head, and the report must show both."""
+    inits = ["scratch", "uno", "gasp"]
+    stats = _stats({"scratch": 1.2, "uno": 1.0, "gasp": 0.8}, runs=2)
+    blind = _stats({"scratch": 0.8, "uno": 1.0, "gasp": 1.2}, runs=2, baseline=False)
+    for i in inits:
+        for run, s in stats[i]["low"].items():
+            s["l2_blind"] = blind[i]["low"][run]["l2"]
+    ((metric, direction, fn),) = TrajectoryTask.co_primary
+    main = _compare(stats, inits)
+    co = compare("trajectory", stats, np.arange(N), inits, ["low"], fn, CFG, direction)
+    assert (
+        main["low"]["pairs"]["gasp>uno"]["verdict"] == "better" and co["low"]["pairs"]["gasp>uno"]["verdict"] == "worse"
+    )
+    # the baseline has no BEV-only head: its own L2 stands in
+    assert co["low"]["baseline"]["estimate"] == main["low"]["baseline"]["estimate"]
+    metrics = {"trajectory": {"results": {i: {"low": {"mean": {}, "std": {}}} for i in inits}}}
+    summary = write_report(
+        metrics,
+        {},
+        tmp_path,
+        inits,
+        ["low"],
+        {"trajectory": main, f"trajectory:{metric}": {**co, "direction": direction}},
+    )
+    readme = (tmp_path / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| Ego trajectory (L2 avg 1-3 s, BEV-only head")]
+    assert len(rows) == 3  # main table, pairs, against the baseline
+    assert "**worse**" in rows[1] and f"trajectory:{metric}" in summary["tasks"]

@@ -226,6 +226,8 @@ def test_card_tells_the_embedded_world_from_real_data_and_trained_teachers_from_
     assert teacher_description(dino)[1] is None and "in_domain:mae" in teacher_description(dino)[0]
     (dino / "teacher.json").write_text(json.dumps({"model": "m", "weights": "random", "random_weights": True}))
     assert "RANDOM" in teacher_description(dino)[1]
+    (dino / "teacher.json").write_text(json.dumps({"model": "oracle", "weights": "oracle:surface-class"}))
+    assert "ORACLE" in teacher_description(dino)[1] and "real data cannot have" in teacher_description(dino)[1]
 
 
 def test_gasp_view_records_the_log_and_the_models_field_and_rerun_reads_it_back(pretrain_inputs, tmp_path):
