@@ -1,6 +1,6 @@
 """How much each pre-training objective pulls on the encoder: per-objective gradient norms, shares and cosines.
 
-    python benchmarks/pretrain_gradient_share.py [--variant gasp] [--batches 8] [--dino data/targets/dino]
+    python benchmarks/pretrain_gradient_share.py [--variant gasp] [--batches 8] [--dino data/targets/dino/teacher]
         [--model models/pretrain/gasp/seed_0 ...] [--loss ego_weight=0.25 ...] [--json out.json]
 
 Reads the ``scene``, ``splits`` and ``pretrain`` sections of params.yaml as ``stages/pretrain.py`` does, builds the
@@ -230,7 +230,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: pretrain.train.batch_size")
     parser.add_argument("--store", type=Path, default=Path("data/store"))
     parser.add_argument("--occupancy", type=Path, default=Path("data/targets/occupancy"))
-    parser.add_argument("--dino", type=Path, default=Path("data/targets/dino"))
+    parser.add_argument("--dino", type=Path, default=Path("data/targets/dino/teacher"))
     parser.add_argument(
         "--model", type=Path, action="append", default=[], help="trained model folder(s) to measure as well"
     )

@@ -48,7 +48,7 @@ def main() -> None:
     data = PretrainDataset(
         "data/store",
         "data/targets/occupancy",
-        "data/targets/dino" if var.dino else None,
+        "data/targets/dino/teacher" if var.dino else None,
         scene,
         cfg.model.voxelizer,
         tc.queries,

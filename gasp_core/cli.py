@@ -55,6 +55,14 @@ def write_metrics(path: Path, metrics: dict) -> None:
         print(json.dumps(metrics, indent=1))
 
 
+def compute_config(params: dict):
+    """How this stage runs its per-log jobs: params.yaml's ``compute`` section (defaults where it has none). It is read
+    here and declared by no stage in dvc.yaml, so changing it reruns nothing; no output records it."""
+    from gasp_core.parallel import compute_config_from_dict
+
+    return compute_config_from_dict(params.get("compute"), strict=False)
+
+
 def pretrain_pool(splits: dict):
     """The logs self-supervision reads (the teacher, the DINO PCA): ``splits.train`` + ``splits.pool``. An unset
     ``splits.train`` (``???``) passes through as is, for the reader's own error naming it."""

@@ -1,13 +1,14 @@
 """DVC stage ``task_labels``: the downstream labels of every sample of every split's logs, from the log store.
 
 Reads the ``scene``, ``splits``, ``pretrain.model.voxelizer`` (the model input is stored with the labels),
-``occupancy_labels`` (its samples and ray settings) and ``task_labels`` sections of params.yaml; writes one
+``occupancy_labels`` (its samples and ray settings) and ``task_labels`` sections of params.yaml (and ``compute``, how
+to run the per-log jobs: not a param of the stage); writes one
 npz per log and a manifest to ``--out`` (``gasp_core.tasks.build``).
 """
 
 from pathlib import Path
 
-from gasp_core.cli import read_params, stage_parser, write_metrics
+from gasp_core.cli import compute_config, read_params, stage_parser, write_metrics
 from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.models.config import VoxelizerConfig
@@ -30,7 +31,16 @@ def main() -> None:
     occ = occupancy_labels_config_from_dict(params["occupancy_labels"], strict=True)
     cfg = from_dict(TaskLabelsConfig, params["task_labels"], "task_labels", strict=True)
     metrics = build_task_labels(
-        args.store, args.occupancy, args.out, scene, vox, occ, cfg, splits.all(), ray_logs=[*splits.val, *splits.test]
+        args.store,
+        args.occupancy,
+        args.out,
+        scene,
+        vox,
+        occ,
+        cfg,
+        splits.all(),
+        ray_logs=[*splits.val, *splits.test],
+        compute=compute_config(params),
     )
     write_metrics(args.metrics, metrics)
 

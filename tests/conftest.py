@@ -66,3 +66,18 @@ def require_shared(path: Path, what: str) -> Path:
 @pytest.fixture(scope="session")
 def av2_sample() -> Path:
     return require_shared(AV2_SAMPLE, "real AV2 sample")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole test run (started by the first test that wants it)."""
+    ray = pytest.importorskip("ray") if not in_ci() else __import__("ray")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},  # workers import gasp_core and tests from here
+        )
+    yield ray
+    ray.shutdown()

@@ -375,6 +375,20 @@ def _downstream(project: Path, names: set[str]) -> set[str]:
 SHOW = ["exp", "show", "--md", "--drop", ".*", "--keep", r"Experiment|.*dino_weight|.*/(low|full)/gasp/.*"]
 
 
+def test_how_work_runs_reruns_nothing(smoke):
+    """The backend and the worker count are not params of any stage: composing `compute=sequential` with another
+    worker count, or `compute=ray`, leaves `dvc status` clean (the byte-identity of the outputs themselves is
+    tests/test_parallel.py)."""
+    original = (smoke / "params.yaml").read_text()
+    try:
+        for overrides in (["compute=sequential", "compute.workers=7"], ["compute=ray", "compute.workers=64"]):
+            compose(smoke / "params.yaml", overrides, root=smoke)
+            assert yaml.safe_load((smoke / "params.yaml").read_text())["compute"]["workers"] in (7, 64)
+            assert _status(smoke) == {}, overrides
+    finally:
+        (smoke / "params.yaml").write_text(original)
+
+
 def test_swept_key_reruns_exactly_its_readers_and_exp_show_compares(smoke):
     """`dvc exp run --queue -S` over a key: only the stages declaring it (then what their outputs feed) rerun."""
     key = "pretrain.loss.dino_weight"

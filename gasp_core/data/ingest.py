@@ -26,7 +26,7 @@ from gasp_core.data.ingest_convert import LogResult, ingest_log
 from gasp_core.data.ingest_source import ego_dims, fingerprint, list_logs, open_source
 from gasp_core.data.schema import META_FILE, SCHEMA_VERSION, STORE_MANIFEST, EgoDims
 from gasp_core.io import write_json_atomic
-from gasp_core.parallel import map_jobs
+from gasp_core.parallel import ComputeConfig, map_jobs
 
 __all__ = [
     "IngestConfig",
@@ -53,8 +53,9 @@ def _ingest_one(args: tuple[IngestConfig, str, str, EgoDims]) -> LogResult:
         return LogResult(log_id, "failed", error=str(exc))
 
 
-def ingest(cfg: IngestConfig, out: Path, progress: bool = True) -> dict:
-    """Ingest every selected log into ``out``; returns the stage metrics (also written to the manifest)."""
+def ingest(cfg: IngestConfig, out: Path, progress: bool = True, compute: ComputeConfig | None = None) -> dict:
+    """Ingest every selected log into ``out`` (the jobs run on ``compute``, default in this process); returns the stage
+    metrics (also written to the manifest)."""
     out = Path(out)
     start = time.perf_counter()
     log_ids = list_logs(cfg)
@@ -74,7 +75,14 @@ def ingest(cfg: IngestConfig, out: Path, progress: bool = True) -> dict:
     (out / STORE_MANIFEST).unlink(missing_ok=True)
     jobs = [(cfg, log_id, str(out), ego) for log_id in log_ids]
     results = map_jobs(
-        _ingest_one, jobs, cfg.workers, "ingest", progress, postfix=lambda rs: {"sweeps": sum(r.sweeps for r in rs)}
+        _ingest_one,
+        jobs,
+        compute or ComputeConfig(backend="sequential"),
+        "ingest",
+        progress,
+        postfix=lambda rs: {"sweeps": sum(r.sweeps for r in rs)},
+        names=log_ids,
+        visible=lambda r: [out / r.log_id / META_FILE] if r.status != "failed" else [],
     )
     results.sort(key=lambda r: r.log_id)
     failed = [r for r in results if r.status == "failed"]

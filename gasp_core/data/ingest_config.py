@@ -22,8 +22,6 @@ class IngestConfig:
     """nuScenes table version (ignored for AV2)."""
     logs: list[str] | None = None
     """Log ids (AV2) or scene names (nuScenes) to ingest; null for every log of the split."""
-    workers: int = 2
-    """Logs ingested in parallel."""
     on_bad_sweep: Literal["skip", "error"] = "skip"
     """A sweep that is missing, truncated, empty or holds NaN/inf: skip it (logged and counted) or stop."""
     max_bad_sweep_fraction: float = 0.1

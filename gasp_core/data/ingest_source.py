@@ -88,7 +88,7 @@ def fingerprint(source: LogSource, cfg: IngestConfig, ego: EgoDims) -> str:
         except ValueError:
             rel = str(p)
         files.append((rel, p.stat().st_size if p.exists() else -1))
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "logs", "root")}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("logs", "root")}
     content = {"schema": SCHEMA_VERSION, "files": files, "settings": settings, "ego": asdict(ego)}
     classes = source.surface_classes()
     if classes is not None:  # absent for unlabelled logs, so their fingerprints stay as they were

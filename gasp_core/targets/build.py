@@ -20,7 +20,7 @@ from gasp_core.config import from_dict
 from gasp_core.data.samples import SceneConfig, select_samples
 from gasp_core.data.store import LogStore, StoredLog
 from gasp_core.io import atomic_dir, write_json_atomic
-from gasp_core.parallel import map_jobs
+from gasp_core.parallel import ComputeConfig, map_jobs
 from gasp_core.targets import schema
 from gasp_core.targets.ego_path import EgoPathConfig, ego_queries
 from gasp_core.targets.occupancy import OccupancyConfig, occupancy_queries, sample_rays
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 class OccupancyLabelsConfig:
     occupancy: OccupancyConfig = field(default_factory=OccupancyConfig)
     ego_path: EgoPathConfig = field(default_factory=EgoPathConfig)
-    workers: int = 2
-    """Logs labelled in parallel."""
     seed: int = 0
     """Query sampling seed (each log draws from its own stream derived from this and its id)."""
 
@@ -49,7 +47,7 @@ def log_rng(seed: int, log_id: str) -> np.random.Generator:
 def _fingerprint(log: StoredLog, scene: SceneConfig, cfg: OccupancyLabelsConfig) -> str:
     settings = {
         "scene": asdict(scene),
-        "cfg": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+        "cfg": asdict(cfg),
         "log": log.meta.fingerprint,
         "schema": [str(schema.OCCUPANCY), str(schema.EGO_PATH)],
     }
@@ -147,9 +145,15 @@ def _label_one(args) -> dict:
 
 
 def build_occupancy_labels(
-    store_dir: Path, out: Path, scene: SceneConfig, cfg: OccupancyLabelsConfig, progress: bool = True
+    store_dir: Path,
+    out: Path,
+    scene: SceneConfig,
+    cfg: OccupancyLabelsConfig,
+    progress: bool = True,
+    compute: ComputeConfig | None = None,
 ) -> dict:
-    """Label every log of the store; returns the stage metrics (also in ``<out>/manifest.json``)."""
+    """Label every log of the store (the jobs run on ``compute``, default in this process); returns the stage metrics
+    (also in ``<out>/manifest.json``)."""
     start = time.perf_counter()
     store = LogStore(store_dir)
     out = Path(out)
@@ -166,10 +170,12 @@ def build_occupancy_labels(
     results = map_jobs(
         _label_one,
         jobs,
-        cfg.workers,
+        compute or ComputeConfig(backend="sequential"),
         "occupancy_labels",
         progress,
         postfix=lambda rs: {"samples": sum(r["samples"] for r in rs)},
+        names=store.log_ids,
+        visible=lambda r: [out / r["log_id"] / schema.META_FILE],
     )
     seconds = time.perf_counter() - start
     total = {

@@ -37,7 +37,7 @@ from gasp_core.data.store import LogStore, StoredLog
 from gasp_core.io import atomic_path, write_json_atomic
 from gasp_core.models.config import VoxelizerConfig
 from gasp_core.models.voxelizer import channels, grid_shape, voxelize
-from gasp_core.parallel import map_jobs
+from gasp_core.parallel import ComputeConfig, map_jobs
 from gasp_core.targets import schema
 from gasp_core.targets.build import OccupancyLabelsConfig, log_rng
 from gasp_core.targets.occupancy import sample_rays
@@ -233,9 +233,10 @@ def build_task_labels(
     logs: list[str],
     progress: bool = True,
     ray_logs: list[str] | None = None,
+    compute: ComputeConfig | None = None,
 ) -> dict:
-    """Label ``logs`` into ``out`` (one npz each, then the manifest); depth-rendering rays for ``ray_logs``
-    (default: all). Returns the stage metrics."""
+    """Label ``logs`` into ``out`` (one npz each, then the manifest; the jobs run on ``compute``, default in this
+    process); depth-rendering rays for ``ray_logs`` (default: all). Returns the stage metrics."""
     out = Path(out)
     for key in ("forecast_times_s", "waypoint_times_s"):
         times = getattr(cfg, key)
@@ -255,7 +256,16 @@ def build_task_labels(
         (store_dir, occupancy_dir, out, lid, scene, vox, occ_cfg, cfg, ray_logs is None or lid in ray_logs)
         for lid in logs
     ]
-    results = map_jobs(_label_one, jobs, cfg.workers, "task labels", progress=progress, ordered=True)
+    results = map_jobs(
+        _label_one,
+        jobs,
+        compute or ComputeConfig(backend="sequential"),
+        "task labels",
+        progress=progress,
+        ordered=True,
+        names=logs,
+        visible=lambda r: [out / f"{r['log_id']}.npz"],
+    )
     rows, cols = grid_shape(scene, vox)
     fg, mg = forecast_grid(scene, cfg), map_grid(scene, cfg)
     manifest = {

@@ -75,8 +75,6 @@ class TaskLabelsConfig:
     """Extra semantic-occupancy queries drawn inside object boxes per sample (rare classes get examples)."""
     render_rays: int = 64
     """Returned future rays per sample kept for the depth-rendering evaluation of 4D occupancy."""
-    workers: int = 2
-    """Logs labelled in parallel."""
     seed: int = 0
 
 

@@ -46,7 +46,7 @@ def test_real_av2_log_ingests_to_what_the_av2_api_returns(av2_sample, tmp_path):
     from gasp_core.geometry import quat_wxyz_to_rotation
 
     metrics = ingest(
-        IngestConfig(format="av2", root=str(av2_sample.parent), split=av2_sample.name, workers=1, map_margin_m=1e4),
+        IngestConfig(format="av2", root=str(av2_sample.parent), split=av2_sample.name, map_margin_m=1e4),
         tmp_path,
         progress=False,
     )

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def av2_cfg(split: Path, **kw) -> IngestConfig:
-    return IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1, **kw)
+    return IngestConfig(format="av2", root=str(split.parent), split=split.name, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_params_yaml_ingest_section_is_complete_and_declared():
 
 def test_stage_cli_writes_store_and_metrics(av2_split, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["ingest"].update(root=str(av2_split.parent), split=av2_split.name, workers=1)
+    params["ingest"].update(root=str(av2_split.parent), split=av2_split.name)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(
         [

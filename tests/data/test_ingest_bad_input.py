@@ -34,7 +34,7 @@ def sweeps(split: Path) -> list[Path]:
 
 
 def run(split: Path, out: Path, **kw) -> dict:
-    cfg = IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1, **kw)
+    cfg = IngestConfig(format="av2", root=str(split.parent), split=split.name, **kw)
     return ingest(cfg, out, progress=False)
 
 
@@ -186,7 +186,7 @@ def nus_run(root: Path, out: Path, **kw) -> dict:
     from gasp_core.data import nuscenes_reader
 
     nuscenes_reader._NUSC_CACHE.clear()
-    cfg = IngestConfig(format="nuscenes", root=str(root), version="v1.0-test", split="all", workers=1, **kw)
+    cfg = IngestConfig(format="nuscenes", root=str(root), version="v1.0-test", split="all", **kw)
     return ingest(cfg, out, progress=False)
 
 

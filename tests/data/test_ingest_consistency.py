@@ -24,12 +24,12 @@ EGO = EgoDims(4.8, 2.0, 1.7, 1.0)
 def pair(av2_split, nuscenes_root, tmp_path_factory) -> tuple[StoredLog, StoredLog]:
     out = tmp_path_factory.mktemp("pair")
     ingest(
-        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, ego=EGO),
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, ego=EGO),
         out / "av2",
         progress=False,
     )
     ingest(
-        IngestConfig(format="nuscenes", root=str(nuscenes_root), version="v1.0-test", split="all", workers=1, ego=EGO),
+        IngestConfig(format="nuscenes", root=str(nuscenes_root), version="v1.0-test", split="all", ego=EGO),
         out / "nus",
         progress=False,
     )

@@ -48,9 +48,9 @@ STATIC_CLASSES = [Surface.BUILDING, Surface.POLE, Surface.TRUNK, Surface.FOLIAGE
 
 def config(fmt: str, root: Path, **kw) -> IngestConfig:
     if fmt == "av2":
-        return IngestConfig(format="av2", root=str(root.parent), split=root.name, workers=1, **kw)
+        return IngestConfig(format="av2", root=str(root.parent), split=root.name, **kw)
     nuscenes_reader._NUSC_CACHE.clear()
-    return IngestConfig(format="nuscenes", root=str(root), version="v1.0-test", split="all", workers=1, **kw)
+    return IngestConfig(format="nuscenes", root=str(root), version="v1.0-test", split="all", **kw)
 
 
 def sidecar_dir(fmt: str, root: Path) -> Path:

@@ -59,7 +59,7 @@ def test_readme_walkthrough_ingests_the_real_av2_sample(tmp_path):
         res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, f"{command}\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["splits"] == {"train": [log_id], "val": [log_id], "test": [log_id]}
+    assert params["splits"] == {"train": [log_id], "val": [log_id], "test": [log_id], "pool": []}
     assert params["ingest"]["format"] == "av2" and params["ingest"]["root"] == str(SAMPLE)
     assert params["dino_targets"]["teacher"]["weights"] == str(weights)
     assert params["pretrain"]["train"]["steps"] >= 10000  # the paper preset's sizes, not the demo's

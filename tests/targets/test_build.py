@@ -28,14 +28,13 @@ SCENE = SceneConfig(past_sweeps=2, horizon_s=0.5)
 SMALL = OccupancyLabelsConfig(
     occupancy=OccupancyConfig(stride=2, occupied_per_sample=500, free_per_sample=500, missing_per_sample=200),
     ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50),
-    workers=1,
 )
 
 
 @pytest.fixture(scope="module")
 def store_dir(av2_split, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("targets_store")
-    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1), out, progress=False)
+    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name), out, progress=False)
     return out
 
 
@@ -146,8 +145,10 @@ def test_stage_scripts_and_dvc_declarations(store_dir, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages["occupancy_labels"]["params"] == ["scene", "occupancy_labels"]
-    # the PCA is fitted on the training logs; the probe is scored on the test logs
-    assert stages["dino_targets"]["params"] == ["dino_targets", "splits.train", "splits.test"]
+    # one dino_targets stage per source; the PCA is fitted on the pre-training pool; the probe scored on the test logs
+    assert stages["dino_targets"]["foreach"] == "${dino_targets.sources}"
+    stages["dino_targets"] = stages["dino_targets"]["do"]
+    assert stages["dino_targets"]["params"] == ["dino_targets", "splits.train", "splits.pool", "splits.test"]
     for name in ("occupancy_labels", "dino_targets"):
         deps = set(stages[name]["deps"])
         assert {f"stages/{name}.py", "data/store"} <= deps
@@ -156,7 +157,6 @@ def test_stage_scripts_and_dvc_declarations(store_dir, tmp_path):
     assert "gasp_core/teacher/dinov2.py" in stages["dino_targets"]["deps"]
     assert "models/teacher" in stages["dino_targets"]["deps"] and stages["teacher"]["outs"] == ["models/teacher"]
     params["scene"] = {"extent_m": [-40, 40, -40, 40, -3, 5], "past_sweeps": 2, "horizon_s": 0.5}
-    params["occupancy_labels"]["workers"] = 1
     params["occupancy_labels"]["occupancy"]["stride"] = 5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(

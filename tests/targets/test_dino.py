@@ -192,9 +192,9 @@ def test_dino_pca_is_fitted_on_the_training_logs_only(two_log_split, tmp_path):
 
     split, train_id, val_id = two_log_split
     both, train_only = tmp_path / "store_both", tmp_path / "store_train"
-    ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1), both, progress=False)
+    ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name), both, progress=False)
     ingest(
-        IngestConfig(format="av2", root=str(split.parent), split=split.name, logs=[train_id], workers=1),
+        IngestConfig(format="av2", root=str(split.parent), split=split.name, logs=[train_id]),
         train_only,
         progress=False,
     )
@@ -220,7 +220,7 @@ def sim_store(av2_split, tmp_path_factory):
     from gasp_core.data.ingest import IngestConfig, ingest
 
     out = tmp_path_factory.mktemp("dino_store")
-    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1), out, progress=False)
+    ingest(IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name), out, progress=False)
     return out
 
 

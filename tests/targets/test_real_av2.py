@@ -18,9 +18,7 @@ CFG = OccupancyConfig(include_present=False, occupied_per_sample=20000, free_per
 @pytest.fixture(scope="module")
 def real_log(av2_sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("real_store")
-    ingest(
-        IngestConfig(format="av2", root=str(av2_sample.parent), split=av2_sample.name, workers=1), out, progress=False
-    )
+    ingest(IngestConfig(format="av2", root=str(av2_sample.parent), split=av2_sample.name), out, progress=False)
     store = LogStore(out)
     return store.log(store.log_ids[0])
 

@@ -33,14 +33,13 @@ VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=4)
 def labelled(av2_split, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     ingest(
-        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, map_margin_m=200.0),
         root / "store",
         progress=False,
     )
     occ = OccupancyLabelsConfig(
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800, missing_per_sample=400),
         ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20),
-        workers=1,
     )
     build_occupancy_labels(root / "store", root / "occupancy", SCENE, occ, progress=False)
     log_id = LogStore(root / "store").log_ids[0]
@@ -50,7 +49,6 @@ def labelled(av2_split, tmp_path_factory):
         semantic_from_occupancy=200,
         semantic_in_boxes=40,
         render_rays=200,
-        workers=1,
     )
     build_task_labels(
         root / "store", root / "occupancy", root / "labels", SCENE, VOX, occ, cfg, [log_id], progress=False

@@ -69,7 +69,7 @@ def test_metrics_by_hand():
 def log(av2_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("tasks_store")
     ingest(
-        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, map_margin_m=200.0),
         out,
         progress=False,
     )
@@ -224,7 +224,6 @@ def test_built_forecast_is_the_any_cover_of_half_cells(log, tmp_path):
         waypoint_times_s=[0.5],
         semantic_from_occupancy=5,
         semantic_in_boxes=6,
-        workers=1,
     )
     # a minimal occupancy-labels folder: the samples table and a few stored queries
     occ = tmp_path / "occupancy" / log.log_id

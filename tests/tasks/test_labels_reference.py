@@ -356,7 +356,7 @@ def test_map_polygon_holes(analytic):
 def log(av2_split, tmp_path_factory) -> StoredLog:
     out = tmp_path_factory.mktemp("labels_reference_store")
     ingest(
-        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1, map_margin_m=200.0),
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, map_margin_m=200.0),
         out,
         progress=False,
     )

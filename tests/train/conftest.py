@@ -46,16 +46,17 @@ def tiny_config(steps: int = 6, **train) -> PretrainConfig:
 def pretrain_inputs(av2_split, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pretrain_inputs")
     ingest(
-        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name, workers=1),
+        IngestConfig(format="av2", root=str(av2_split.parent), split=av2_split.name),
         root / "store",
         progress=False,
     )
     occ = OccupancyLabelsConfig(
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800, missing_per_sample=200),
         ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50),
-        workers=1,
     )
     build_occupancy_labels(root / "store", root / "occupancy", TINY_SCENE, occ, progress=False)
     dino = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
-    build_dino_targets(root / "store", root / "dino", dino, LogStore(root / "store").log_ids, progress=False)
-    return {"store": root / "store", "occupancy": root / "occupancy", "dino": root / "dino"}
+    # laid out as the dino_targets stages write it: one folder per source (the stage scripts take the parent)
+    dino_dir = root / "dino" / "teacher"
+    build_dino_targets(root / "store", dino_dir, dino, LogStore(root / "store").log_ids, progress=False)
+    return {"store": root / "store", "occupancy": root / "occupancy", "dino": dino_dir, "dino_sources": root / "dino"}

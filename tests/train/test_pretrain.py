@@ -108,6 +108,7 @@ def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
         "train": LogStore(pretrain_inputs["store"]).log_ids,
         "val": ["unused-val"],
         "test": ["unused-test"],
+        "pool": [],
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -129,7 +130,7 @@ def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
         "--occupancy",
         str(pretrain_inputs["occupancy"]),
         "--dino",
-        str(pretrain_inputs["dino"]),
+        str(pretrain_inputs["dino_sources"]),
         "--out",
         str(tmp_path / "model"),
         "--live",

@@ -34,14 +34,11 @@ def two_log_inputs(av2_split, tmp_path_factory) -> tuple[dict[str, Path], str, s
     shutil.copytree(av2_split, split)
     train_id = next(p.name for p in split.iterdir() if p.is_dir())
     shutil.copytree(split / train_id, split / OTHER_ID)
-    ingest(
-        IngestConfig(format="av2", root=str(split.parent), split=split.name, workers=1), root / "store", progress=False
-    )
+    ingest(IngestConfig(format="av2", root=str(split.parent), split=split.name), root / "store", progress=False)
     assert sorted(LogStore(root / "store").log_ids) == sorted([train_id, OTHER_ID])
     occ = OccupancyLabelsConfig(
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=300, free_per_sample=300, missing_per_sample=50),
         ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20),
-        workers=1,
     )
     build_occupancy_labels(root / "store", root / "occupancy", TINY_SCENE, occ, progress=False)
     return {"store": root / "store", "occupancy": root / "occupancy"}, train_id, OTHER_ID

@@ -95,7 +95,7 @@ def test_task_label_voxels_are_the_past_sweeps(pretrain_inputs):
     log = store.log(store.log_ids[0])
     sweep_ns = np.asarray(log.sweep_timestamps_ns)
     cfg = TaskLabelsConfig(
-        forecast_times_s=[0.0, 0.5], waypoint_times_s=[0.5], semantic_from_occupancy=50, semantic_in_boxes=20, workers=1
+        forecast_times_s=[0.0, 0.5], waypoint_times_s=[0.5], semantic_from_occupancy=50, semantic_in_boxes=20
     )
     labels = label_log(
         log,
