@@ -234,3 +234,25 @@ def test_voxelize_and_the_turned_scatter_match_a_plain_numpy_voxelizer():
     assert expected.sum() > 500
     np.testing.assert_array_equal(np.unpackbits(packed, axis=-1)[..., :cols], expected)
     assert not np.unpackbits(packed, axis=-1)[..., cols:].any()  # the padding bits stay clear
+
+
+def test_packed_voxels_equal_numpy_packbits_byte_for_byte_on_a_width_divisible_by_8():
+    """Both production grids are 128 cells wide, a multiple of 8: the packed grid must be exactly
+    ``np.packbits(grid, axis=-1)`` there (an off-by-one in the packed width would otherwise surface only deep in the
+    model), with the grid from a plain loop over the points."""
+    from gasp_core.models.voxelizer import scatter_packed, voxel_codes
+
+    scene = SceneConfig(extent_m=(-8.0, 8.0, -4.0, 4.0, -1.0, 3.0), past_sweeps=1, horizon_s=0.5)
+    cfg = replace(TINY_MODEL.voxelizer, voxel_size_m=1.0, intensity_levels=())
+    rows, cols = grid_shape(scene, cfg)
+    assert cols == 16 and cols % 8 == 0
+    rng = np.random.default_rng(5)
+    p = np.column_stack([rng.uniform(-9, 9, (2000, 2)), rng.uniform(-2, 4, 2000), rng.uniform(0, 100, 2000)])
+    grid = np.zeros((cfg.z_bins, rows, cols), np.uint8)
+    for x, y, z, _ in p:
+        ix, iy, iz = int(np.floor(x + 8.0)), int(np.floor(y + 4.0)), int(np.floor((z + 1.0) / (4.0 / cfg.z_bins)))
+        if 0 <= ix < cols and 0 <= iy < rows and 0 <= iz < cfg.z_bins:
+            grid[iz, iy, ix] = 1
+    packed = scatter_packed(voxel_codes([p], scene, cfg), scene, cfg)
+    assert packed.shape == (cfg.z_bins, rows, cols // 8) and grid.sum() > 100
+    assert packed.tobytes() == np.packbits(grid, axis=-1).tobytes()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -87,3 +89,23 @@ def test_without_workers_collate_is_default_collate():
     torch.testing.assert_close(batch["a"], torch.utils.data.default_collate(_items(0))["a"])
     with pytest.raises(ValueError, match="at least 2 slots"):
         transport.RingCollate(slots=1)
+
+
+@pytest.mark.parametrize("torn", ["start", "end"])
+def test_a_torn_slot_is_an_error_whichever_counter_moved(torn):
+    """A worker that has begun rewriting a slot moved its start counter but not its end counter (or the other way
+    round, for a slot whose last write never finished): either counter alone disagreeing with the expected batch must
+    refuse the slot, never hand out a mixed batch."""
+    from gasp_core.train.transport import ALIGN, _layout, _receive
+
+    items = [{"x": torch.arange(6, dtype=torch.float32)}, {"x": torch.arange(6, 12, dtype=torch.float32)}]
+    layout, size = _layout(items)
+    ring = torch.zeros(2, ALIGN + size, dtype=torch.uint8)
+    counters = ring[1, :16].view(torch.int64)
+    ring[1, ALIGN : ALIGN + size].view(torch.float32)[:12] = torch.arange(12, dtype=torch.float32)
+    key = (os.getpid(), 10_000 + (torn == "end"))
+    counters[0], counters[1] = 5, 5
+    assert torch.equal(_receive(key, ring, 1, 5, layout, size)["x"], torch.arange(12.0).view(2, 6))
+    counters[0 if torn == "start" else 1] = 7  # batch 7 = 5 + 2 slots: the worker is at it again
+    with pytest.raises(RuntimeError, match="overran"):
+        _receive(key, None, 1, 5, layout, size)
