@@ -35,6 +35,12 @@ def main() -> None:
     parser.add_argument(
         "--checkpoints", type=Path, default=None, help="default: outputs/checkpoints/pretrain_<variant>"
     )
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after this step with a checkpoint, as an interruption would (a later run resumes from it)",
+    )
     args = parser.parse_args()
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
@@ -62,6 +68,7 @@ def main() -> None:
         live_dir=args.live,
         logs=splits.pretrain_logs(),
         seed=args.seed,
+        stop_after=args.stop_after,
     )
     write_metrics(args.metrics, metrics)
 

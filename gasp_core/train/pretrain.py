@@ -57,6 +57,10 @@ class TrainConfig:
     epoch; 0 rereads them from disk on every draw. Results are identical either way."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda'."""
+    world_size: int = 1
+    """Processes the run is launched on (torchrun's WORLD_SIZE, or srun's SLURM_NTASKS): the global batch is
+    batch_size x world_size, so it is part of the run (its fingerprint, its checkpoints). A launch on another number
+    of processes is refused, and so is a checkpoint written by one."""
 
 
 @dataclass
@@ -209,7 +213,7 @@ def run_fingerprint(
 
 
 def _save_checkpoint(
-    path: Path, model, opt, sched, step: int, fingerprint: str, history: dict[str, list[float]]
+    path: Path, model, opt, sched, step: int, fingerprint: str, history: dict[str, list[float]], world_size: int = 1
 ) -> None:
     with atomic_path(path) as tmp:
         torch.save(
@@ -220,15 +224,22 @@ def _save_checkpoint(
                 "step": step,
                 "fingerprint": fingerprint,
                 "history": history,
+                "world_size": world_size,
             },
             tmp,
         )
 
 
-def _latest_checkpoint(ckpt_dir: Path, fingerprint: str) -> dict | None:
+def _latest_checkpoint(ckpt_dir: Path, fingerprint: str, world_size: int = 1) -> dict | None:
     found = sorted(ckpt_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     for path in reversed(found):
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if int(state.get("world_size", 1)) != world_size:
+            raise ValueError(
+                f"{path} was written by a run on {state.get('world_size', 1)} processes; this one has {world_size}: "
+                "the global batch and the data order differ, so it cannot resume it. Launch on the same number of "
+                "processes, or give another --checkpoints folder to start afresh."
+            )
         if state.get("fingerprint") == fingerprint:
             return state
         log.warning("ignoring checkpoint %s: it belongs to a run with other settings", path)
@@ -271,6 +282,11 @@ def pretrain(
                     live.log_metric("lr", 0.0, timestamp=False)
         return {"variant": variant_name, "steps": 0, "samples_seen": 0}
     info = distributed.setup(tc.device)
+    if info.world_size != tc.world_size:
+        raise ConfigError(
+            f"pretrain.train.world_size = {tc.world_size}, but this run was launched on {info.world_size} processes: "
+            "set world_size to the launch's (it is part of the run: the global batch is batch_size x world_size)"
+        )
     data = PretrainDataset(
         store_dir,
         occupancy_dir,
@@ -296,7 +312,16 @@ def pretrain(
     ckpt_dir = Path(ckpt_dir)
     start = 0
     history: dict[str, list[float]] = {}  # per-step losses and learning rate, from step 0
-    state = _latest_checkpoint(ckpt_dir, fingerprint) if ckpt_dir.is_dir() else None
+    # rank 0 decides where to resume (other nodes may hold no checkpoint folder at all) and every rank takes its state
+    found: tuple[dict | None, str | None] = (None, None)
+    if info.is_main and ckpt_dir.is_dir():
+        try:
+            found = (_latest_checkpoint(ckpt_dir, fingerprint, info.world_size), None)
+        except ValueError as exc:  # every rank stops with rank 0's reason, none waits for it
+            found = (None, str(exc))
+    state, error = distributed.from_rank0(found)
+    if error:
+        raise ValueError(error)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -345,7 +370,9 @@ def pretrain(
         bar.set_postfix(loss=f"{values['total']:.3f}")
         log_step(step + 1)
         if info.is_main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == last):
-            _save_checkpoint(ckpt_dir / f"step_{step + 1}.pt", model, opt, sched, step + 1, fingerprint, history)
+            _save_checkpoint(
+                ckpt_dir / f"step_{step + 1}.pt", model, opt, sched, step + 1, fingerprint, history, info.world_size
+            )
 
     taken = run_steps(
         loader,

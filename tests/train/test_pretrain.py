@@ -102,6 +102,7 @@ def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
         log_every=1,
         queries={"occupancy": 128, "ego": 32, "dino": 32},
         warmup_steps=tc.warmup_steps,
+        world_size=2,
     )
     # pre-training reads the training split's logs only
     params["splits"] = {
