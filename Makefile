@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test lint clean-data dagster params ladder study world-seed mutants
+.PHONY: setup demo data test lint clean-data dagster params ladder study world-seed mutants gpu-check
 
 setup: $(STAMP)
 
@@ -121,3 +121,9 @@ MODULES ?=
 mutants: setup
 	$(PY) -m pip install --quiet -e ".[mutation]"
 	$(PY) benchmarks/mutation_score.py $(MODULES)
+
+# The CUDA path on a GPU machine (benchmarks/gpu_check.py): bf16 + DDP pre-training steps on every visible GPU, the
+# teacher's feature extraction, the step's FLOP rate against the measured matmul peak. Exits 2 without a GPU.
+gpu-check: setup
+	$(VENV)/bin/torchrun --standalone --nproc_per_node=$$(nvidia-smi -L 2>/dev/null | grep -c GPU | sed 's/^0$$/1/') \
+	  benchmarks/gpu_check.py
