@@ -4,7 +4,8 @@
         [--model models/pretrain/gasp/seed_0 ...] [--loss ego_weight=0.25 ...] [--json out.json]
 
 Reads the ``scene``, ``splits`` and ``pretrain`` sections of params.yaml as ``stages/pretrain.py`` does, builds the
-variant's model (seeded as the pre-training run seeds it) and a ``PretrainDataset`` on ``splits.train``, and
+variant's model (seeded as the pre-training run seeds it) and a ``PretrainDataset`` on the pre-training pool
+(``splits.train`` + ``splits.pool``), and
 draws the batches training steps ``0 .. batches-1`` would see. For every batch and every objective k
 (occupancy / ego / dino) it takes the gradient of the *weighted* loss ``lambda_k * L_k`` with respect to
 
@@ -262,7 +263,7 @@ def main() -> None:
             model_cfg.voxelizer,
             tc.queries,
             var,
-            splits.train,
+            splits.pretrain_logs(),
             dino_standardize=loss_cfg.dino_standardize,
         )
 
