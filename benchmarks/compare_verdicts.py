@@ -31,6 +31,8 @@ def rows(summary: dict) -> dict[tuple[str, str, str], dict]:
 def agreement(verdicts: list[str | None]) -> str:
     if any(v is None for v in verdicts):
         return "missing"
+    if "no verdict" in verdicts:  # a report with one pre-training seed decides nothing
+        return "no verdict somewhere (one pre-training seed)"
     if len(set(verdicts)) == 1:
         return f"holds ({verdicts[0]})" if verdicts[0] in ("better", "worse") else "inconclusive in all"
     decisive = {v for v in verdicts if v in ("better", "worse")}

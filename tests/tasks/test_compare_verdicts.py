@@ -19,6 +19,8 @@ from compare_verdicts import agreement, main  # noqa: E402
         (["better", "inconclusive"], "not in all"),
         (["better", "worse"], "flips"),
         (["better", None], "missing"),
+        (["no verdict", "no verdict"], "no verdict somewhere (one pre-training seed)"),
+        (["better", "no verdict"], "no verdict somewhere (one pre-training seed)"),
     ],
 )
 def test_agreement(verdicts, expected):
