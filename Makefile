@@ -111,7 +111,7 @@ world-seed: setup
 	rm -rf studies/world_seed_$(WORLD_SEED) && mkdir -p studies/world_seed_$(WORLD_SEED)
 	cp -r $(SEED_DIR)/reports/. studies/world_seed_$(WORLD_SEED)/ && cp -r $(SEED_DIR)/metrics studies/world_seed_$(WORLD_SEED)/metrics
 	cp $(SEED_DIR)/params.yaml $(SEED_DIR)/wall_s.txt $(SEED_DIR)/commit.txt $(SEED_DIR)/repro.log studies/world_seed_$(WORLD_SEED)/
-	$(PY) benchmarks/compare_verdicts.py reports studies/world_seed_$(WORLD_SEED) studies/study \
+	$(PY) benchmarks/compare_verdicts.py reports studies/world_seed_$(WORLD_SEED) studies/study_frozen_probe \
 	  --labels "demo, world seed 0" "demo, world seed $(WORLD_SEED)" "study, world seed 0" \
 	  | tee studies/world_seed_$(WORLD_SEED)/verdicts.md
 
