@@ -335,6 +335,9 @@ def finetune(
             f"# {task_name} / {init}: no head trained\n\n`finetune.zero_shot_only` lists {task_name}: the evaluate "
             "stage scores each pre-trained model's own decoder instead.\n"
         )
+        if live is not None:  # the stage's dvclive outputs exist for every task: no run, no step trained
+            live.log_metric("heads_trained", 0, timestamp=False)
+            live.end()
         return {**result, "zero_shot_only": True}
     encoder_lrs: dict[str, tuple[float, dict]] = {}
     bar = progress_bar(

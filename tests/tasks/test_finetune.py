@@ -299,3 +299,25 @@ def test_zero_shot_only_tasks_train_no_heads(project):
             _cfg(zero_shot_only=["map"]),
             progress=False,
         )
+
+
+def test_zero_shot_only_writes_the_stage_outputs_without_training(tmp_path):
+    """A task scored only zero-shot trains no head, yet its finetune stage leaves every output dvc.yaml declares: the
+    run folder and the dvclive log (DVC fails a stage whose declared output is missing)."""
+    root, splits = make_project(tmp_path / "p")
+    res = finetune(
+        "occupancy",
+        "scratch",
+        root / "labels",
+        root,
+        root / "models" / "scratch",
+        root / "zs",
+        SCENE,
+        splits,
+        _cfg(tasks=["occupancy"], zero_shot_only=["occupancy"]),
+        progress=False,
+        live_dir=tmp_path / "live",
+    )
+    assert res["runs"] == {} and res["zero_shot_only"] and (root / "zs" / "README.md").is_file()
+    assert json.loads((tmp_path / "live" / "metrics.json").read_text()) == {"heads_trained": 0}
+    assert (tmp_path / "live" / "plots" / "metrics").is_dir()
