@@ -184,7 +184,7 @@ def test_study_preset_wiring(tmp_path):
     pool = SplitsConfig(**splits).pretrain_logs()
     assert len(pool) >= 10 * len(budget_logs(splits["train"], min(p["finetune"]["budgets"].values())))
     assert not set(pool) & set(splits["val"] + splits["test"])
-    assert p["finetune"]["encoder"] == "full" and p["finetune"]["encoder_lrs"]["scratch"]
+    assert p["finetune"]["encoder"] == "full" and set(p["finetune"]["encoder_lrs"]) == set(p["finetune"]["inits"])
     assert (
         {"uno", "uno_enhanced", "gasp", "gasp_oracle"} <= set(p["pretrain"]["variants"]) == set(p["finetune"]["inits"])
     )
