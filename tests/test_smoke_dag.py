@@ -191,7 +191,7 @@ def test_smoke_teacher_is_trained_distilled_and_probed(smoke):
     assert teacher["trained"] and teacher["steps_done"] == params["teacher"]["steps"]
     assert teacher["logs"] == len(params["splits"]["train"])
     assert (smoke / "models" / "teacher" / "model.safetensors").stat().st_size > 10_000
-    dino = json.loads((smoke / "metrics" / "dino_targets.json").read_text())
+    dino = json.loads((smoke / "metrics" / "dino_targets" / "teacher.json").read_text())
     assert dino["teacher_weights"].startswith("in_domain:mae:") and dino["teacher_random_weights"] is False
     assert set(dino["probe"]) == {"rgb", "teacher"}
     probe = json.loads((smoke / "metrics" / "probe.json").read_text())
