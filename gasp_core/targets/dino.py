@@ -346,12 +346,13 @@ def build_dino_targets(
     }
     if classes is not None:
         metrics["probe"] = probe_targets(probe_sets, list(fit_logs), list(test_logs), classes, cfg.probe)
+    forward = f"teacher forward alone {len(frames) / teacher_s:.2f} images/s" if teacher_s > 0 else "no network"
     log.info(
-        "%d images in %.1f s: %.2f images/s (teacher forward alone %.2f images/s), %.0f lifted points/s on %s",
+        "%d images in %.1f s: %.2f images/s (%s), %.0f lifted points/s on %s",
         len(frames),
         seconds,
         len(frames) / seconds,
-        len(frames) / max(teacher_s, 1e-9),
+        forward,
         counts["points"] / seconds,
         device,
     )
