@@ -122,6 +122,7 @@ def test_variants_form_the_papers_ladder():
         "dino": False,
         "rotation_augmentation": False,
         "missing_rays": False,
+        "teacher": "teacher",
     }
     enhanced, gasp = variant("uno_enhanced"), variant("gasp")
     assert asdict(enhanced) == {**asdict(uno), "rotation_augmentation": True, "missing_rays": True}
@@ -131,6 +132,8 @@ def test_variants_form_the_papers_ladder():
         on_upper = {k for k, v in asdict(upper).items() if v}
         assert on_lower < on_upper
     assert not variant("scratch").trains
+    # the oracle-teacher control is GASP with only its DINO targets' source changed
+    assert asdict(variant("gasp_oracle")) == {**asdict(gasp), "teacher": "oracle"}
     for name in ("gasp_no_ego", "gasp_no_dino", "gasp_no_rotation", "gasp_no_missing_rays"):
         assert sum(asdict(variant(name)).values()) == 4
 
