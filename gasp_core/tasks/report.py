@@ -454,7 +454,7 @@ def build_report(
     )
     flat: dict[str, float] = {}
     for task, s in summary["tasks"].items():
-        for b in [*cfg.budgets, *([ZERO_SHOT] if ZERO_SHOT in s else [])]:
+        for b in [*(b for b in cfg.budgets if b in s), *([ZERO_SHOT] if ZERO_SHOT in s else [])]:
             for init, d in s[b]["interval"].items():
                 flat[f"{task}/{b}/{init}/{s['metric']}"] = d["estimate"]
             for pair, d in s[b]["pairs"].items():
