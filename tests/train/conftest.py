@@ -60,3 +60,29 @@ def pretrain_inputs(av2_split, tmp_path_factory) -> dict[str, Path]:
     dino_dir = root / "dino" / "teacher"
     build_dino_targets(root / "store", dino_dir, dino, LogStore(root / "store").log_ids, progress=False)
     return {"store": root / "store", "occupancy": root / "occupancy", "dino": dino_dir, "dino_sources": root / "dino"}
+
+
+def stage_params(pretrain_inputs: dict, path: Path, world_size: int, checkpoint_every: int = 2) -> Path:
+    """A params.yaml for ``stages/pretrain.py`` on the tiny inputs: 4 steps of batch 1 on ``world_size`` processes,
+    pre-training reading the store's logs (the training split) only."""
+    import json
+
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    params["scene"] = {"extent_m": list(TINY_SCENE.extent_m), "past_sweeps": 2, "horizon_s": 0.5}
+    params["pretrain"]["model"] = json.loads(json.dumps(TINY_MODEL, default=lambda o: o.__dict__))
+    params["pretrain"]["train"].update(
+        steps=4,
+        batch_size=1,
+        num_workers=0,
+        device="cpu",
+        checkpoint_every=checkpoint_every,
+        log_every=1,
+        queries={"occupancy": 128, "ego": 32, "dino": 32},
+        warmup_steps=2,
+        world_size=world_size,
+    )
+    params["splits"] = {"train": LogStore(pretrain_inputs["store"]).log_ids, "val": ["v"], "test": ["t"], "pool": []}
+    path.write_text(yaml.safe_dump(params))
+    return path

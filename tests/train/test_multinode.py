@@ -5,7 +5,6 @@ refused."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -14,41 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from gasp_core.config import ConfigError
-from gasp_core.data.store import LogStore
 from gasp_core.train.pretrain import _latest_checkpoint, pretrain
-from tests.train.conftest import TINY_MODEL, TINY_SCENE, tiny_config
+from tests.train.conftest import TINY_SCENE, stage_params, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _params(pretrain_inputs, path: Path, world_size: int) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["scene"] = {"extent_m": list(TINY_SCENE.extent_m), "past_sweeps": 2, "horizon_s": 0.5}
-    params["pretrain"]["model"] = json.loads(json.dumps(TINY_MODEL, default=lambda o: o.__dict__))
-    params["pretrain"]["train"].update(
-        steps=4,
-        batch_size=1,
-        num_workers=0,
-        device="cpu",
-        checkpoint_every=1,
-        log_every=1,
-        queries={"occupancy": 128, "ego": 32, "dino": 32},
-        warmup_steps=1,
-        world_size=world_size,
-    )
-    params["splits"] = {
-        "train": LogStore(pretrain_inputs["store"]).log_ids,
-        "val": ["v"],
-        "test": ["t"],
-        "pool": [],
-    }
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 def _free_port() -> int:
@@ -83,7 +55,7 @@ def _two_nodes(pretrain_inputs, params: Path, root: Path, stop_after: int | None
 
 
 def test_two_nodes_resume_where_rank0_says_and_match_an_uninterrupted_run(pretrain_inputs, tmp_path):
-    params = _params(pretrain_inputs, tmp_path / "params.yaml", world_size=2)
+    params = stage_params(pretrain_inputs, tmp_path / "params.yaml", world_size=2, checkpoint_every=1)
     (tmp_path / "straight").mkdir()
     _two_nodes(pretrain_inputs, params, tmp_path / "straight")
     (tmp_path / "cut").mkdir()

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from gasp_core.data.store import LogStore
@@ -19,7 +18,7 @@ from gasp_core.models import GaspModel, LossConfig, load_pretrained, variant
 from gasp_core.models.losses import pretrain_losses
 from gasp_core.train.dataset import PretrainDataset, QueryCounts
 from gasp_core.train.pretrain import pretrain
-from tests.train.conftest import TINY_MODEL, TINY_SCENE, tiny_config
+from tests.train.conftest import TINY_MODEL, TINY_SCENE, stage_params, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,29 +88,8 @@ def test_checkpoints_refuse_pickled_objects(tmp_path):
 
 
 def test_pretrain_stage_cli_with_two_ddp_processes(pretrain_inputs, tmp_path):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    tc = tiny_config(steps=4).train
-    params["scene"] = {"extent_m": list(TINY_SCENE.extent_m), "past_sweeps": 2, "horizon_s": 0.5}
-    params["pretrain"]["model"] = json.loads(json.dumps(TINY_MODEL, default=lambda o: o.__dict__))
-    params["pretrain"]["train"].update(
-        steps=4,
-        batch_size=1,
-        num_workers=0,
-        device="cpu",
-        checkpoint_every=2,
-        log_every=1,
-        queries={"occupancy": 128, "ego": 32, "dino": 32},
-        warmup_steps=tc.warmup_steps,
-        world_size=2,
-    )
     # pre-training reads the training split's logs only
-    params["splits"] = {
-        "train": LogStore(pretrain_inputs["store"]).log_ids,
-        "val": ["unused-val"],
-        "test": ["unused-test"],
-        "pool": [],
-    }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stage_params(pretrain_inputs, tmp_path / "params.yaml", world_size=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
