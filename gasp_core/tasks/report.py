@@ -444,6 +444,12 @@ def build_report(
             for k, v in cfg.budgets.items()
         ),
         "runs per init and budget": f"{len(pretrain_seeds)} pre-training seed(s) x {len(cfg.seeds)} fine-tuning seeds",
+        "DINO teachers": ", ".join(
+            f"{_label(i)}: {'the oracle†' if i in ORACLE_INITS else 'dino_targets.teacher'}"
+            for i in cfg.inits
+            if i.startswith("gasp")
+        )
+        or "none (no GASP initialisation)",
         "test logs": len(splits.test),
         "test samples": first["samples"],
         "bootstrap": f"{bootstrap.replicates} replicates resampling test {bootstrap.unit}s and runs; "
