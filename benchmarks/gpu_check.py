@@ -102,32 +102,28 @@ def main() -> int:
     def on_step(step: int, loss: dict, lr: float) -> None:
         losses.append(float(distributed.mean_across(loss["total"])))
 
+    def steps(first: int, last: int) -> float:
+        """Seconds for training steps first..last-1 (the same step as the pipeline's), synchronised."""
+        torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        batches_ = (batches[i % 2] for i in range(first, last))
+        run_steps(
+            batches_,
+            loss_of,
+            opt,
+            sched,
+            model.parameters(),
+            grad_clip=1.0,
+            device=device,
+            start=first,
+            on_step=on_step,
+        )
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - t
+
     warm = 5
-    run_steps(
-        (batches[i % 2] for i in range(warm)),
-        loss_of,
-        opt,
-        sched,
-        model.parameters(),
-        grad_clip=1.0,
-        device=device,
-        on_step=on_step,
-    )
-    torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    run_steps(
-        (batches[i % 2] for i in range(a.steps - warm)),
-        loss_of,
-        opt,
-        sched,
-        model.parameters(),
-        grad_clip=1.0,
-        device=device,
-        start=warm,
-        on_step=on_step,
-    )
-    torch.cuda.synchronize(device)
-    step_s = (time.perf_counter() - t) / (a.steps - warm)
+    steps(0, warm)  # warm-up: kernels chosen, allocator filled
+    step_s = steps(warm, a.steps) / (a.steps - warm)
 
     from torch.utils.flop_counter import FlopCounterMode
 
