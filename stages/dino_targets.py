@@ -10,11 +10,14 @@ targets are) and the log store at ``--store``; writes the PCA, the teacher's ide
 ``--source oracle`` replaces the teacher by the simulator's surface class of each point (one fixed embedding per
 class, no network: ``gasp_core/targets/dino_oracle.py``), through the same PCA, points and probe. It is a control
 that real data cannot have (it needs the store's per-return surface labels), never a teacher for a real run.
+
+Each log is one job on params.yaml's ``compute`` backend (a Ray task with ``compute.num_gpus`` for the teacher);
+the outputs do not depend on it.
 """
 
 from pathlib import Path
 
-from gasp_core.cli import pretrain_pool, read_params, stage_parser, write_metrics
+from gasp_core.cli import compute_config, pretrain_pool, read_params, stage_parser, write_metrics
 from gasp_core.targets.dino import build_dino_targets, dino_targets_config_from_dict
 
 
@@ -40,6 +43,7 @@ def main() -> None:
             pretrain_pool(params["splits"]),
             test_logs=test_logs if isinstance(test_logs, list) else None,
             source=args.source,
+            compute=compute_config(params),
         ),
     )
 

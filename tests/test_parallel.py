@@ -1,5 +1,5 @@
-"""How per-log work runs changes no output: the store, the occupancy targets and the task labels are byte-identical
-for every backend and worker count; Ray's failures name the log, application errors are not retried, a dead worker
+"""How per-log work runs changes no output: the store, the DINO targets (teacher and oracle), the occupancy targets
+and the task labels are byte-identical for every backend and worker count; Ray's failures name the log, application errors are not retried, a dead worker
 is, and an output the driver cannot see is an error."""
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from gasp_core.data.store import LogStore
 from gasp_core.models.config import VoxelizerConfig
 from gasp_core.parallel import ComputeConfig, JobError, map_jobs
 from gasp_core.targets.build import OccupancyLabelsConfig, build_occupancy_labels
+from gasp_core.targets.dino import DinoTargetsConfig, build_dino_targets
 from gasp_core.targets.ego_path import EgoPathConfig
 from gasp_core.targets.occupancy import OccupancyConfig
 from gasp_core.tasks.build import build_task_labels
 from gasp_core.tasks.config import TaskLabelsConfig
+from gasp_core.teacher.dinov2 import TeacherConfig
 from tests.train.conftest import TINY_SCENE
 
 OTHER_ID = "00000000-0000-0000-0000-0000000000cd"
@@ -51,7 +53,7 @@ def two_logs(av2_split, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def outputs(two_logs, tmp_path_factory, request) -> dict[str, dict[str, str]]:
-    """Per backend: the digest of the store, the occupancy targets and the task labels it built."""
+    """Per backend: the digest of the store, the DINO targets, the occupancy targets and the task labels it built."""
     digests = {}
     occ = OccupancyLabelsConfig(
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=300, free_per_sample=300, missing_per_sample=50),
@@ -60,6 +62,9 @@ def outputs(two_logs, tmp_path_factory, request) -> dict[str, dict[str, str]]:
     vox = VoxelizerConfig(voxel_size_m=2.0, z_bins=4)
     labels_cfg = TaskLabelsConfig(
         forecast_times_s=[0.0, 0.5], waypoint_times_s=[0.5], semantic_from_occupancy=50, semantic_in_boxes=20
+    )
+    dino = DinoTargetsConfig(
+        teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6, frame_stride=2
     )
     for name, compute in BACKENDS.items():
         if compute.backend == "ray":
@@ -70,11 +75,15 @@ def outputs(two_logs, tmp_path_factory, request) -> dict[str, dict[str, str]]:
         )
         logs = LogStore(root / "store").log_ids
         assert len(logs) == 2
+        for source in ("teacher", "oracle"):  # the teacher's jobs want a GPU (none here: num_gpus 0)
+            build_dino_targets(
+                root / "store", root / source, dino, logs[:1], False, logs[1:], source=source, compute=compute
+            )
         build_occupancy_labels(root / "store", root / "occ", TINY_SCENE, occ, progress=False, compute=compute)
         build_task_labels(
             root / "store", root / "occ", root / "labels", TINY_SCENE, vox, occ, labels_cfg, logs, False, None, compute
         )
-        digests[name] = {stage: _digest(root / stage) for stage in ("store", "occ", "labels")}
+        digests[name] = {stage: _digest(root / stage) for stage in ("store", "teacher", "oracle", "occ", "labels")}
     return digests
 
 

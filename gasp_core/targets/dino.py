@@ -22,6 +22,7 @@ from PIL import Image
 from gasp_core.config import MISSING_VALUE, ConfigError, from_dict
 from gasp_core.data.store import LogStore, StoredLog
 from gasp_core.io import atomic_dir, write_json_atomic
+from gasp_core.parallel import ComputeConfig, map_jobs
 from gasp_core.progress import progress as progress_bar
 from gasp_core.targets import schema
 from gasp_core.targets.build import log_rng
@@ -182,6 +183,120 @@ def probe_targets(
     return out
 
 
+_TEACHERS: dict[tuple[str, str], DinoTeacher] = {}
+
+
+def _teacher(cfg: TeacherConfig, device: torch.device) -> DinoTeacher:
+    """The teacher of ``cfg`` on ``device``, built once per process (the stage's own process and each worker)."""
+    key = (json.dumps(asdict(cfg), sort_keys=True, default=str), str(device))
+    if key not in _TEACHERS:
+        _TEACHERS[key] = DinoTeacher(cfg).to(device)
+    return _TEACHERS[key]
+
+
+@dataclass
+class _LogJob:
+    """One log's targets: what a worker needs, picklable (paths as strings; the PCA is read from ``out_dir``)."""
+
+    store_dir: str
+    out_dir: str
+    log_id: str
+    frames: list[Frame]
+    cfg: DinoTargetsConfig
+    oracle_classes: list[str] | None
+    """The oracle's classes (``source="oracle"``), None for the teacher."""
+    probe_classes: list[str] | None
+    """Surface classes when the stored points carry them (the probe's labels), else None."""
+    probe_log: bool
+    """Whether this log's points feed the probe (a training or test log)."""
+
+
+def _targets_one(job: _LogJob) -> dict:
+    """Features of one log's frames (teacher or oracle), PCA-reduced, lifted onto its lidar points, written atomically
+    under ``out_dir/log_id``; returns the counts, the teacher's forward seconds and the probe's points."""
+    cfg, log_id, classes = job.cfg, job.log_id, job.probe_classes
+    out = Path(job.out_dir)
+    pca = FeaturePCA.load(out / schema.PCA_FILE)
+    if job.oracle_classes is None:
+        device = resolve_device(cfg.teacher.device)
+        teacher, oracle = _teacher(cfg.teacher, device), None
+    else:
+        device, oracle = torch.device("cpu"), OracleTeacher.for_classes(job.oracle_classes, cfg.seed)
+        teacher, oracle_table = oracle, oracle.pca_table(pca)
+    lg: StoredLog = LogStore(Path(job.store_dir)).log(log_id)
+    points_schema = schema.dino_points_schema(cfg.pca_dim, labelled=classes is not None)
+    rows: dict[str, list] = {name: [] for name in schema.DINO_FRAMES.names}
+    rng = log_rng(cfg.seed, log_id)
+    probe_rng = log_rng(cfg.probe.seed, log_id)
+    probe: dict[str, list[ProbeSet]] = {"rgb": [], "teacher": []}
+    counts = {"frames": 0, "frames_skipped_no_sweep": 0, "points": 0}
+    teacher_s = 0.0
+    with atomic_dir(out / log_id) as tmp:
+        with ipc.new_file(str(tmp / schema.DINO_POINTS_FILE), points_schema) as writer:
+            for batch in _batches(job.frames, cfg.teacher.batch_size):
+                if oracle is None or classes is not None:  # the oracle needs pixels only for the probe's colour
+                    images = torch.stack([load_image(f.image_path) for f in batch])
+                    h, w = images.shape[-2:]
+                else:
+                    h, w = image_hw(batch[0].image_path)
+                if oracle is None:
+                    t0 = time.perf_counter()
+                    fmap = teacher(images.to(device))
+                    teacher_s += time.perf_counter() - t0
+                for k, f in enumerate(batch):
+                    lifted = lift_frame(lg, f.camera, f.camera_ns, w, h, cfg.lift, rng)
+                    if lifted is None:
+                        counts["frames_skipped_no_sweep"] += 1
+                        log.warning(
+                            "log %s: %s frame %d has no lidar sweep within %.0f ms; skipped",
+                            log_id,
+                            f.camera,
+                            f.camera_ns,
+                            cfg.lift.max_sync_ms,
+                        )
+                        continue
+                    if oracle is None:
+                        feats = (
+                            pca.transform(sample_features(fmap[k], lifted.uv, (h, w))).cpu().numpy().astype(np.float16)
+                        )
+                    else:
+                        feats = oracle_table[oracle.class_index(lifted.surface)]
+                    flat = pa.array(feats.reshape(-1), pa.float16())
+                    columns = {
+                        "x_m": lifted.points_ego[:, 0].astype(np.float32),
+                        "y_m": lifted.points_ego[:, 1].astype(np.float32),
+                        "z_m": lifted.points_ego[:, 2].astype(np.float32),
+                        "t_ns": lifted.t_ns,
+                        "feature": pa.FixedSizeListArray.from_arrays(flat, cfg.pca_dim),
+                    }
+                    if classes is not None:
+                        rgb = pixel_rgb(images[k], lifted.uv)
+                        columns["surface"] = lifted.surface.astype(np.uint8)
+                        columns["rgb"] = pa.FixedSizeListArray.from_arrays(pa.array(rgb.reshape(-1), pa.uint8()), 3)
+                        if job.probe_log and len(feats):
+                            n = min(cfg.probe.points_per_frame, len(feats))
+                            pick = np.sort(probe_rng.choice(len(feats), n, replace=False))
+                            y = lifted.surface[pick].astype(np.int64)
+                            probe["rgb"].append(ProbeSet(rgb[pick].astype(np.float32) / 255.0, y))
+                            probe["teacher"].append(ProbeSet(feats[pick].astype(np.float32), y))
+                    writer.write_batch(pa.record_batch(columns, schema=points_schema))
+                    for key, value in (
+                        ("batch", len(rows["batch"])),
+                        ("camera", f.camera),
+                        ("camera_ns", f.camera_ns),
+                        ("sweep_ns", lifted.sweep_ns),
+                        ("num_points", len(lifted.t_ns)),
+                    ):
+                        rows[key].append(value)
+                    counts["frames"] += 1
+                    counts["points"] += len(lifted.t_ns)
+        pq.write_table(pa.table(rows, schema=schema.DINO_FRAMES), tmp / schema.DINO_FRAMES_FILE)
+        (tmp / schema.META_FILE).write_text(
+            json.dumps({"log_id": log_id, "frames": len(rows["batch"]), "teacher": teacher.weights_id})
+        )
+    return {"log_id": log_id, "counts": counts, "teacher_s": teacher_s, "probe": probe}
+
+
 def build_dino_targets(
     store_dir: Path,
     out: Path,
@@ -190,6 +305,7 @@ def build_dino_targets(
     progress: bool = True,
     test_logs: list[str] | None = None,
     source: str = "teacher",
+    compute: ComputeConfig | None = None,
 ) -> dict:
     """Teacher features for every frame of every log, lifted onto lidar points; returns the stage metrics.
     The PCA is fitted on frames of ``fit_logs`` (the training split) only; every log is transformed. When the store
@@ -198,7 +314,10 @@ def build_dino_targets(
 
     ``source``: ``"teacher"`` (the ViT of ``cfg.teacher``) or ``"oracle"``: no network, each point's feature is a
     fixed embedding of its simulated surface class (``dino_oracle.py``), a control that real data cannot have; it
-    needs a store with surface labels and stores the same points as the teacher would."""
+    needs a store with surface labels and stores the same points as the teacher would.
+
+    The PCA is fitted here; each log's features, lift and file are one job on ``compute`` (default: this process),
+    which wants a GPU for the teacher's forward pass. The outputs do not depend on the backend."""
     start = time.perf_counter()
     if source not in ("teacher", "oracle"):
         raise ValueError(f"DINO targets source {source!r}: expected 'teacher' or 'oracle'")
@@ -228,12 +347,11 @@ def build_dino_targets(
     out.mkdir(parents=True)
     if oracle is None:
         device = resolve_device(cfg.teacher.device)
-        teacher = DinoTeacher(cfg.teacher).to(device)
+        teacher = _teacher(cfg.teacher, device)
         pca = fit_pca(teacher, fit_frames, cfg, device)
     else:
         device, teacher = torch.device("cpu"), oracle
         pca = fit_oracle_pca(oracle, store, fit_frames, cfg)
-        oracle_table = oracle.pca_table(pca)
     pca.save(out / schema.PCA_FILE)
     write_json_atomic(
         out / schema.TEACHER_FILE,
@@ -247,90 +365,37 @@ def build_dino_targets(
     )
     classes = surface_classes(store) if test_logs else None
     probed = set(fit_logs) | set(test_logs or [])
+    jobs = [
+        _LogJob(
+            str(store_dir),
+            str(out),
+            log_id,
+            [f for f in frames if f.log_id == log_id],
+            cfg,
+            None if oracle is None else oracle.classes,
+            classes,
+            classes is not None and log_id in probed,
+        )
+        for log_id in store.log_ids
+    ]
+    results = map_jobs(
+        _targets_one,
+        jobs,
+        compute or ComputeConfig(backend="sequential"),
+        "dino targets",
+        progress,
+        postfix=lambda rs: {"frames": sum(r["counts"]["frames"] for r in rs)},
+        names=store.log_ids,
+        visible=lambda r: [out / r["log_id"] / schema.META_FILE],
+        gpu=oracle is None,
+    )
+    counts = {key: sum(r["counts"][key] for r in results) for key in ("frames", "frames_skipped_no_sweep", "points")}
+    teacher_s = sum(r["teacher_s"] for r in results)
     probe_sets: dict[str, dict[str, list[ProbeSet]]] = {"rgb": {}, "teacher": {}}
-    points_schema = schema.dino_points_schema(cfg.pca_dim, labelled=classes is not None)
-    counts = {"frames": 0, "frames_skipped_no_sweep": 0, "points": 0}
-    teacher_s = 0.0
-    bar = progress_bar(total=len(frames), desc="dino targets", unit="img", disable=not progress)
-    for log_id in store.log_ids:
-        lg: StoredLog = store.log(log_id)
-        log_frames = [f for f in frames if f.log_id == log_id]
-        rows = {name: [] for name in schema.DINO_FRAMES.names}
-        rng = log_rng(cfg.seed, log_id)
-        probe_rng = log_rng(cfg.probe.seed, log_id)
-        probe_log = classes is not None and log_id in probed
-        with atomic_dir(out / log_id) as tmp:
-            with ipc.new_file(str(tmp / schema.DINO_POINTS_FILE), points_schema) as writer:
-                for batch in _batches(log_frames, cfg.teacher.batch_size):
-                    if oracle is None or classes is not None:  # the oracle needs pixels only for the probe's colour
-                        images = torch.stack([load_image(f.image_path) for f in batch])
-                        h, w = images.shape[-2:]
-                    else:
-                        h, w = image_hw(batch[0].image_path)
-                    if oracle is None:
-                        t0 = time.perf_counter()
-                        fmap = teacher(images.to(device))
-                        teacher_s += time.perf_counter() - t0
-                    for k, f in enumerate(batch):
-                        lifted = lift_frame(lg, f.camera, f.camera_ns, w, h, cfg.lift, rng)
-                        if lifted is None:
-                            counts["frames_skipped_no_sweep"] += 1
-                            log.warning(
-                                "log %s: %s frame %d has no lidar sweep within %.0f ms; skipped",
-                                log_id,
-                                f.camera,
-                                f.camera_ns,
-                                cfg.lift.max_sync_ms,
-                            )
-                            continue
-                        if oracle is None:
-                            feats = (
-                                pca.transform(sample_features(fmap[k], lifted.uv, (h, w)))
-                                .cpu()
-                                .numpy()
-                                .astype(np.float16)
-                            )
-                        else:
-                            feats = oracle_table[oracle.class_index(lifted.surface)]
-                        flat = pa.array(feats.reshape(-1), pa.float16())
-                        columns = {
-                            "x_m": lifted.points_ego[:, 0].astype(np.float32),
-                            "y_m": lifted.points_ego[:, 1].astype(np.float32),
-                            "z_m": lifted.points_ego[:, 2].astype(np.float32),
-                            "t_ns": lifted.t_ns,
-                            "feature": pa.FixedSizeListArray.from_arrays(flat, cfg.pca_dim),
-                        }
-                        if classes is not None:
-                            rgb = pixel_rgb(images[k], lifted.uv)
-                            columns["surface"] = lifted.surface.astype(np.uint8)
-                            columns["rgb"] = pa.FixedSizeListArray.from_arrays(pa.array(rgb.reshape(-1), pa.uint8()), 3)
-                            if probe_log and len(feats):
-                                n = min(cfg.probe.points_per_frame, len(feats))
-                                pick = np.sort(probe_rng.choice(len(feats), n, replace=False))
-                                y = lifted.surface[pick].astype(np.int64)
-                                probe_sets["rgb"].setdefault(log_id, []).append(
-                                    ProbeSet(rgb[pick].astype(np.float32) / 255.0, y)
-                                )
-                                probe_sets["teacher"].setdefault(log_id, []).append(
-                                    ProbeSet(feats[pick].astype(np.float32), y)
-                                )
-                        writer.write_batch(pa.record_batch(columns, schema=points_schema))
-                        for key, value in (
-                            ("batch", len(rows["batch"])),
-                            ("camera", f.camera),
-                            ("camera_ns", f.camera_ns),
-                            ("sweep_ns", lifted.sweep_ns),
-                            ("num_points", len(lifted.t_ns)),
-                        ):
-                            rows[key].append(value)
-                        counts["frames"] += 1
-                        counts["points"] += len(lifted.t_ns)
-                    bar.update(len(batch))
-            pq.write_table(pa.table(rows, schema=schema.DINO_FRAMES), tmp / schema.DINO_FRAMES_FILE)
-            (tmp / schema.META_FILE).write_text(
-                json.dumps({"log_id": log_id, "frames": len(rows["batch"]), "teacher": teacher.weights_id})
-            )
-    bar.close()
+    for r in results:
+        for key, parts in r["probe"].items():
+            if parts:
+                probe_sets[key][r["log_id"]] = parts
     seconds = time.perf_counter() - start
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     metrics = {
