@@ -18,7 +18,6 @@ the outputs do not depend on it.
 from pathlib import Path
 
 from gasp_core.cli import compute_config, pretrain_pool, read_params, stage_parser, write_metrics
-from gasp_core.targets.dino import build_dino_targets, dino_targets_config_from_dict
 
 
 def main() -> None:
@@ -31,6 +30,9 @@ def main() -> None:
         help="the features lifted: the ViT teacher's, or the oracle's (the simulated surface class; a control)",
     )
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.targets.dino import build_dino_targets, dino_targets_config_from_dict
+
     params = read_params(args.params)
     cfg = dino_targets_config_from_dict(params["dino_targets"], strict=True)
     test_logs = params["splits"].get("test")

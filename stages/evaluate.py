@@ -12,11 +12,6 @@ the AP tasks, each init's precision-recall curve at the full budget (``pr_<init>
 from pathlib import Path
 
 from gasp_core.cli import read_params, stage_parser, write_metrics
-from gasp_core.config import from_dict
-from gasp_core.data.samples import SceneConfig
-from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.evaluation import evaluate_runs, pr_curves, save_arrays, save_pr_curves, save_qualitative
-from gasp_core.tasks.finetune import TASK_CLASSES
 
 
 def main() -> None:
@@ -27,6 +22,13 @@ def main() -> None:
     parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per init)")
     parser.add_argument("--runs", type=Path, required=True, help="finetune outputs of this task (one folder per init)")
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.config import from_dict
+    from gasp_core.data.samples import SceneConfig
+    from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
+    from gasp_core.tasks.evaluation import evaluate_runs, pr_curves, save_arrays, save_pr_curves, save_qualitative
+    from gasp_core.tasks.finetune import TASK_CLASSES
+
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)

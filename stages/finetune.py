@@ -11,10 +11,6 @@ and metrics at each validation) as dvclive plots.
 from pathlib import Path
 
 from gasp_core.cli import read_params, stage_parser, write_metrics
-from gasp_core.config import from_dict
-from gasp_core.data.samples import SceneConfig
-from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import finetune
 
 
 def main() -> None:
@@ -26,6 +22,12 @@ def main() -> None:
     parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per init)")
     parser.add_argument("--live", type=Path, default=None, help="dvclive folder of the fine-tuning curves")
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.config import from_dict
+    from gasp_core.data.samples import SceneConfig
+    from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
+    from gasp_core.tasks.finetune import finetune
+
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)

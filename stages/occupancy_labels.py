@@ -9,15 +9,17 @@ to ``--metrics``.
 from pathlib import Path
 
 from gasp_core.cli import compute_config, read_params, stage_parser, write_metrics
-from gasp_core.config import from_dict
-from gasp_core.data.samples import SceneConfig
-from gasp_core.targets.build import build_occupancy_labels, occupancy_labels_config_from_dict
 
 
 def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--store", type=Path, required=True, help="the log store (ingest's output)")
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.config import from_dict
+    from gasp_core.data.samples import SceneConfig
+    from gasp_core.targets.build import build_occupancy_labels, occupancy_labels_config_from_dict
+
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     cfg = occupancy_labels_config_from_dict(params["occupancy_labels"], strict=True)

@@ -17,11 +17,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from gasp_core.cli import read_params, stage_parser, write_metrics
-from gasp_core.config import from_dict
-from gasp_core.data.samples import SceneConfig
-from gasp_core.models.config import variant
-from gasp_core.tasks.config import SplitsConfig
-from gasp_core.train.pretrain import pretrain, pretrain_config_from_dict
 
 
 def main() -> None:
@@ -42,6 +37,13 @@ def main() -> None:
         help="stop after this step with a checkpoint, as an interruption would (a later run resumes from it)",
     )
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.config import from_dict
+    from gasp_core.data.samples import SceneConfig
+    from gasp_core.models.config import variant
+    from gasp_core.tasks.config import SplitsConfig
+    from gasp_core.train.pretrain import pretrain, pretrain_config_from_dict
+
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     cfg = pretrain_config_from_dict(params["pretrain"], strict=True)

@@ -12,14 +12,6 @@ import logging
 from pathlib import Path
 
 from gasp_core.cli import read_params, stage_parser, write_metrics
-from gasp_core.config import from_dict
-from gasp_core.data.samples import SceneConfig
-from gasp_core.data.store import LogStore
-from gasp_core.models import load_pretrained
-from gasp_core.targets.dino import surface_classes
-from gasp_core.tasks.config import SplitsConfig
-from gasp_core.teacher.probe import ProbeConfig
-from gasp_core.train.field_probe import probe_field
 
 log = logging.getLogger("probe")
 
@@ -30,6 +22,16 @@ def main() -> None:
     parser.add_argument("--dino", type=Path, required=True, help="dino_targets outputs (one folder per source)")
     parser.add_argument("--models", type=Path, required=True, help="folder of the pre-trained models (one per variant)")
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.config import from_dict
+    from gasp_core.data.samples import SceneConfig
+    from gasp_core.data.store import LogStore
+    from gasp_core.models import load_pretrained
+    from gasp_core.targets.dino import surface_classes
+    from gasp_core.tasks.config import SplitsConfig
+    from gasp_core.teacher.probe import ProbeConfig
+    from gasp_core.train.field_probe import probe_field
+
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)

@@ -10,10 +10,6 @@ rebuild.
 from pathlib import Path
 
 from gasp_core.cli import read_params, stage_parser, write_metrics
-from gasp_core.config import from_dict
-from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.report import build_report
-from gasp_core.tasks.stats import BootstrapConfig
 
 
 def main() -> None:
@@ -26,6 +22,12 @@ def main() -> None:
         "--gasp", type=Path, default=None, help="pre-trained GASP variant folder (DINO figure of its first seed)"
     )
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.config import from_dict
+    from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
+    from gasp_core.tasks.report import build_report
+    from gasp_core.tasks.stats import BootstrapConfig
+
     params = read_params(args.params)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)
     cfg = finetune_config_from_dict(params["finetune"], strict=True)

@@ -9,12 +9,6 @@ npz per log and a manifest to ``--out`` (``gasp_core.tasks.build``).
 from pathlib import Path
 
 from gasp_core.cli import compute_config, read_params, stage_parser, write_metrics
-from gasp_core.config import from_dict
-from gasp_core.data.samples import SceneConfig
-from gasp_core.models.config import VoxelizerConfig
-from gasp_core.targets.build import occupancy_labels_config_from_dict
-from gasp_core.tasks.build import build_task_labels
-from gasp_core.tasks.config import SplitsConfig, TaskLabelsConfig
 
 
 def main() -> None:
@@ -24,6 +18,14 @@ def main() -> None:
         "--occupancy", type=Path, required=True, help="occupancy_labels output (samples and ray queries)"
     )
     args = parser.parse_args()
+    # the library (torch and its kin) loads after parsing, so --help answers at once
+    from gasp_core.config import from_dict
+    from gasp_core.data.samples import SceneConfig
+    from gasp_core.models.config import VoxelizerConfig
+    from gasp_core.targets.build import occupancy_labels_config_from_dict
+    from gasp_core.tasks.build import build_task_labels
+    from gasp_core.tasks.config import SplitsConfig, TaskLabelsConfig
+
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     splits = from_dict(SplitsConfig, params["splits"], "splits", strict=True)

@@ -258,22 +258,30 @@ def test_stage_deps_are_exactly_the_import_closure():
     assert not any("gasp_core/sim/town.py" in files for files in reach.values())
 
 
-@pytest.mark.parametrize("script", ["stages/ingest.py", "stages/task_labels.py", "stages/finetune.py"])
-def test_import_closure_holds_what_python_loads(script):
+@pytest.mark.parametrize(
+    "script, argv",
+    [
+        ("stages/ingest.py", ""),
+        ("stages/task_labels.py", "--store s --occupancy o"),
+        ("stages/finetune.py", "--task t --init i --labels l --occupancy o --models m"),
+    ],
+)
+def test_import_closure_holds_what_python_loads(script, argv):
     """The static closure holds every gasp_core module that running the script really loads (its imports, up to
-    argument parsing), and the lazy model classes stay out of a stage that never asks for them."""
+    reading a params file that is not there), and the lazy model classes stay out of a stage that never asks for
+    them."""
     import subprocess
     import sys
 
     from gasp_core.closure import import_closure
 
     code = (
-        "import runpy, sys\nsys.argv = [sys.argv[1], '--help']\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-        "except SystemExit:\n    pass\nprint('\\n'.join(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
+        "import runpy, sys\nsys.argv = sys.argv[1:]\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except FileNotFoundError:\n    pass\nprint('\\n'.join(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
         "    if (n == 'gasp_core' or n.startswith('gasp_core.')) and getattr(m, '__file__', None))))"
     )
     res = subprocess.run(
-        [sys.executable, "-c", code, script],
+        [sys.executable, "-c", code, script, "--params", "missing.yaml", "--out", "x", "--metrics", "y", *argv.split()],
         cwd=ROOT,
         capture_output=True,
         text=True,
