@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow.feather as feather
 
 from gasp_core.data.ingest import IngestConfig, ingest, list_logs
+from gasp_core.parallel import ComputeConfig
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="bare reads are repeated and the best taken")
     args = parser.parse_args()
-    cfg = IngestConfig(format="av2", root=args.root, split=args.split, workers=1)
+    cfg = IngestConfig(format="av2", root=args.root, split=args.split)
     logs = list_logs(cfg)
     files = [
         p
@@ -47,21 +48,22 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        m1 = ingest(cfg, Path(tmp) / "serial", progress=False)
+        m1 = ingest(cfg, Path(tmp) / "serial", progress=False, compute=ComputeConfig(backend="sequential"))
         serial = time.perf_counter() - t0
         t0 = time.perf_counter()
-        cfg.workers = args.workers
-        ingest(cfg, Path(tmp) / "parallel", progress=False)
+        local = ComputeConfig(backend="local", workers=args.workers)
+        ingest(cfg, Path(tmp) / "parallel", progress=False, compute=local)
         parallel = time.perf_counter() - t0
 
     n = len(files)
     print(
         f"AV2 ingest benchmark: {len(logs)} logs, {n} sweeps, {points / n:,.0f} points/sweep ({args.root}/{args.split})"
     )
-    print(f"  bare pyarrow feather read      : {n / bare:9.1f} sweeps/s")
+    mib = sum(p.stat().st_size for p in files) / 2**20
+    print(f"  bare pyarrow feather read      : {n / bare:9.1f} sweeps/s   {mib / bare:8.1f} MiB/s of sweep files")
     print(
         f"  ingest, 1 process              : {n / serial:9.1f} sweeps/s   ratio to bare read {bare / serial:.3f} "
-        f"(ingest costs {serial / bare:.1f}x the bare read)"
+        f"(ingest costs {serial / bare:.1f}x the bare read), {mib / serial:.1f} MiB/s of sweep files"
     )
     print(f"  ingest, {args.workers} workers              : {n / parallel:9.1f} sweeps/s")
     print(
