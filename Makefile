@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # DVC stage commands call `python`: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo data test lint clean-data dagster params ladder study world-seed mutants gpu-check
+.PHONY: setup demo data test test-fast lint clean-data dagster params ladder study world-seed mutants gpu-check
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ demo: data
 
 test: setup
 	$(PY) -m pytest
+
+# The dev loop: every test but the whole-DAG ones (marker `dag`: tests/test_smoke_dag.py). `make test` runs them all.
+test-fast: setup
+	$(PY) -m pytest -m "not dag"
 
 # ruff (pyproject.toml [tool.ruff]): lint and formatting of everything we write; mypy ([tool.mypy]) on the typed
 # modules. CI runs it before the tests.

@@ -25,7 +25,7 @@ from gasp_core.tasks.config import MAIN_METRIC, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dag]
 
 
 def _env(**extra: str) -> dict[str, str]:
