@@ -84,10 +84,13 @@ def run(raw: Path, out: Path, compute: ComputeConfig) -> dict[str, dict]:
     labels = TaskLabelsConfig(forecast_times_s=[0.0, 1.0], waypoint_times_s=[0.5, 1.0])
     stages = {
         "ingest": lambda: ingest(
-            IngestConfig(format="av2", root=str(raw.parent), split=raw.name), out / "ingest", False, compute
+            IngestConfig(format="av2", root=str(raw.parent), split=raw.name),
+            out / "ingest",
+            progress=False,
+            compute=compute,
         ),
         "occupancy_labels": lambda: build_occupancy_labels(
-            out / "ingest", out / "occupancy_labels", SCENE, occ, progress=False, compute=compute
+            out / "ingest", out=out / "occupancy_labels", scene=SCENE, cfg=occ, progress=False, compute=compute
         ),
         "task_labels": lambda: build_task_labels(
             out / "ingest",

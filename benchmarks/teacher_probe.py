@@ -42,9 +42,9 @@ def main() -> None:
         start = time.perf_counter()
         m = build_dino_targets(
             args.store,
-            args.out / weights.replace("/", "_"),
-            cfg,
-            params["splits"]["train"],
+            out=args.out / weights.replace("/", "_"),
+            cfg=cfg,
+            fit_logs=params["splits"]["train"],
             progress=False,
             test_logs=params["splits"]["test"],
         )

@@ -40,9 +40,9 @@ def main() -> None:
         args.metrics,
         build_dino_targets(
             args.store,
-            args.out,
-            cfg,
-            pretrain_pool(params["splits"]),
+            out=args.out,
+            cfg=cfg,
+            fit_logs=pretrain_pool(params["splits"]),
             test_logs=test_logs if isinstance(test_logs, list) else None,
             source=args.source,
             compute=compute_config(params),

@@ -24,7 +24,8 @@ def main() -> None:
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
     cfg = occupancy_labels_config_from_dict(params["occupancy_labels"], strict=True)
     write_metrics(
-        args.metrics, build_occupancy_labels(args.store, args.out, scene, cfg, compute=compute_config(params))
+        args.metrics,
+        build_occupancy_labels(args.store, out=args.out, scene=scene, cfg=cfg, compute=compute_config(params)),
     )
 
 

@@ -50,7 +50,13 @@ def main() -> None:
             if model.dino is None:
                 continue
             metrics["variants"][variant] = probe_field(
-                model, args.store, args.dino / model.variant.teacher, splits.train, splits.test, scene, probe_cfg
+                model,
+                store_dir=args.store,
+                dino_dir=args.dino / model.variant.teacher,
+                train_logs=splits.train,
+                test_logs=splits.test,
+                scene=scene,
+                cfg=probe_cfg,
             )
             r = metrics["variants"][variant]
             log.info(

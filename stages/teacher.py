@@ -28,7 +28,7 @@ def main() -> None:
 
     store = LogStore(args.store)
     frames = fit_log_frames(list_frames(store, cfg.frame_stride), pretrain_pool(params["splits"]), store)
-    metrics = train_teacher([f.image_path for f in frames], cfg, args.out)
+    metrics = train_teacher([f.image_path for f in frames], cfg, out_dir=args.out)
     write_metrics(args.metrics, {**metrics, "logs": len({f.log_id for f in frames})})
 
 

@@ -71,15 +71,27 @@ def outputs(two_logs, tmp_path_factory, request) -> dict[str, dict[str, str]]:
             request.getfixturevalue("ray_cluster")
         root = tmp_path_factory.mktemp(name)
         ingest(
-            IngestConfig(format="av2", root=str(two_logs.parent), split=two_logs.name), root / "store", False, compute
+            IngestConfig(format="av2", root=str(two_logs.parent), split=two_logs.name),
+            root / "store",
+            progress=False,
+            compute=compute,
         )
         logs = LogStore(root / "store").log_ids
         assert len(logs) == 2
         for source in ("teacher", "oracle"):  # the teacher's jobs want a GPU (none here: num_gpus 0)
             build_dino_targets(
-                root / "store", root / source, dino, logs[:1], False, logs[1:], source=source, compute=compute
+                root / "store",
+                out=root / source,
+                cfg=dino,
+                fit_logs=logs[:1],
+                progress=False,
+                test_logs=logs[1:],
+                source=source,
+                compute=compute,
             )
-        build_occupancy_labels(root / "store", root / "occ", TINY_SCENE, occ, progress=False, compute=compute)
+        build_occupancy_labels(
+            root / "store", out=root / "occ", scene=TINY_SCENE, cfg=occ, progress=False, compute=compute
+        )
         build_task_labels(
             root / "store", root / "occ", root / "labels", TINY_SCENE, vox, occ, labels_cfg, logs, False, None, compute
         )

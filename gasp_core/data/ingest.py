@@ -53,7 +53,7 @@ def _ingest_one(args: tuple[IngestConfig, str, str, EgoDims]) -> LogResult:
         return LogResult(log_id, "failed", error=str(exc))
 
 
-def ingest(cfg: IngestConfig, out: Path, progress: bool = True, compute: ComputeConfig | None = None) -> dict:
+def ingest(cfg: IngestConfig, out: Path, *, progress: bool = True, compute: ComputeConfig | None = None) -> dict:
     """Ingest every selected log into ``out`` (the jobs run on ``compute``, default in this process); returns the stage
     metrics (also written to the manifest)."""
     out = Path(out)

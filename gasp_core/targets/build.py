@@ -146,6 +146,7 @@ def _label_one(args) -> dict:
 
 def build_occupancy_labels(
     store_dir: Path,
+    *,
     out: Path,
     scene: SceneConfig,
     cfg: OccupancyLabelsConfig,

@@ -299,6 +299,7 @@ def _targets_one(job: _LogJob) -> dict:
 
 def build_dino_targets(
     store_dir: Path,
+    *,
     out: Path,
     cfg: DinoTargetsConfig,
     fit_logs: list[str],

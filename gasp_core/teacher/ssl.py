@@ -87,6 +87,7 @@ def _batches(rng: np.random.Generator, n: int, size: int):
 def train_teacher(
     images: Sequence[Path | str] | Sequence[Any] | torch.Tensor,
     cfg: TeacherTrainConfig,
+    *,
     out_dir: Path,
     progress: bool = True,
 ) -> dict:

@@ -80,6 +80,7 @@ def field_sets(
 
 def probe_field(
     model,
+    *,
     store_dir: Path,
     dino_dir: Path,
     train_logs: list[str],

@@ -248,6 +248,7 @@ def _latest_checkpoint(ckpt_dir: Path, fingerprint: str, world_size: int = 1) ->
 
 def pretrain(
     variant_name: str,
+    *,
     store_dir: Path,
     occupancy_dir: Path,
     dino_dir: Path | None,

@@ -39,7 +39,7 @@ def store_dir(av2_split, tmp_path_factory) -> Path:
 
 
 def test_occupancy_labels_shards(store_dir, tmp_path, sim_log):
-    metrics = build_occupancy_labels(store_dir, tmp_path, SCENE, SMALL, progress=False)
+    metrics = build_occupancy_labels(store_dir, out=tmp_path, scene=SCENE, cfg=SMALL, progress=False)
     # 10 sweeps at 10 Hz: t0 at sweep 1, 3 (5 and later lack 0.5 s of future)
     assert metrics["samples"] == 2 and metrics["logs_labelled"] == 1
     log_dir = tmp_path / sim_log.log_id
@@ -55,7 +55,7 @@ def test_occupancy_labels_shards(store_dir, tmp_path, sim_log):
     with ipc.open_file(log_dir / schema.EGO_PATH_FILE) as f:
         assert f.schema.remove_metadata() == schema.EGO_PATH and f.get_batch(0).num_rows == 250
     # a rerun with the same inputs is skipped; a changed setting relabels
-    again = build_occupancy_labels(store_dir, tmp_path, SCENE, SMALL, progress=False)
+    again = build_occupancy_labels(store_dir, out=tmp_path, scene=SCENE, cfg=SMALL, progress=False)
     assert again["logs_up_to_date"] == 1 and again["samples"] == 2
     assert {k: v for k, v in again.items() if not k.startswith("logs_")} == {
         k: v for k, v in metrics.items() if not k.startswith("logs_")
@@ -65,15 +65,15 @@ def test_occupancy_labels_shards(store_dir, tmp_path, sim_log):
 def test_outputs_never_delete_foreign_folders(store_dir, tmp_path, sim_log):
     keep = tmp_path / "occ" / "my_notes"
     keep.mkdir(parents=True)
-    build_occupancy_labels(store_dir, tmp_path / "occ", SCENE, SMALL, progress=False)
+    build_occupancy_labels(store_dir, out=tmp_path / "occ", scene=SCENE, cfg=SMALL, progress=False)
     assert keep.is_dir()  # not a labelled log: left alone
     (tmp_path / "dino" / "thesis").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="does not look like DINO targets"):
         build_dino_targets(
             store_dir,
-            tmp_path / "dino",
-            DinoTargetsConfig(pca_dim=8, pca_fit_frames=2),
-            [sim_log.log_id],
+            out=tmp_path / "dino",
+            cfg=DinoTargetsConfig(pca_dim=8, pca_fit_frames=2),
+            fit_logs=[sim_log.log_id],
             progress=False,
         )
     assert (tmp_path / "dino" / "thesis").is_dir()
@@ -81,7 +81,7 @@ def test_outputs_never_delete_foreign_folders(store_dir, tmp_path, sim_log):
 
 def test_dino_targets(store_dir, tmp_path, sim_log):
     cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
-    metrics = build_dino_targets(store_dir, tmp_path, cfg, [sim_log.log_id], progress=False)
+    metrics = build_dino_targets(store_dir, out=tmp_path, cfg=cfg, fit_logs=[sim_log.log_id], progress=False)
     assert metrics["teacher_random_weights"] is True and metrics["teacher_weights"] == "random"
     assert metrics["frames"] == len(sim_log.frames) and metrics["frames_skipped_no_sweep"] == 0
     assert metrics["points"] > 50 * metrics["frames"]
@@ -99,7 +99,7 @@ def test_dino_targets(store_dir, tmp_path, sim_log):
         assert ((t - frames["sweep_ns"][3]) >= 0).all() and ((t - frames["sweep_ns"][3]) < 100_000_000).all()
     assert json.loads((tmp_path / schema.TEACHER_FILE).read_text())["random_weights"] is True
     # reruns are byte-identical (random weights are seeded), so DVC sees the same outputs
-    again = build_dino_targets(store_dir, tmp_path / "again", cfg, [sim_log.log_id], progress=False)
+    again = build_dino_targets(store_dir, out=tmp_path / "again", cfg=cfg, fit_logs=[sim_log.log_id], progress=False)
     assert again == metrics
     for name in (schema.PCA_FILE, f"{sim_log.log_id}/{schema.DINO_POINTS_FILE}"):
         assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
@@ -113,7 +113,7 @@ def test_labelled_targets_carry_each_points_surface_and_colour(store_dir, tmp_pa
 
     cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
     lid = sim_log.log_id
-    metrics = build_dino_targets(store_dir, tmp_path, cfg, [lid], progress=False, test_logs=[lid])
+    metrics = build_dino_targets(store_dir, out=tmp_path, cfg=cfg, fit_logs=[lid], progress=False, test_logs=[lid])
     assert set(metrics["probe"]) == {"rgb", "teacher"}
     for p in metrics["probe"].values():
         assert 0.0 <= p["mIoU"] <= p["accuracy"] <= 1.0 and p["test_points"] > 100

@@ -199,8 +199,8 @@ def test_dino_pca_is_fitted_on_the_training_logs_only(two_log_split, tmp_path):
         progress=False,
     )
     cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=4, pca_fit_frames=6)
-    build_dino_targets(both, tmp_path / "dino_both", cfg, [train_id], progress=False)
-    build_dino_targets(train_only, tmp_path / "dino_train", cfg, [train_id], progress=False)
+    build_dino_targets(both, out=tmp_path / "dino_both", cfg=cfg, fit_logs=[train_id], progress=False)
+    build_dino_targets(train_only, out=tmp_path / "dino_train", cfg=cfg, fit_logs=[train_id], progress=False)
     # the val log's images do not move the PCA: it is the one fitted on a store holding the training log alone
     assert (tmp_path / "dino_both" / schema.PCA_FILE).read_bytes() == (
         tmp_path / "dino_train" / schema.PCA_FILE
@@ -210,7 +210,7 @@ def test_dino_pca_is_fitted_on_the_training_logs_only(two_log_split, tmp_path):
     for log_id in (train_id, val_id):  # every log is still transformed
         assert (tmp_path / "dino_both" / log_id / schema.DINO_POINTS_FILE).is_file()
     with pytest.raises(ValueError, match=r"\['not-a-log'\] are not in the log store"):
-        build_dino_targets(both, tmp_path / "dino_bad", cfg, [train_id, "not-a-log"], progress=False)
+        build_dino_targets(both, out=tmp_path / "dino_bad", cfg=cfg, fit_logs=[train_id, "not-a-log"], progress=False)
     assert not (tmp_path / "dino_bad").exists()  # checked before anything is written
 
 
@@ -256,7 +256,9 @@ def patch_index_targets(sim_store, sim_log, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(dino, "DinoTeacher", PatchIndexTeacher)
         lid = sim_log.log_id
-        build_dino_targets(sim_store, out, DinoTargetsConfig(**SMALL_DINO), [lid], progress=False, test_logs=[lid])
+        build_dino_targets(
+            sim_store, out=out, cfg=DinoTargetsConfig(**SMALL_DINO), fit_logs=[lid], progress=False, test_logs=[lid]
+        )
     return out
 
 
@@ -329,7 +331,7 @@ def test_oracle_targets_embed_each_points_surface_class(sim_store, sim_log, patc
     lid = sim_log.log_id
     cfg = DinoTargetsConfig(**{**SMALL_DINO, "pca_dim": 24})  # more than the classes: a rank-deficient PCA
     metrics = build_dino_targets(
-        sim_store, tmp_path / "oracle", cfg, [lid], progress=False, test_logs=[lid], source="oracle"
+        sim_store, out=tmp_path / "oracle", cfg=cfg, fit_logs=[lid], progress=False, test_logs=[lid], source="oracle"
     )
     assert metrics["probe"]["teacher"]["accuracy"] >= 0.99 and metrics["probe"]["teacher"]["test_points"] > 100
     assert json.loads((tmp_path / "oracle" / schema.TEACHER_FILE).read_text()) == {
@@ -362,8 +364,12 @@ def test_oracle_targets_embed_each_points_surface_class(sim_store, sim_log, patc
         for c in ("x_m", "y_m", "z_m", "t_ns", "surface"):
             np.testing.assert_array_equal(a[c], b[c])
     with pytest.raises(ValueError, match="'clairvoyant'"):
-        build_dino_targets(sim_store, tmp_path / "bad", cfg, [lid], progress=False, source="clairvoyant")
+        build_dino_targets(
+            sim_store, out=tmp_path / "bad", cfg=cfg, fit_logs=[lid], progress=False, source="clairvoyant"
+        )
     with pytest.MonkeyPatch.context() as mp:  # a store without labels (real data) has no oracle
         mp.setattr(dino, "surface_classes", lambda store: None)
         with pytest.raises(ValueError, match=re.escape(f"{sim_store}: oracle DINO targets need")):
-            build_dino_targets(sim_store, tmp_path / "bad", cfg, [lid], progress=False, source="oracle")
+            build_dino_targets(
+                sim_store, out=tmp_path / "bad", cfg=cfg, fit_logs=[lid], progress=False, source="oracle"
+            )

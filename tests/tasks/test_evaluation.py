@@ -41,7 +41,7 @@ def labelled(av2_split, tmp_path_factory):
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800, missing_per_sample=400),
         ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20),
     )
-    build_occupancy_labels(root / "store", root / "occupancy", SCENE, occ, progress=False)
+    build_occupancy_labels(root / "store", out=root / "occupancy", scene=SCENE, cfg=occ, progress=False)
     log_id = LogStore(root / "store").log_ids[0]
     cfg = TaskLabelsConfig(
         forecast_times_s=[0.0, 0.5],

@@ -78,7 +78,7 @@ def images() -> list[torch.Tensor]:
 @pytest.fixture(scope="module", params=["mae", "dino"])
 def trained(request, images, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"teacher_{request.param}")
-    return request.param, train_teacher(images, _cfg(request.param), out, progress=False), out
+    return request.param, train_teacher(images, _cfg(request.param), out_dir=out, progress=False), out
 
 
 def test_loss_falls(trained):
@@ -113,8 +113,8 @@ def test_backbone_loads_strictly_into_timm_and_gives_the_patch_grid(trained):
 def test_training_changes_the_saved_backbone(objective, images, tmp_path):
     """Zero steps save the initial weights; a few steps must move every block (the encoder is trained, and DINO's
     saved EMA teacher follows the student)."""
-    train_teacher(images, _cfg(objective, steps=0), tmp_path / "init", progress=False)
-    train_teacher(images, _cfg(objective, steps=4, warmup_steps=1), tmp_path / "trained", progress=False)
+    train_teacher(images, _cfg(objective, steps=0), out_dir=tmp_path / "init", progress=False)
+    train_teacher(images, _cfg(objective, steps=4, warmup_steps=1), out_dir=tmp_path / "trained", progress=False)
     init = load_file(str(tmp_path / "init" / ssl_config.WEIGHTS_FILE))
     after = load_file(str(tmp_path / "trained" / ssl_config.WEIGHTS_FILE))
     assert init.keys() == after.keys()
@@ -123,7 +123,7 @@ def test_training_changes_the_saved_backbone(objective, images, tmp_path):
 
 
 def test_max_seconds_stops_training_and_says_so(images, tmp_path):
-    metrics = train_teacher(images, _cfg("mae", steps=2000, max_seconds=1.0), tmp_path, progress=False)
+    metrics = train_teacher(images, _cfg("mae", steps=2000, max_seconds=1.0), out_dir=tmp_path, progress=False)
     assert metrics["stopped_by"] == "max_seconds" and 1 <= metrics["steps_done"] < 2000
     meta = json.loads((tmp_path / ssl_config.META_FILE).read_text())
     assert meta["stopped_by"] == "max_seconds" and meta["steps_done"] == metrics["steps_done"]
@@ -134,7 +134,7 @@ def test_max_seconds_stops_training_and_says_so(images, tmp_path):
 def test_same_seed_same_weights(objective, images, tmp_path):
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        train_teacher(images, _cfg(objective, steps=4, seed=seed), tmp_path / name, progress=False)
+        train_teacher(images, _cfg(objective, steps=4, seed=seed), out_dir=tmp_path / name, progress=False)
         runs[name] = load_file(str(tmp_path / name / ssl_config.WEIGHTS_FILE))
     assert all(torch.equal(runs["a"][k], runs["b"][k]) for k in runs["a"])
     assert not all(torch.equal(runs["a"][k], runs["c"][k]) for k in runs["a"])
@@ -180,8 +180,8 @@ def test_mae_encoder_sees_only_the_visible_patches():
 
 def test_dino_saves_the_ema_teacher(images, tmp_path):
     """With momentum 1 the teacher never moves: the saved backbone is the initial one, whatever the student did."""
-    train_teacher(images, _cfg("dino", steps=0), tmp_path / "init", progress=False)
-    train_teacher(images, _cfg("dino", steps=4, warmup_steps=1, ema=1.0), tmp_path / "frozen", progress=False)
+    train_teacher(images, _cfg("dino", steps=0), out_dir=tmp_path / "init", progress=False)
+    train_teacher(images, _cfg("dino", steps=4, warmup_steps=1, ema=1.0), out_dir=tmp_path / "frozen", progress=False)
     init = load_file(str(tmp_path / "init" / ssl_config.WEIGHTS_FILE))
     frozen = load_file(str(tmp_path / "frozen" / ssl_config.WEIGHTS_FILE))
     assert all(torch.equal(init[k], frozen[k]) for k in init)

@@ -54,11 +54,13 @@ def pretrain_inputs(av2_split, tmp_path_factory) -> dict[str, Path]:
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=800, free_per_sample=800, missing_per_sample=200),
         ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50),
     )
-    build_occupancy_labels(root / "store", root / "occupancy", TINY_SCENE, occ, progress=False)
+    build_occupancy_labels(root / "store", out=root / "occupancy", scene=TINY_SCENE, cfg=occ, progress=False)
     dino = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
     # laid out as the dino_targets stages write it: one folder per source (the stage scripts take the parent)
     dino_dir = root / "dino" / "teacher"
-    build_dino_targets(root / "store", dino_dir, dino, LogStore(root / "store").log_ids, progress=False)
+    build_dino_targets(
+        root / "store", out=dino_dir, cfg=dino, fit_logs=LogStore(root / "store").log_ids, progress=False
+    )
     return {"store": root / "store", "occupancy": root / "occupancy", "dino": dino_dir, "dino_sources": root / "dino"}
 
 

@@ -74,8 +74,20 @@ def test_another_world_size_is_refused(pretrain_inputs, tmp_path):
     with pytest.raises(ConfigError, match="world_size = 2, but this run was launched on 1"):
         cfg = tiny_config(steps=2)
         cfg.train.world_size = 2
-        args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
-        pretrain("gasp", *args, tmp_path / "m", TINY_SCENE, cfg, tmp_path / "ckpt", progress=False)
+        inputs = dict(
+            store_dir=pretrain_inputs["store"],
+            occupancy_dir=pretrain_inputs["occupancy"],
+            dino_dir=pretrain_inputs["dino"],
+        )
+        pretrain(
+            "gasp",
+            **inputs,
+            out_dir=tmp_path / "m",
+            scene=TINY_SCENE,
+            cfg=cfg,
+            ckpt_dir=tmp_path / "ckpt",
+            progress=False,
+        )
     torch.save({"fingerprint": "f", "world_size": 2, "step": 1}, tmp_path / "step_1.pt")
     with pytest.raises(ValueError, match="written by a run on 2 processes; this one has 1"):
         _latest_checkpoint(tmp_path, "f", world_size=1)

@@ -56,13 +56,40 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_resumed_run_matches_uninterrupted(pretrain_inputs, tmp_path):
     cfg = tiny_config(steps=6)
-    args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
-    full = pretrain("gasp", *args, tmp_path / "full", TINY_SCENE, cfg, tmp_path / "ckpt_full", progress=False)
+    inputs = dict(
+        store_dir=pretrain_inputs["store"], occupancy_dir=pretrain_inputs["occupancy"], dino_dir=pretrain_inputs["dino"]
+    )
+    full = pretrain(
+        "gasp",
+        **inputs,
+        out_dir=tmp_path / "full",
+        scene=TINY_SCENE,
+        cfg=cfg,
+        ckpt_dir=tmp_path / "ckpt_full",
+        progress=False,
+    )
     # the interrupted run stops after its step-3 checkpoint, as a crash would, then resumes from it
-    pretrain("gasp", *args, tmp_path / "split", TINY_SCENE, cfg, tmp_path / "ckpt_split", stop_after=3, progress=False)
+    pretrain(
+        "gasp",
+        **inputs,
+        out_dir=tmp_path / "split",
+        scene=TINY_SCENE,
+        cfg=cfg,
+        ckpt_dir=tmp_path / "ckpt_split",
+        stop_after=3,
+        progress=False,
+    )
     assert not (tmp_path / "split").exists()  # an unfinished run leaves no model behind
     assert sorted(p.name for p in (tmp_path / "ckpt_split").iterdir()) == ["step_3.pt"]
-    resumed = pretrain("gasp", *args, tmp_path / "split", TINY_SCENE, cfg, tmp_path / "ckpt_split", progress=False)
+    resumed = pretrain(
+        "gasp",
+        **inputs,
+        out_dir=tmp_path / "split",
+        scene=TINY_SCENE,
+        cfg=cfg,
+        ckpt_dir=tmp_path / "ckpt_split",
+        progress=False,
+    )
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
@@ -70,7 +97,14 @@ def test_resumed_run_matches_uninterrupted(pretrain_inputs, tmp_path):
     # a checkpoint from other settings is never resumed
     other = tiny_config(steps=6, lr=1e-3)
     pretrain(
-        "gasp", *args, tmp_path / "other", TINY_SCENE, other, tmp_path / "ckpt_split", stop_after=1, progress=False
+        "gasp",
+        **inputs,
+        out_dir=tmp_path / "other",
+        scene=TINY_SCENE,
+        cfg=other,
+        ckpt_dir=tmp_path / "ckpt_split",
+        stop_after=1,
+        progress=False,
     )
     assert (tmp_path / "ckpt_split" / "step_1.pt").is_file()
 
@@ -139,8 +173,18 @@ def test_average_precision_by_hand():
 
 
 def test_query_cli_scores_and_draws(pretrain_inputs, tmp_path):
-    args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
-    pretrain("gasp", *args, tmp_path / "gasp", TINY_SCENE, tiny_config(steps=2), tmp_path / "ckpt", progress=False)
+    inputs = dict(
+        store_dir=pretrain_inputs["store"], occupancy_dir=pretrain_inputs["occupancy"], dino_dir=pretrain_inputs["dino"]
+    )
+    pretrain(
+        "gasp",
+        **inputs,
+        out_dir=tmp_path / "gasp",
+        scene=TINY_SCENE,
+        cfg=tiny_config(steps=2),
+        ckpt_dir=tmp_path / "ckpt",
+        progress=False,
+    )
     res = subprocess.run(
         [
             sys.executable,
@@ -149,9 +193,9 @@ def test_query_cli_scores_and_draws(pretrain_inputs, tmp_path):
             "--model",
             str(tmp_path / "gasp"),
             "--store",
-            str(args[0]),
+            str(pretrain_inputs["store"]),
             "--occupancy",
-            str(args[1]),
+            str(pretrain_inputs["occupancy"]),
             "--out",
             str(tmp_path / "q.png"),
         ],
@@ -167,9 +211,19 @@ def test_model_cards_say_what_was_trained_on_what_and_stay_deterministic(pretrai
     """Every pre-trained folder carries a README.md card: variant, seed, the store's logs, the teacher (loudly random
     here), steps and how to load it; the wall time goes to timing.json, which DVC ignores, so the card itself is
     identical across reruns (DVC then skips what depends on a rebuilt-identical model)."""
-    args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
+    inputs = dict(
+        store_dir=pretrain_inputs["store"], occupancy_dir=pretrain_inputs["occupancy"], dino_dir=pretrain_inputs["dino"]
+    )
     logs = LogStore(pretrain_inputs["store"]).log_ids
-    pretrain("gasp", *args, tmp_path / "gasp", TINY_SCENE, tiny_config(steps=2), tmp_path / "ckpt", progress=False)
+    pretrain(
+        "gasp",
+        **inputs,
+        out_dir=tmp_path / "gasp",
+        scene=TINY_SCENE,
+        cfg=tiny_config(steps=2),
+        ckpt_dir=tmp_path / "ckpt",
+        progress=False,
+    )
     card = (tmp_path / "gasp" / "README.md").read_text()
     assert "`gasp`: occupancy, ego, dino" in card and "| seed | 0 |" in card
     assert all(f"`{x}`" in card for x in logs) and f"{len(logs)} logs" in card
@@ -178,7 +232,15 @@ def test_model_cards_say_what_was_trained_on_what_and_stay_deterministic(pretrai
     assert "| loss_total |" in card
     assert json.loads((tmp_path / "gasp" / "timing.json").read_text())["wall_seconds"] > 0
     for run in ("a", "b"):
-        pretrain("scratch", *args, tmp_path / run, TINY_SCENE, tiny_config(steps=2), tmp_path / "c", progress=False)
+        pretrain(
+            "scratch",
+            **inputs,
+            out_dir=tmp_path / run,
+            scene=TINY_SCENE,
+            cfg=tiny_config(steps=2),
+            ckpt_dir=tmp_path / "c",
+            progress=False,
+        )
     scratch = (tmp_path / "a" / "README.md").read_text()
     assert scratch == (tmp_path / "b" / "README.md").read_text().replace(str(tmp_path / "b"), str(tmp_path / "a"))
     assert "no objective" in scratch and "not used" in scratch and "RANDOM" not in scratch
@@ -218,8 +280,18 @@ def test_gasp_view_records_the_log_and_the_models_field_and_rerun_reads_it_back(
 
     from gasp_core.view import main as view_main
 
-    args = (pretrain_inputs["store"], pretrain_inputs["occupancy"], pretrain_inputs["dino"])
-    pretrain("gasp", *args, tmp_path / "gasp", TINY_SCENE, tiny_config(steps=2), tmp_path / "ckpt", progress=False)
+    inputs = dict(
+        store_dir=pretrain_inputs["store"], occupancy_dir=pretrain_inputs["occupancy"], dino_dir=pretrain_inputs["dino"]
+    )
+    pretrain(
+        "gasp",
+        **inputs,
+        out_dir=tmp_path / "gasp",
+        scene=TINY_SCENE,
+        cfg=tiny_config(steps=2),
+        ckpt_dir=tmp_path / "ckpt",
+        progress=False,
+    )
     store = LogStore(pretrain_inputs["store"])
     log = store.log(store.log_ids[0])
     out = tmp_path / "scene.rrd"

@@ -40,7 +40,7 @@ def two_log_inputs(av2_split, tmp_path_factory) -> tuple[dict[str, Path], str, s
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=300, free_per_sample=300, missing_per_sample=50),
         ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20),
     )
-    build_occupancy_labels(root / "store", root / "occupancy", TINY_SCENE, occ, progress=False)
+    build_occupancy_labels(root / "store", out=root / "occupancy", scene=TINY_SCENE, cfg=occ, progress=False)
     return {"store": root / "store", "occupancy": root / "occupancy"}, train_id, OTHER_ID
 
 
@@ -107,13 +107,13 @@ def test_pretraining_reads_only_the_training_split(two_log_inputs, opened_logs, 
     inputs, train_id, other_id = two_log_inputs
     metrics = pretrain(
         "uno",
-        inputs["store"],
-        inputs["occupancy"],
-        None,
-        tmp_path / "model",
-        TINY_SCENE,
-        tiny_config(steps=2),
-        tmp_path / "ckpt",
+        store_dir=inputs["store"],
+        occupancy_dir=inputs["occupancy"],
+        dino_dir=None,
+        out_dir=tmp_path / "model",
+        scene=TINY_SCENE,
+        cfg=tiny_config(steps=2),
+        ckpt_dir=tmp_path / "ckpt",
         progress=False,
         logs=[train_id],
     )
