@@ -136,7 +136,7 @@ def main() -> int:
 
     from gasp_core.teacher.dinov2 import DinoTeacher, TeacherConfig
 
-    teacher = DinoTeacher(TeacherConfig(device="cuda", max_side_px=448)).to(device).eval()
+    teacher = DinoTeacher(TeacherConfig(weights="random", device="cuda", max_side_px=448)).to(device).eval()
     images = torch.rand(16, 3, 448, 448, device=device)
     with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16):
         teacher(images)

@@ -80,7 +80,7 @@ def run(raw: Path, out: Path, compute: ComputeConfig) -> dict[str, dict]:
         occupancy=OccupancyConfig(stride=3, occupied_per_sample=3000, free_per_sample=3000, missing_per_sample=1000),
         ego_path=EgoPathConfig(positives_per_sample=500, near_per_sample=500, far_per_sample=200),
     )
-    vox = VoxelizerConfig(voxel_size_m=0.625, z_bins=8)
+    vox = VoxelizerConfig(voxel_size_m=0.625, z_bins=8, intensity_levels=())
     labels = TaskLabelsConfig(forecast_times_s=[0.0, 1.0], waypoint_times_s=[0.5, 1.0])
     stages = {
         "ingest": lambda: ingest(

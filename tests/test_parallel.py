@@ -59,12 +59,15 @@ def outputs(two_logs, tmp_path_factory, request) -> dict[str, dict[str, str]]:
         occupancy=OccupancyConfig(stride=2, occupied_per_sample=300, free_per_sample=300, missing_per_sample=50),
         ego_path=EgoPathConfig(positives_per_sample=50, near_per_sample=50, far_per_sample=20),
     )
-    vox = VoxelizerConfig(voxel_size_m=2.0, z_bins=4)
+    vox = VoxelizerConfig(voxel_size_m=2.0, z_bins=4, intensity_levels=())
     labels_cfg = TaskLabelsConfig(
         forecast_times_s=[0.0, 0.5], waypoint_times_s=[0.5], semantic_from_occupancy=50, semantic_in_boxes=20
     )
     dino = DinoTargetsConfig(
-        teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6, frame_stride=2
+        teacher=TeacherConfig(weights="random", max_side_px=112, batch_size=8),
+        pca_dim=8,
+        pca_fit_frames=6,
+        frame_stride=2,
     )
     for name, compute in BACKENDS.items():
         if compute.backend == "ray":

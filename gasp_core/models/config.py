@@ -8,11 +8,11 @@ from typing import Literal
 
 @dataclass
 class VoxelizerConfig:
-    voxel_size_m: float = 0.5
+    voxel_size_m: float = 0.625
     """BEV cell size; the grid covers scene.extent_m."""
     z_bins: int = 8
     """Height bins over the extent's z range; channels = (z_bins + len(intensity_levels)) x scene.past_sweeps."""
-    intensity_levels: tuple[float, ...] = ()
+    intensity_levels: tuple[float, ...] = (10.0, 20.0, 40.0, 80.0)
     """Lidar intensity (0-255) thresholds, each one more binary channel per sweep: the cell holds a ground return
     (``z <= intensity_max_z_m``) at least this bright. A thermometer code of the brightest ground return, which is
     what shows lane paint and crossings (retro-reflective) and road against sidewalk (a curb is far below the height
@@ -27,7 +27,7 @@ class EncoderConfig:
     """A timm CNN with features_only support (in_chans set to the voxel channels)."""
     out_indices: tuple[int, ...] = (0, 1, 2, 3)
     """Backbone stages fed to the FPN (timm feature indices; 0 is the stride-2 stem)."""
-    width: int = 64
+    width: int = 32
     """Channels of the BEV feature map."""
     out_stride: int = 2
     """Stride of the BEV feature map relative to the voxel grid (must be a stride of one of the stages)."""

@@ -43,7 +43,7 @@ class DinoTargetsConfig:
     """Dimension of the stored targets (PCA of the teacher's features)."""
     pca_fit_frames: int = 48
     """Frames, drawn across the training logs (``splits.train``), whose patch features fit the PCA."""
-    frame_stride: int = 1
+    frame_stride: int = 3
     """Use every n-th frame of each camera."""
     seed: int = 0
     """Seed of the PCA frame draw."""

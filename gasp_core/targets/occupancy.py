@@ -21,7 +21,7 @@ from gasp_core.targets.scan_pattern import empty_cells, infer_pattern
 
 @dataclass
 class OccupancyConfig:
-    stride: int = 5
+    stride: int = 3
     """A sample (t0) every ``stride`` sweeps."""
     include_present: bool = True
     """Use the t0 sweep itself as well as the future ones (t = 0 is part of the horizon)."""

@@ -36,7 +36,7 @@ RANDOM_WARNING = (
 class TeacherConfig:
     model: str = "vit_small_patch14_reg4_dinov2"
     """Any timm DINOv2 model (vit_{small,base,large,giant}_patch14[_reg4]_dinov2)."""
-    weights: str = "random"
+    weights: str = "models/teacher"
     """'random', 'hub' (Hugging Face cache, or network: only when chosen), a path to .safetensors / .pth, or the
     folder of an in-domain teacher written by the ``teacher`` stage (its teacher.json overrides ``model``)."""
     max_side_px: int = 448

@@ -21,7 +21,7 @@ META_FILE = "teacher.json"
 
 @dataclass
 class TeacherTrainConfig:
-    enabled: bool = False
+    enabled: bool = True
     """Train a teacher; false: the stage only writes a ``teacher.json`` saying ``{"trained": false}``."""
     objective: Literal["mae", "dino"] = "mae"
     """'mae' (masked pixel reconstruction) or 'dino' (DINO self-distillation with an iBOT patch term)."""
@@ -35,7 +35,7 @@ class TeacherTrainConfig:
     this, each side a multiple of the patch, as DinoTeacher resizes them; recorded as ``max_side_px``."""
     frame_stride: int = 1
     """The stage trains on every n-th frame of each camera of the training logs."""
-    steps: int = 700
+    steps: int = 480
     """Optimiser steps (the run ends at whichever of ``steps`` and ``max_seconds`` comes first)."""
     batch_size: int = 32
     """Images per step."""
@@ -49,7 +49,7 @@ class TeacherTrainConfig:
     """Linear learning-rate warm-up steps."""
     grad_clip: float = 3.0
     """Gradient norm clip (0: none)."""
-    max_seconds: float | None = 170.0
+    max_seconds: float | None = None
     """Wall-clock cap on the whole run, image loading included (null: none). A step that would end past it is not
     started; the metrics say which cap stopped training."""
     time_schedule: bool = True
@@ -106,7 +106,7 @@ class TeacherTrainConfig:
     """Seeds the initialisation, the batch order, the crops and the masks."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda[:n]'; bf16 autocast on CUDA only."""
-    num_threads: int = 1
+    num_threads: int = 0
     """torch CPU threads during training (0: torch's default). 1 is the robust choice on a shared machine: with 2
     threads and another process on one of 2 cores, steps were 3-5 times slower than with 1."""
     log_every: int = 20

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
+    steps: int = 200
     """Optimizer steps."""
     batch_size: int = 4
     """Samples per step and process (the global batch is batch_size x processes)."""
@@ -65,7 +65,7 @@ class TrainConfig:
 
 @dataclass
 class PretrainConfig:
-    variants: list[str] = field(default_factory=lambda: ["uno", "gasp"])
+    variants: list[str] = field(default_factory=lambda: ["scratch", "uno", "gasp"])
     """Variants that dvc.yaml builds (gasp_core.models.config.VARIANTS)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Pre-training seeds: dvc.yaml trains every variant once per seed (``models/pretrain/<variant>/seed_<s>``) and

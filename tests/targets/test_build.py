@@ -72,7 +72,7 @@ def test_outputs_never_delete_foreign_folders(store_dir, tmp_path, sim_log):
         build_dino_targets(
             store_dir,
             out=tmp_path / "dino",
-            cfg=DinoTargetsConfig(pca_dim=8, pca_fit_frames=2),
+            cfg=DinoTargetsConfig(teacher=TeacherConfig(weights="random"), pca_dim=8, pca_fit_frames=2, frame_stride=1),
             fit_logs=[sim_log.log_id],
             progress=False,
         )
@@ -80,7 +80,12 @@ def test_outputs_never_delete_foreign_folders(store_dir, tmp_path, sim_log):
 
 
 def test_dino_targets(store_dir, tmp_path, sim_log):
-    cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
+    cfg = DinoTargetsConfig(
+        teacher=TeacherConfig(weights="random", max_side_px=112, batch_size=8),
+        pca_dim=8,
+        pca_fit_frames=6,
+        frame_stride=1,
+    )
     metrics = build_dino_targets(store_dir, out=tmp_path, cfg=cfg, fit_logs=[sim_log.log_id], progress=False)
     assert metrics["teacher_random_weights"] is True and metrics["teacher_weights"] == "random"
     assert metrics["frames"] == len(sim_log.frames) and metrics["frames_skipped_no_sweep"] == 0
@@ -111,7 +116,12 @@ def test_labelled_targets_carry_each_points_surface_and_colour(store_dir, tmp_pa
     from gasp_core.data.store import LogStore
     from gasp_core.sim.semantics import ALBEDO, Surface
 
-    cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
+    cfg = DinoTargetsConfig(
+        teacher=TeacherConfig(weights="random", max_side_px=112, batch_size=8),
+        pca_dim=8,
+        pca_fit_frames=6,
+        frame_stride=1,
+    )
     lid = sim_log.log_id
     metrics = build_dino_targets(store_dir, out=tmp_path, cfg=cfg, fit_logs=[lid], progress=False, test_logs=[lid])
     assert set(metrics["probe"]) == {"rgb", "teacher"}

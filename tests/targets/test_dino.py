@@ -198,7 +198,12 @@ def test_dino_pca_is_fitted_on_the_training_logs_only(two_log_split, tmp_path):
         train_only,
         progress=False,
     )
-    cfg = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=4, pca_fit_frames=6)
+    cfg = DinoTargetsConfig(
+        teacher=TeacherConfig(weights="random", max_side_px=112, batch_size=8),
+        pca_dim=4,
+        pca_fit_frames=6,
+        frame_stride=1,
+    )
     build_dino_targets(both, out=tmp_path / "dino_both", cfg=cfg, fit_logs=[train_id], progress=False)
     build_dino_targets(train_only, out=tmp_path / "dino_train", cfg=cfg, fit_logs=[train_id], progress=False)
     # the val log's images do not move the PCA: it is the one fitted on a store holding the training log alone
@@ -243,7 +248,7 @@ class PatchIndexTeacher:
         return torch.stack([rows, cols])[None].expand(len(images), -1, -1, -1)
 
 
-SMALL_DINO = dict(teacher=TeacherConfig(batch_size=4), pca_dim=2, pca_fit_frames=6)
+SMALL_DINO = dict(teacher=TeacherConfig(weights="random", batch_size=4), pca_dim=2, pca_fit_frames=6, frame_stride=1)
 
 
 @pytest.fixture(scope="module")

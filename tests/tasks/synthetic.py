@@ -16,7 +16,7 @@ from gasp_core.tasks.build import MANIFEST
 from gasp_core.tasks.config import SplitsConfig, TaskLabelsConfig
 
 SCENE = SceneConfig(extent_m=(-16.0, 16.0, -16.0, 16.0, -2.0, 4.0), past_sweeps=2, horizon_s=1.0)
-VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=2)
+VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=2, intensity_levels=())
 LOGS = {"train_a": 4, "train_b": 4, "val": 6, "test": 3}
 SPLITS = SplitsConfig(train=["train_a", "train_b"], val=["val"], test=["test"])
 

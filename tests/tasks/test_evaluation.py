@@ -26,7 +26,7 @@ from gasp_core.tasks.labels import objects_at, semantic_occupancy
 from gasp_core.tasks.metrics import ap_from_histogram, average_precision, score_histogram
 
 SCENE = SceneConfig(extent_m=(-20.0, 20.0, -20.0, 20.0, -3.0, 5.0), past_sweeps=2, horizon_s=0.5)
-VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=4)
+VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=4, intensity_levels=())
 
 
 @pytest.fixture(scope="module")

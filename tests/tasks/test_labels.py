@@ -240,7 +240,7 @@ def test_built_forecast_is_the_any_cover_of_half_cells(log, tmp_path):
         log,
         tmp_path / "occupancy",
         scene,
-        VoxelizerConfig(voxel_size_m=1.0, z_bins=2),
+        VoxelizerConfig(voxel_size_m=1.0, z_bins=2, intensity_levels=()),
         OccupancyLabelsConfig(),
         cfg,
         with_rays=False,

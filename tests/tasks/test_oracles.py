@@ -356,7 +356,7 @@ def _tiny_model(name: str):
     from gasp_core.models.gasp_model import GaspModel
 
     cfg = ModelConfig(
-        VoxelizerConfig(voxel_size_m=1.0, z_bins=2),
+        VoxelizerConfig(voxel_size_m=1.0, z_bins=2, intensity_levels=()),
         EncoderConfig(backbone="resnet10t", out_indices=(0, 1, 2), width=16, out_stride=2),
         DecoderConfig(hidden=16, blocks=1, offsets=0),
     )

@@ -50,6 +50,7 @@ def _cfg(objective: str, **kw) -> TeacherTrainConfig:
         lr=2e-3,
         warmup_steps=3,
         max_seconds=None,
+        num_threads=1,
         log_every=5,
         decoder_dim=32,
         decoder_depth=1,

@@ -20,7 +20,7 @@ from gasp_core.train.pretrain import PretrainConfig, TrainConfig
 
 TINY_SCENE = SceneConfig(extent_m=(-20.0, 20.0, -20.0, 20.0, -3.0, 5.0), past_sweeps=2, horizon_s=0.5)
 TINY_MODEL = ModelConfig(
-    voxelizer=VoxelizerConfig(voxel_size_m=1.0, z_bins=4),
+    voxelizer=VoxelizerConfig(voxel_size_m=1.0, z_bins=4, intensity_levels=()),
     encoder=EncoderConfig(width=16, out_stride=2),
     decoder=DecoderConfig(hidden=32, blocks=1, offsets=2),
 )
@@ -55,7 +55,12 @@ def pretrain_inputs(av2_split, tmp_path_factory) -> dict[str, Path]:
         ego_path=EgoPathConfig(positives_per_sample=100, near_per_sample=100, far_per_sample=50),
     )
     build_occupancy_labels(root / "store", out=root / "occupancy", scene=TINY_SCENE, cfg=occ, progress=False)
-    dino = DinoTargetsConfig(teacher=TeacherConfig(max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6)
+    dino = DinoTargetsConfig(
+        teacher=TeacherConfig(weights="random", max_side_px=112, batch_size=8),
+        pca_dim=8,
+        pca_fit_frames=6,
+        frame_stride=1,
+    )
     # laid out as the dino_targets stages write it: one folder per source (the stage scripts take the parent)
     dino_dir = root / "dino" / "teacher"
     build_dino_targets(
