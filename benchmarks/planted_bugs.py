@@ -138,7 +138,7 @@ BUGS: tuple[Planted, ...] = (
     ),
     Planted(
         "model card: a random-weight teacher goes unmentioned",
-        "gasp_core/models/card.py",
+        "gasp_core/card.py",
         'if info.get("random_weights"):',
         'if info.get("random_weight"):',
         ("tests/train/test_pretrain.py",),

@@ -106,7 +106,7 @@ def materialize(
         [py, "-m", "dvc", "config", "hydra.config_dir", "configs"],
     ):
         _run(cmd, dest)
-    # after `dvc init`, which writes a default one: model timings stay out of DVC hashes (gasp_core/models/card.py)
+    # after `dvc init`, which writes a default one: model timings stay out of DVC hashes (gasp_core/card.py)
     shutil.copy2(root / ".dvcignore", dest / ".dvcignore")
     overrides = list(overrides)
     if world_seed is not None:

@@ -383,7 +383,7 @@ def test_layering():
 
 def test_dvc_ignores_model_timings_but_not_model_cards():
     """Model folders' timing.json (wall time) is out of DVC's hashes, their README.md card is in: a rerun that rebuilds
-    identical weights leaves the stage's outputs identical (gasp_core/models/card.py)."""
+    identical weights leaves the stage's outputs identical (gasp_core/card.py)."""
     from dvc.repo import Repo
 
     ignore = Repo(str(ROOT)).dvcignore

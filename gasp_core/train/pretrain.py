@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from gasp_core import card
 from gasp_core.config import ConfigError, from_dict
 from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path
-from gasp_core.models import card
 from gasp_core.models.config import LossConfig, ModelConfig, variant
 from gasp_core.models.gasp_model import GaspModel
 from gasp_core.models.losses import pretrain_losses

@@ -247,7 +247,7 @@ def test_model_cards_say_what_was_trained_on_what_and_stay_deterministic(pretrai
 
 
 def test_card_tells_the_embedded_world_from_real_data_and_trained_teachers_from_random(tmp_path):
-    from gasp_core.models.card import data_description, teacher_description
+    from gasp_core.card import data_description, teacher_description
 
     for name, embedded in (("sim", True), ("real", False)):
         root = tmp_path / name / "raw"
@@ -336,7 +336,7 @@ def test_card_of_a_variant_ignores_the_weights_of_objectives_it_lacks(pretrain_i
     """Sweeping dino_weight must leave UnO's and scratch's folders identical, or DVC reruns their heads for nothing."""
     from dataclasses import replace
 
-    from gasp_core.models import card
+    from gasp_core import card
 
     base = tiny_config(steps=2)
     swept = replace(base, loss=replace(base.loss, dino_weight=base.loss.dino_weight * 2))
