@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gasp_core import card
 from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path, write_json_atomic
-from gasp_core.models import card
 from gasp_core.models.gasp_model import load_pretrained
 from gasp_core.optim import run_steps, warmup_cosine
 from gasp_core.progress import progress as progress_bar
