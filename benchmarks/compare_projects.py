@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from gasp_core.tasks.config import MAIN_METRIC, TASKS
+from gasp_core.tasks.config import TASKS
 from gasp_core.tasks.evaluation import load_arrays, split_stats
-from gasp_core.tasks.finetune import TASK_CLASSES
+from gasp_core.tasks.registry import TASK_CLASSES
 from gasp_core.tasks.stats import Bootstrap, BootstrapConfig
 
 
@@ -47,7 +47,7 @@ def main() -> None:
         stats = [split_stats(a)[args.init] for a in arrays]
         groups = arrays[0]["sample_log"] if boot_cfg.unit == "log" else np.arange(len(arrays[0]["sample_log"]))
         fn = TASK_CLASSES[task].main_from_stats
-        metric, better = MAIN_METRIC[task]
+        metric, better = TASK_CLASSES[task].main_metric
         for budget in stats[0]:
             runs = [[s[budget][r] for r in sorted(s[budget])] for s in stats]
             boot = Bootstrap(groups, boot_cfg)

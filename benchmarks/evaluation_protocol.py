@@ -24,11 +24,12 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.data.store import LogStore
 from gasp_core.targets.occupancy import QuerySource
 from gasp_core.tasks import metrics as M
-from gasp_core.tasks.base import _batched_queries, _sigmoid
+from gasp_core.tasks.base import batched_queries, sigmoid
 from gasp_core.tasks.build import TaskLabels, stored_samples
 from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
-from gasp_core.tasks.finetune import Features, OccupancyTask, items_of, load_encoder, load_run, pretrained_dir, run_dir
-from gasp_core.tasks.labels import semantic_occupancy
+from gasp_core.tasks.finetune import Features, items_of, load_encoder, load_run, pretrained_dir, run_dir
+from gasp_core.tasks.occupancy.task import OccupancyTask
+from gasp_core.tasks.semantic_occupancy.labels import semantic_occupancy
 
 
 def _old_ap(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -83,8 +84,8 @@ def main() -> None:
                                 len(q), min(len(q), task.eval_queries), replace=False
                             )
                             q, y, src = q[pick], y[pick], src[pick]
-                            s = _sigmoid(_batched_queries(head, feats([it]), q)[:, 0])
-                            future = q[:, 3] > task._arr(it, "occ_t_min")
+                            s = sigmoid(batched_queries(head, feats([it]), q)[:, 0])
+                            future = q[:, 3] > task.sample_array(it, "occ_t_min")
                             lidar = src != QuerySource.MISSING
                             for name, keep in (
                                 ("old", q[:, 3] > 0),

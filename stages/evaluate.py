@@ -27,7 +27,7 @@ def main() -> None:
     from gasp_core.data.samples import SceneConfig
     from gasp_core.tasks.config import SplitsConfig, finetune_config_from_dict
     from gasp_core.tasks.evaluation import evaluate_runs, pr_curves, save_arrays, save_pr_curves, save_qualitative
-    from gasp_core.tasks.finetune import TASK_CLASSES
+    from gasp_core.tasks.registry import TASK_CLASSES
 
     params = read_params(args.params)
     scene = from_dict(SceneConfig, params["scene"], "scene", strict=True)
@@ -35,7 +35,15 @@ def main() -> None:
     cfg = finetune_config_from_dict(params["finetune"], strict=True)
     inits = {name: args.models / name for name in cfg.inits}
     metrics, qualitative, stats = evaluate_runs(
-        args.task, inits, args.runs, args.labels, args.occupancy, scene, splits, cfg, list(params["pretrain"]["seeds"])
+        args.task,
+        inits=inits,
+        runs_root=args.runs,
+        labels_dir=args.labels,
+        occupancy_dir=args.occupancy,
+        scene=scene,
+        splits=splits,
+        cfg=cfg,
+        pretrain_seeds=list(params["pretrain"]["seeds"]),
     )
     save_qualitative(args.out / "qualitative.npz", qualitative)
     save_arrays(args.out / "stats.npz", stats)

@@ -37,14 +37,14 @@ def main() -> None:
         build_report(
             args.metrics_dir,
             args.eval,
-            args.labels,
-            args.out,
-            splits,
-            cfg,
-            args.plot,
-            args.gasp,
-            list(params["pretrain"]["seeds"]),
-            bootstrap,
+            labels_dir=args.labels,
+            out=args.out,
+            splits=splits,
+            cfg=cfg,
+            plot=args.plot,
+            gasp_model=args.gasp,
+            pretrain_seeds=list(params["pretrain"]["seeds"]),
+            bootstrap=bootstrap,
         ),
     )
 

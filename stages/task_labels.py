@@ -35,12 +35,12 @@ def main() -> None:
     metrics = build_task_labels(
         args.store,
         args.occupancy,
-        args.out,
-        scene,
-        vox,
-        occ,
-        cfg,
-        splits.all(),
+        out=args.out,
+        scene=scene,
+        vox=vox,
+        occ_cfg=occ,
+        cfg=cfg,
+        logs=splits.all(),
         ray_logs=[*splits.val, *splits.test],
         compute=compute_config(params),
     )

@@ -96,7 +96,17 @@ def outputs(two_logs, tmp_path_factory, request) -> dict[str, dict[str, str]]:
             root / "store", out=root / "occ", scene=TINY_SCENE, cfg=occ, progress=False, compute=compute
         )
         build_task_labels(
-            root / "store", root / "occ", root / "labels", TINY_SCENE, vox, occ, labels_cfg, logs, False, None, compute
+            root / "store",
+            root / "occ",
+            out=root / "labels",
+            scene=TINY_SCENE,
+            vox=vox,
+            occ_cfg=occ,
+            cfg=labels_cfg,
+            logs=logs,
+            progress=False,
+            ray_logs=None,
+            compute=compute,
         )
         digests[name] = {stage: _digest(root / stage) for stage in ("store", "teacher", "oracle", "occ", "labels")}
     return digests

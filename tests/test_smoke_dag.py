@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gasp_core.apps.presets import materialize, world_config
 from gasp_core.models.config import VARIANTS
 from gasp_core.params import compose
-from gasp_core.presets import materialize, world_config
-from gasp_core.tasks.config import MAIN_METRIC, TASKS
+from gasp_core.tasks.config import TASKS
+from gasp_core.tasks.registry import main_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -105,7 +106,7 @@ def test_smoke_dag_end_to_end(smoke):
                 expected = {f"pretrain_{p}" for p in params["pretrain"]["seeds"]}
                 assert set(metrics["results"][init]["zero_shot"]["runs"]) == expected
         assert _finite(metrics)
-        assert _undefined_metrics(metrics, task, MAIN_METRIC[task][0]) == [], task
+        assert _undefined_metrics(metrics, task, main_metrics()[task][0]) == [], task
         assert (task in ("occupancy", "trajectory")) == ("baseline" in metrics)
         assert (smoke / "data" / "eval" / task / "stats.npz").stat().st_size > 100
     report = (smoke / "reports" / "README.md").read_text()

@@ -9,18 +9,9 @@ from gasp_core.config import ConfigError, from_dict
 from gasp_core.models.config import DecoderConfig
 
 TASKS = ("forecast", "occupancy", "semantic_occupancy", "map", "trajectory")
-"""BEV semantic forecasting, 4D occupancy, 4D semantic occupancy, map segmentation, ego trajectory."""
-
-MAIN_METRIC = {
-    "forecast": ("AP/vehicle", "higher"),
-    "occupancy": ("AP", "higher"),
-    "semantic_occupancy": ("mAP", "higher"),
-    "map": ("mIoU", "higher"),
-    "trajectory": ("L2_avg", "lower"),
-}
-"""Each task's headline metric and which direction is better: the anchors' protocols (UnO's vehicle AP for BEV
-forecasting; AP of future lidar queries for 4D occupancy; mIoU over crossings, lane dividers and road boundaries for
-maps; average L2 at 1 / 2 / 3 s with odometry for the trajectory)."""
+"""The names ``finetune.tasks`` may list, in the report's order: those of :data:`gasp_core.tasks.registry.TASK_CLASSES`
+(``tests/tasks/test_registry.py`` checks that they agree), spelled out here so that reading a config (as the
+pre-training stage does for its splits) imports no task class."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from gasp_core.data.samples import SceneConfig
 from gasp_core.io import atomic_path
 from gasp_core.models.gasp_model import load_pretrained
 from gasp_core.progress import progress as progress_bar
-from gasp_core.tasks.base import Task, _nanmean, _nanstd
+from gasp_core.tasks.base import Task, nanmean, nanstd
 from gasp_core.tasks.build import TaskLabels
 from gasp_core.tasks.config import FinetuneConfig, SplitsConfig
 from gasp_core.tasks.finetune import (
@@ -19,12 +19,12 @@ from gasp_core.tasks.finetune import (
     _round,
     items_of,
     load_run,
-    make_task,
     pretrained_dir,
     run_dir,
     run_name,
 )
 from gasp_core.tasks.metrics import compact_histograms, pr_from_histogram
+from gasp_core.tasks.registry import make_task
 from gasp_core.teacher.dinov2 import resolve_device
 
 
@@ -90,6 +90,7 @@ def _stored(task: Task, stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def evaluate_runs(
     task_name: str,
+    *,
     inits: dict[str, Path],
     runs_root: Path,
     labels_dir: Path,
@@ -159,8 +160,8 @@ def evaluate_runs(
         for budget, by_run in per_run.items():
             keys = next(iter(by_run.values())).keys()
             metrics["results"].setdefault(init, {})[budget] = {
-                "mean": _round({k: _nanmean([r[k] for r in by_run.values()]) for k in keys}),
-                "std": _round({k: _nanstd([r[k] for r in by_run.values()]) for k in keys}),
+                "mean": _round({k: nanmean([r[k] for r in by_run.values()]) for k in keys}),
+                "std": _round({k: nanstd([r[k] for r in by_run.values()]) for k in keys}),
                 "runs": {name: _round(r) for name, r in by_run.items()},
             }
     bar.close()

@@ -1,9 +1,10 @@
-"""Fine-tuning heads (and optionally the encoder) for the five downstream tasks.
+"""Fine-tuning heads (and optionally the encoder) for the downstream tasks.
 
-The tasks live one per module (``forecast``, ``occupancy``, ``semantic_occupancy``, ``map``, ``trajectory``, on
-:class:`gasp_core.tasks.base.Task`); this module holds their registry, the frozen-feature cache, the training loop
-with model selection on validation, the fine-tuning curves and the run folders. :func:`finetune` trains every
-(label budget, seed) run of one (task, initialisation) pair; :mod:`gasp_core.tasks.evaluation` scores them."""
+The tasks live one per package (``forecast``, ``occupancy``, ``semantic_occupancy``, ``map``, ``trajectory``, on
+:class:`gasp_core.tasks.base.Task`, listed in :mod:`gasp_core.tasks.registry`); this module holds the frozen-feature
+cache, the training loop with model selection on validation, the fine-tuning curves and the run folders.
+:func:`finetune` trains every (label budget, seed) run of one (task, initialisation) pair;
+:mod:`gasp_core.tasks.evaluation` scores them."""
 
 from __future__ import annotations
 
@@ -25,27 +26,13 @@ from gasp_core.io import atomic_path, write_json_atomic
 from gasp_core.models.gasp_model import load_pretrained
 from gasp_core.optim import run_steps, warmup_cosine
 from gasp_core.progress import progress as progress_bar
-from gasp_core.tasks.base import Item, Task, _t
+from gasp_core.tasks.base import Item, Task, to_tensor
 from gasp_core.tasks.build import TaskLabels
 from gasp_core.tasks.config import FinetuneConfig, SplitsConfig
-from gasp_core.tasks.forecast import ForecastTask
-from gasp_core.tasks.map import MapTask
-from gasp_core.tasks.occupancy import OccupancyTask
-from gasp_core.tasks.semantic_occupancy import SemanticOccupancyTask
-from gasp_core.tasks.trajectory import TrajectoryTask
+from gasp_core.tasks.registry import make_task
 from gasp_core.teacher.dinov2 import resolve_device
 
 log = logging.getLogger(__name__)
-
-TASK_CLASSES: dict[str, type[Task]] = {
-    c.name: c for c in (ForecastTask, OccupancyTask, SemanticOccupancyTask, MapTask, TrajectoryTask)
-}
-
-
-def make_task(name: str, labels: TaskLabels, occupancy_dir: Path, scene: SceneConfig, cfg: FinetuneConfig) -> Task:
-    if name not in TASK_CLASSES:
-        raise ValueError(f"unknown task {name!r}; choose from {sorted(TASK_CLASSES)}")
-    return TASK_CLASSES[name](labels, occupancy_dir, scene, cfg)
 
 
 def budget_logs(train_logs: list[str], fraction: float) -> list[str]:
@@ -67,7 +54,7 @@ class Features:
         self._cache: dict[Item, Tensor] = {}
 
     def voxels(self, items: list[Item]) -> Tensor:
-        return _t(np.stack([self.labels.log(lid)["voxels"][s] for lid, s in items]), self.device)
+        return to_tensor(np.stack([self.labels.log(lid)["voxels"][s] for lid, s in items]), self.device)
 
     def __call__(self, items: list[Item]) -> Tensor:
         if not self.frozen and self.encoder.training:
@@ -301,6 +288,7 @@ def load_run(task: Task, path: Path, encoder_dir: Path, device: torch.device) ->
 def finetune(
     task_name: str,
     init: str,
+    *,
     labels_dir: Path,
     occupancy_dir: Path,
     init_dir: Path,
@@ -328,7 +316,7 @@ def finetune(
     val_items = items_of(labels, splits.val)
     result: dict = {"task": task_name, "init": init, "encoder": cfg.encoder, "runs": {}}
     if task_name in cfg.zero_shot_only:
-        if type(task).zero_shot is Task.zero_shot:
+        if not task.has_zero_shot():
             raise ValueError(f"finetune.zero_shot_only: task {task_name!r} has no zero-shot protocol; train its heads")
         Path(out_dir).mkdir(parents=True, exist_ok=True)  # the stage's output: no runs, the task is scored zero-shot
         (Path(out_dir) / "README.md").write_text(

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from gasp_core.io import atomic_path
-from gasp_core.tasks.config import MAIN_METRIC, FinetuneConfig, SplitsConfig
+from gasp_core.tasks import registry
+from gasp_core.tasks.config import FinetuneConfig, SplitsConfig
 from gasp_core.tasks.evaluation import BASELINE, ZERO_SHOT
 from gasp_core.tasks.stats import Bootstrap, BootstrapConfig
-from gasp_core.viz.qualitative import FIGURES, dino_figure
+from gasp_core.viz.qualitative import dino_figure
 from gasp_core.viz.radar import radar
 
 log = logging.getLogger(__name__)
@@ -34,49 +35,6 @@ ORACLE_NOTE = (
     "simulator's surface class at each lidar point (what a perfect foundation model would give), through the same "
     "PCA, loss and stages as the in-domain teacher's."
 )
-TASK_TITLES = {
-    "forecast": "BEV semantic forecasting",
-    "occupancy": "4D occupancy",
-    "semantic_occupancy": "4D semantic occupancy",
-    "map": "Map segmentation",
-    "trajectory": "Ego trajectory",
-}
-METRIC_TITLES = {
-    "AP/vehicle": "vehicle AP",
-    "AP": "AP, future lidar queries",
-    "mAP": "mAP",
-    "mIoU": "mIoU: crossings, dividers, boundaries",
-    "L2_avg": "L2 avg 1-3 s, with odometry, m",
-    "L2_avg/no_odometry": "L2 avg 1-3 s, BEV-only head (no odometry), m",
-}
-SECONDARY = {
-    "forecast": ["softIoU/vehicle", "AP/pedestrian", "AP/cyclist", "mAP", "softIoU"],
-    "occupancy": [
-        "IoU",
-        "AP/1s",
-        "AP/2s",
-        "AP/3s",
-        "IoU/1s",
-        "IoU/2s",
-        "IoU/3s",
-        "depth_L1_m",
-        "depth_AbsRel",
-        "free_rate/missing",
-    ],
-    "semantic_occupancy": ["mIoU", "AP/vehicle", "AP/pedestrian", "AP/cyclist", "AP/other"],
-    "map": ["IoU/drivable_area", "IoU/ped_crossing", "IoU/lane_divider", "IoU/road_boundary"],
-    "trajectory": [
-        "l2_1s",
-        "l2_2s",
-        "l2_3s",
-        "collision_1s",
-        "collision_2s",
-        "collision_3s",
-        "L2_avg/no_odometry",
-        "l2_3s/no_odometry",
-        "collision_3s/no_odometry",
-    ],
-}
 
 
 def _label(init: str) -> str:
@@ -89,10 +47,15 @@ def _fmt(mean, std) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
 
 
+def _metric_title(task: str, metric: str) -> str:
+    return registry.TASK_CLASSES[task].metric_titles.get(metric, metric)
+
+
 def _row_title(row: str, rows: dict) -> str:
     """A task's title; a co-primary row adds its metric."""
     task, metric, _ = rows[row]
-    return TASK_TITLES[task] if row == task else f"{TASK_TITLES[task]} ({METRIC_TITLES.get(metric, metric)})"
+    title = registry.TASK_CLASSES[task].title
+    return title if row == task else f"{title} ({_metric_title(task, metric)})"
 
 
 def _fmt_pair(d: dict | None) -> str:
@@ -151,7 +114,7 @@ def compare(
     """Per budget: each init's main-metric interval, the paired differences of :func:`comparison_pairs`, and each init
     against the non-learned baseline (when the task has one), from the evaluate stage's per-sample statistics.
     ``direction`` ("higher" | "lower") is that of ``fn``'s metric when it is not the task's main one."""
-    better = (direction or MAIN_METRIC[task][1]) == "higher"
+    better = (direction or registry.TASK_CLASSES[task].main_metric[1]) == "higher"
     base = list(stats.get(BASELINE, {}).get("-", {}).values())
     out: dict = {}
     for b in budgets:
@@ -195,7 +158,7 @@ def write_report(
     :func:`compare` gives; ``zero_shot[task]``, its entry for budget ``zero_shot`` (see :func:`zero_shot_lines`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [t for t in MAIN_METRIC if t in eval_metrics]
+    tasks = [t for t in registry.TASK_CLASSES if t in eval_metrics]
     pct = f"{100 * level:g}%"
     summary: dict = {"tasks": {}, "inits": inits, "budgets": budgets, "level": level}
     lines = [
@@ -210,7 +173,7 @@ def write_report(
     if any(i in ORACLE_INITS for i in inits):
         lines += [ORACLE_NOTE, ""]
     # one row per task's main metric, then its co-primary metrics (keys ``task:metric`` in ``comparisons``)
-    rows = {t: (t, *MAIN_METRIC[t]) for t in tasks}
+    rows = {t: (t, *registry.TASK_CLASSES[t].main_metric) for t in tasks}
     rows.update(
         {
             k: (k.split(":")[0], k.split(":", 1)[1], v.get("direction", "lower"))
@@ -236,7 +199,9 @@ def write_report(
             cells.append(_fmt_ci(cmp[budgets[0]].get("baseline")))
         arrow = "↑" if better == "higher" else "↓"
         lines.append(
-            f"| {TASK_TITLES[task]} ({METRIC_TITLES.get(metric, metric)} {arrow}) | " + " | ".join(cells) + " |"
+            f"| {registry.TASK_CLASSES[task].title} ({_metric_title(task, metric)} {arrow}) | "
+            + " | ".join(cells)
+            + " |"
         )
         summary["tasks"][row] = {"metric": metric, "better": better, **{b: cmp[b] for b in budgets}}
     pairs = [p for p in comparison_pairs(inits)]
@@ -282,9 +247,13 @@ def write_report(
     for task in tasks:
         res = eval_metrics[task]["results"]
         base = eval_metrics[task].get("baseline")
-        keys = [k for k in SECONDARY[task] if any(k in res[i][b]["mean"] for i in res for b in budgets)]
+        keys = [
+            k
+            for k in registry.TASK_CLASSES[task].secondary
+            if any(k in res[i][b]["mean"] for i in res for b in budgets)
+        ]
         lines += [
-            f"### {TASK_TITLES[task]}",
+            f"### {registry.TASK_CLASSES[task].title}",
             "",
             "| init | budget | " + " | ".join(keys) + " |",
             "|" + "---|" * (2 + len(keys)),
@@ -301,8 +270,8 @@ def write_report(
         if base:
             lines.append("| baseline | - | " + " | ".join(_fmt(base.get(k), None) for k in keys) + " |")
         lines.append("")
-    figures = [radar(summary, out / "radar.png", LABELS, TASK_TITLES)]
-    for name, figure in FIGURES.items():
+    figures = [radar(summary, out / "radar.png", LABELS, registry.titles())]
+    for name, figure in registry.figures().items():
         if qualitative.get(name):
             figures.append(figure(qualitative[name], out / f"{name}.png", LABELS))
     if "dino_bev" in qualitative:
@@ -328,7 +297,7 @@ def zero_shot_lines(zero_shot: dict[str, dict], inits: list[str], summary: dict,
     for task, cmp in zero_shot.items():
         if not cmp["interval"]:
             continue
-        metric, better = MAIN_METRIC[task]
+        metric, better = registry.TASK_CLASSES[task].main_metric
         have = [i for i in inits if i in cmp["interval"]]
         pairs = [(a, c) for a, c in comparison_pairs(inits) if f"{a}>{c}" in cmp["pairs"]]
         summary["tasks"].setdefault(task, {"metric": metric, "better": better})[ZERO_SHOT] = cmp
@@ -340,11 +309,11 @@ def zero_shot_lines(zero_shot: dict[str, dict], inits: list[str], summary: dict,
         arrow = "↑" if better == "higher" else "↓"
         lines += [
             "",
-            f"## {TASK_TITLES[task]}, zero-shot (each model's own pre-trained {task.replace('_', ' ')} decoder, "
-            "no labels)",
+            f"## {registry.TASK_CLASSES[task].title}, zero-shot (each model's own pre-trained "
+            f"{task.replace('_', ' ')} decoder, no labels)",
             "",
             f"No head and no labels: each pre-trained model's own decoder scored on the same test queries as the heads "
-            f"above. {METRIC_TITLES.get(metric, metric)} {arrow}, averaged over pre-training seeds, with its {pct} "
+            f"above. {_metric_title(task, metric)} {arrow}, averaged over pre-training seeds, with its {pct} "
             "interval (test samples and pre-training seeds resampled); differences paired as above.",
             "",
             f"| init | {metric} | vs non-learned baseline |",
@@ -374,6 +343,7 @@ def _rounded(x, digits: int = 5):
 def build_report(
     metrics_dir: Path,
     eval_dir: Path,
+    *,
     labels_dir: Path,
     out: Path,
     splits: SplitsConfig,
@@ -391,7 +361,7 @@ def build_report(
     from gasp_core.tasks.build import TaskLabels
     from gasp_core.tasks.dino_field import dino_bev
     from gasp_core.tasks.evaluation import load_arrays, load_qualitative, split_stats
-    from gasp_core.tasks.finetune import TASK_CLASSES, budget_logs
+    from gasp_core.tasks.finetune import budget_logs
 
     bootstrap = bootstrap or BootstrapConfig()
     metrics, qualitative, comparisons, zero_shot = {}, {}, {}, {}
@@ -411,15 +381,15 @@ def build_report(
             groups,
             cfg.inits,
             list(cfg.budgets),
-            TASK_CLASSES[task].main_from_stats,
+            registry.TASK_CLASSES[task].main_from_stats,
             bootstrap,
         )
-        for metric, direction, co_fn in TASK_CLASSES[task].co_primary:
+        for metric, direction, co_fn in registry.TASK_CLASSES[task].co_primary:
             comparisons[f"{task}:{metric}"] = {
                 **compare(task, split_stats(arrays), groups, cfg.inits, list(cfg.budgets), co_fn, bootstrap, direction),
                 "direction": direction,
             }
-        by_init, fn = split_stats(arrays), TASK_CLASSES[task].main_from_stats
+        by_init, fn = split_stats(arrays), registry.TASK_CLASSES[task].main_from_stats
         if any(ZERO_SHOT in by_budget for by_budget in by_init.values()):  # scored on each init's own decoder
             zero_shot[task] = compare(task, by_init, groups, cfg.inits, [ZERO_SHOT], fn, bootstrap)[ZERO_SHOT]
         if task in cfg.zero_shot_only:  # no heads: the task has its zero-shot section only

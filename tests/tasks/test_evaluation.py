@@ -21,9 +21,11 @@ from gasp_core.targets.ego_path import EgoPathConfig
 from gasp_core.targets.occupancy import OccupancyConfig, QuerySource
 from gasp_core.tasks.build import TaskLabels, build_task_labels, stored_samples
 from gasp_core.tasks.config import FinetuneConfig, TaskLabelsConfig
-from gasp_core.tasks.finetune import OccupancyTask, items_of
-from gasp_core.tasks.labels import objects_at, semantic_occupancy
+from gasp_core.tasks.finetune import items_of
+from gasp_core.tasks.labels import objects_at
 from gasp_core.tasks.metrics import ap_from_histogram, average_precision, score_histogram
+from gasp_core.tasks.occupancy.task import OccupancyTask
+from gasp_core.tasks.semantic_occupancy.labels import semantic_occupancy
 
 SCENE = SceneConfig(extent_m=(-20.0, 20.0, -20.0, 20.0, -3.0, 5.0), past_sweeps=2, horizon_s=0.5)
 VOX = VoxelizerConfig(voxel_size_m=1.0, z_bins=4, intensity_levels=())
@@ -51,7 +53,15 @@ def labelled(av2_split, tmp_path_factory):
         render_rays=200,
     )
     build_task_labels(
-        root / "store", root / "occupancy", root / "labels", SCENE, VOX, occ, cfg, [log_id], progress=False
+        root / "store",
+        root / "occupancy",
+        out=root / "labels",
+        scene=SCENE,
+        vox=VOX,
+        occ_cfg=occ,
+        cfg=cfg,
+        logs=[log_id],
+        progress=False,
     )
     return root, log_id
 
@@ -156,7 +166,6 @@ def test_histogram_ap_matches_sklearn():
 def test_pr_curves_take_each_inits_first_full_run_and_the_baseline():
     from gasp_core.tasks.evaluation import BASELINE, pr_curves, save_pr_curves, stats_key
     from gasp_core.tasks.metrics import pr_from_histogram
-    from gasp_core.tasks.occupancy import OccupancyTask
 
     rng = np.random.default_rng(0)
 
@@ -186,7 +195,7 @@ def test_pr_curves_take_each_inits_first_full_run_and_the_baseline():
 def test_dvc_pr_plots_read_what_the_evaluate_stages_write():
     import yaml
 
-    from gasp_core.tasks.finetune import TASK_CLASSES
+    from gasp_core.tasks.registry import TASK_CLASSES
 
     root = Path(__file__).resolve().parents[2]
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())

@@ -13,7 +13,6 @@ from gasp_core.tasks.config import FinetuneConfig
 from gasp_core.tasks.evaluation import evaluate_runs, split_stats
 from gasp_core.tasks.finetune import (
     Features,
-    OccupancyTask,
     budget_logs,
     finetune,
     items_of,
@@ -22,6 +21,7 @@ from gasp_core.tasks.finetune import (
     train_run,
 )
 from gasp_core.tasks.heads import constant_velocity
+from gasp_core.tasks.occupancy.task import OccupancyTask
 from tests.tasks.synthetic import LOGS, SCENE, make_project
 
 
@@ -51,7 +51,16 @@ def test_map_head_learns_and_evaluates(project, encoder):
     cfg = _cfg(encoder=encoder, steps=120)
     out = root / f"runs_{encoder}" / "scratch"
     res = finetune(
-        "map", "scratch", root / "labels", root, root / "models" / "scratch", out, SCENE, splits, cfg, progress=False
+        "map",
+        "scratch",
+        labels_dir=root / "labels",
+        occupancy_dir=root,
+        init_dir=root / "models" / "scratch",
+        out_dir=out,
+        scene=SCENE,
+        splits=splits,
+        cfg=cfg,
+        progress=False,
     )
     for run in res["runs"].values():
         assert run["loss_final"] < 0.7 * run["loss_first"]
@@ -64,13 +73,13 @@ def test_map_head_learns_and_evaluates(project, encoder):
     assert all(f"`{x}`" in card for x in low_logs) and f"{encoder};" in card and "load_run(task, " in card
     metrics, qual, stats = evaluate_runs(
         "map",
-        {"scratch": root / "models" / "scratch"},
-        out.parent,
-        root / "labels",
-        root,
-        SCENE,
-        splits,
-        cfg,
+        inits={"scratch": root / "models" / "scratch"},
+        runs_root=out.parent,
+        labels_dir=root / "labels",
+        occupancy_dir=root,
+        scene=SCENE,
+        splits=splits,
+        cfg=cfg,
         progress=False,
     )
     full = metrics["results"]["scratch"]["full"]["mean"]
@@ -202,13 +211,13 @@ def test_curves_reach_dvclive_with_validation_loss(project, tmp_path):
     res = finetune(
         "map",
         "scratch",
-        root / "labels",
-        root,
-        root / "models" / "scratch",
-        tmp_path / "out",
-        SCENE,
-        splits,
-        cfg,
+        labels_dir=root / "labels",
+        occupancy_dir=root,
+        init_dir=root / "models" / "scratch",
+        out_dir=tmp_path / "out",
+        scene=SCENE,
+        splits=splits,
+        cfg=cfg,
         progress=False,
         live_dir=live,
     )
@@ -264,13 +273,13 @@ def test_encoder_lr_is_chosen_on_validation(project, monkeypatch):
     res = finetune(
         "map",
         "scratch",
-        root / "labels",
-        root,
-        root / "models" / "scratch",
-        root / "lr",
-        SCENE,
-        splits,
-        cfg,
+        labels_dir=root / "labels",
+        occupancy_dir=root,
+        init_dir=root / "models" / "scratch",
+        out_dir=root / "lr",
+        scene=SCENE,
+        splits=splits,
+        cfg=cfg,
         progress=False,
     )
     choice = res["encoder_lr"]["low"]
@@ -290,13 +299,13 @@ def test_zero_shot_only_tasks_train_no_heads(project):
         finetune(
             "map",
             "scratch",
-            root / "labels",
-            root,
-            root / "models" / "scratch",
-            root / "zs",
-            SCENE,
-            splits,
-            _cfg(zero_shot_only=["map"]),
+            labels_dir=root / "labels",
+            occupancy_dir=root,
+            init_dir=root / "models" / "scratch",
+            out_dir=root / "zs",
+            scene=SCENE,
+            splits=splits,
+            cfg=_cfg(zero_shot_only=["map"]),
             progress=False,
         )
 
@@ -308,13 +317,13 @@ def test_zero_shot_only_writes_the_stage_outputs_without_training(tmp_path):
     res = finetune(
         "occupancy",
         "scratch",
-        root / "labels",
-        root,
-        root / "models" / "scratch",
-        root / "zs",
-        SCENE,
-        splits,
-        _cfg(tasks=["occupancy"], zero_shot_only=["occupancy"]),
+        labels_dir=root / "labels",
+        occupancy_dir=root,
+        init_dir=root / "models" / "scratch",
+        out_dir=root / "zs",
+        scene=SCENE,
+        splits=splits,
+        cfg=_cfg(tasks=["occupancy"], zero_shot_only=["occupancy"]),
         progress=False,
         live_dir=tmp_path / "live",
     )

@@ -21,15 +21,12 @@ from gasp_core.targets.build import OccupancyLabelsConfig
 from gasp_core.tasks.bev import BevGrid, boxes_mask, lines_mask, polygons_mask
 from gasp_core.tasks.build import label_log
 from gasp_core.tasks.config import TaskLabelsConfig
-from gasp_core.tasks.labels import (
-    FORECAST_CLASSES,
-    ego_waypoints,
-    forecast_labels,
-    map_labels,
-    objects_at,
-    semantic_occupancy,
-)
+from gasp_core.tasks.forecast.labels import FORECAST_CLASSES, forecast_labels
+from gasp_core.tasks.labels import objects_at
+from gasp_core.tasks.map.labels import map_labels
 from gasp_core.tasks.metrics import average_precision, collides, iou, l2_at, soft_iou
+from gasp_core.tasks.semantic_occupancy.labels import semantic_occupancy
+from gasp_core.tasks.trajectory.labels import ego_waypoints
 
 GRID = BevGrid((-4.0, 4.0, -4.0, 4.0), 0.5)  # 16 x 16 cells, centres at +-0.25, +-0.75, ...
 

@@ -17,7 +17,10 @@ from gasp_core.data.store import LogStore, StoredLog
 from gasp_core.sim.world import SimLog
 from gasp_core.tasks import labels
 from gasp_core.tasks.bev import BevGrid
-from gasp_core.tasks.labels import FORECAST_CLASSES, forecast_labels, map_labels, objects_at, semantic_occupancy
+from gasp_core.tasks.forecast.labels import FORECAST_CLASSES, forecast_labels
+from gasp_core.tasks.labels import objects_at
+from gasp_core.tasks.map.labels import map_labels
+from gasp_core.tasks.semantic_occupancy.labels import semantic_occupancy
 
 T0_NS = 1_700_000_000_000_000_000  # start of the analytic log
 DELTA_M = 0.03  # how far test points lie inside or outside a box face

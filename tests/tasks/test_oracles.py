@@ -18,17 +18,15 @@ from torch import nn
 from gasp_core.data.samples import SceneConfig
 from gasp_core.targets import schema
 from gasp_core.targets.occupancy import QuerySource
-from gasp_core.tasks.build import MANIFEST, SEMANTIC_CLASSES, TaskLabels
+from gasp_core.tasks.build import MANIFEST, TaskLabels
 from gasp_core.tasks.config import FinetuneConfig, TaskLabelsConfig
-from gasp_core.tasks.finetune import (
-    ForecastTask,
-    MapTask,
-    OccupancyTask,
-    SemanticOccupancyTask,
-    TrajectoryTask,
-    items_of,
-    make_task,
-)
+from gasp_core.tasks.finetune import items_of, make_task
+from gasp_core.tasks.forecast.task import ForecastTask
+from gasp_core.tasks.map.task import MapTask
+from gasp_core.tasks.occupancy.task import OccupancyTask
+from gasp_core.tasks.semantic_occupancy.labels import SEMANTIC_CLASSES
+from gasp_core.tasks.semantic_occupancy.task import SemanticOccupancyTask
+from gasp_core.tasks.trajectory.task import TrajectoryTask
 
 # not square, so a swap of rows and columns cannot pass unnoticed
 SCENE = SceneConfig(extent_m=(-16.0, 16.0, -12.0, 12.0, -2.0, 4.0), past_sweeps=2, horizon_s=3.0)
@@ -424,7 +422,7 @@ def test_occupancy_zero_shot_is_the_pretraining_forward(world):
     model = _tiny_model("uno").eval()
 
     def field_of(it):
-        vox = torch.from_numpy(t._arr(it, "voxels")[None].astype(np.float32))
+        vox = torch.from_numpy(t.sample_array(it, "voxels")[None].astype(np.float32))
 
         def field(q):
             with torch.no_grad():
@@ -464,14 +462,14 @@ def test_evaluate_runs_stores_zero_shot_rows_per_pretraining_seed(world, tmp_pat
     splits = SplitsConfig(train=["t"], val=["v"], test=["a", "b"])
     metrics, _, stats = evaluate_runs(
         "occupancy",
-        inits,
-        tmp_path / "runs",
-        root / "labels",
-        root / "occupancy",
-        SCENE,
-        splits,
-        cfg,
-        [0, 1],
+        inits=inits,
+        runs_root=tmp_path / "runs",
+        labels_dir=root / "labels",
+        occupancy_dir=root / "occupancy",
+        scene=SCENE,
+        splits=splits,
+        cfg=cfg,
+        pretrain_seeds=[0, 1],
         progress=False,
     )
     assert ZERO_SHOT not in metrics["results"]["scratch"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gasp_core.tasks.finetune import TrajectoryTask
 from gasp_core.tasks.report import NO_VERDICT, _fmt_ci, compare, comparison_pairs, write_report
 from gasp_core.tasks.stats import BootstrapConfig
+from gasp_core.tasks.trajectory.task import TrajectoryTask
 
 CFG = BootstrapConfig(replicates=300, seed=0)
 N = 24

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gasp_core.tasks.finetune import MapTask, TrajectoryTask
+from gasp_core.tasks.map.task import MapTask
 from gasp_core.tasks.report import compare, comparison_pairs
 from gasp_core.tasks.stats import Bootstrap, BootstrapConfig, sample_weights, verdict
+from gasp_core.tasks.trajectory.task import TrajectoryTask
 
 CFG = BootstrapConfig(replicates=500, seed=0)
 

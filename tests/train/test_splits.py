@@ -154,13 +154,13 @@ def test_finetune_never_reads_the_test_split(project, read_labels, task, encoder
     res = finetune(
         task,
         "scratch",
-        root / "labels",
-        root,
-        root / "models" / "scratch",
-        root / f"runs_{task}",
-        SCENE,
-        splits,
-        cfg,
+        labels_dir=root / "labels",
+        occupancy_dir=root,
+        init_dir=root / "models" / "scratch",
+        out_dir=root / f"runs_{task}",
+        scene=SCENE,
+        splits=splits,
+        cfg=cfg,
         progress=False,
     )
     assert len(res["runs"]) == 2
