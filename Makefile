@@ -77,7 +77,7 @@ LADDER_DIR ?= /tmp/gasp-ladder
 LADDER_VARIANTS ?= [scratch,uno,uno_enhanced,gasp_no_dino,gasp_no_ego,gasp]
 ladder: setup
 	rm -rf $(LADDER_DIR)
-	$(PY) -m gasp_core.presets demo $(LADDER_DIR) 'pretrain.variants=$(LADDER_VARIANTS)' 'finetune.inits=$(LADDER_VARIANTS)' 'pretrain.seeds=[0,1]'
+	$(PY) -m gasp_core.apps.presets demo $(LADDER_DIR) 'pretrain.variants=$(LADDER_VARIANTS)' 'finetune.inits=$(LADDER_VARIANTS)' 'pretrain.seeds=[0,1]'
 	cd $(LADDER_DIR) && python -m dvc repro
 	rm -rf studies/ladder && mkdir -p studies && cp -r $(LADDER_DIR)/reports studies/ladder && cp $(LADDER_DIR)/params.yaml studies/ladder/
 
@@ -91,7 +91,7 @@ STUDY_OVERRIDES ?=
 study: setup
 	rm -rf $(STUDY_DIR)
 	set -o pipefail; start=$$(date +%s); commit=$$(git rev-parse HEAD); \
-	  $(PY) -m gasp_core.presets study $(STUDY_DIR) $(STUDY_OVERRIDES) && echo $$commit > $(STUDY_DIR)/commit.txt && \
+	  $(PY) -m gasp_core.apps.presets study $(STUDY_DIR) $(STUDY_OVERRIDES) && echo $$commit > $(STUDY_DIR)/commit.txt && \
 	  echo "world: $$(( $$(date +%s) - start )) s" > $(STUDY_DIR)/study_wall_s.txt && \
 	  cd $(STUDY_DIR) && PYTHONPATH=$(abspath $(STUDY_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
 	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" >> study_wall_s.txt
@@ -109,7 +109,7 @@ SEED_DIR ?= /tmp/gasp-world-seed-$(WORLD_SEED)
 world-seed: setup
 	rm -rf $(SEED_DIR)
 	set -o pipefail; start=$$(date +%s); commit=$$(git rev-parse HEAD); \
-	  $(PY) -m gasp_core.presets demo $(SEED_DIR) --world-seed $(WORLD_SEED) && echo $$commit > $(SEED_DIR)/commit.txt && \
+	  $(PY) -m gasp_core.apps.presets demo $(SEED_DIR) --world-seed $(WORLD_SEED) && echo $$commit > $(SEED_DIR)/commit.txt && \
 	  cd $(SEED_DIR) && PYTHONPATH=$(abspath $(SEED_DIR)) python -m dvc repro 2>&1 | tee repro.log && \
 	  echo "total (world + dvc repro): $$(( $$(date +%s) - start )) s" > wall_s.txt
 	rm -rf studies/world_seed_$(WORLD_SEED) && mkdir -p studies/world_seed_$(WORLD_SEED)

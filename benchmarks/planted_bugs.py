@@ -159,14 +159,14 @@ BUGS: tuple[Planted, ...] = (
     ),
     Planted(
         "gasp view: box quaternions in the store's wxyz order where rerun wants xyzw",
-        "gasp_core/view.py",
+        "gasp_core/apps/view.py",
         'q = frame.select("qx", "qy", "qz", "qw").to_numpy()',
         'q = frame.select("qw", "qx", "qy", "qz").to_numpy()',
         ("tests/train/test_pretrain.py::test_gasp_view_records_the_log_and_the_models_field_and_rerun_reads_it_back",),
     ),
     Planted(
         "gasp view: lidar logged at the pose table's times, not the sweeps'",
-        "gasp_core/view.py",
+        "gasp_core/apps/view.py",
         "rec.set_time(TIMELINE, duration=_seconds(log, ts))\n        T = log.city_T_ego(ts)[0]",
         "rec.set_time(TIMELINE, duration=_seconds(log, ts) + 0.01)\n        T = log.city_T_ego(ts)[0]",
         ("tests/train/test_pretrain.py::test_gasp_view_records_the_log_and_the_models_field_and_rerun_reads_it_back",),

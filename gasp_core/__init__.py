@@ -7,8 +7,8 @@ Layers (imports point down only; ``tests/test_configs.py::test_layering`` checks
 1. ``data`` (the log store and dataset readers), ``teacher`` (image models), ``viz``
 2. ``sim`` (writes datasets: uses ``data``), ``targets`` (self-supervised targets), ``models``
 3. ``train`` (pre-training), ``tasks`` (downstream tasks)
-4. ``query``, ``view``, ``presets``, ``command`` (the ``gasp`` CLI); the stage scripts in ``stages/`` sit above
-   all of them
+4. ``apps``: ``query``, ``view``, ``presets``, ``command`` (the ``gasp`` CLI); the stage scripts in ``stages/`` sit
+   above all of them
 
 A package imports its own modules, any of a lower layer and, in the foundation, its neighbours. So ``data`` never
 imports ``sim``: the simulator writes what ingest needs (the ego's box) into its manifest.

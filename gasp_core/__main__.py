@@ -1,7 +1,7 @@
-"""``python -m gasp_core``: the ``gasp`` command (gasp_core.command)."""
+"""``python -m gasp_core``: the ``gasp`` command (gasp_core.apps.command)."""
 
 import sys
 
-from gasp_core.command import main
+from gasp_core.apps.command import main
 
 sys.exit(main())

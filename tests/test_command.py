@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from gasp_core.command import COMMANDS, main
+from gasp_core.apps.command import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def test_help_lists_the_subcommands_and_the_script_is_declared():
     for name in [*COMMANDS, "report"]:
         assert f"\n    {name}" in out, name
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"gasp": "gasp_core.command:main"}
+    assert scripts == {"gasp": "gasp_core.apps.command:main"}
 
 
 def test_subcommands_reach_their_modules(capsys):

@@ -161,7 +161,7 @@ def test_read_params_names_the_file_and_the_missing_section(tmp_path):
 
 def test_study_preset_wiring(tmp_path):
     """The study composes into a full DAG at its promised size, on splits of its own world's logs, without running."""
-    from gasp_core.presets import world_config
+    from gasp_core.apps.presets import world_config
     from gasp_core.sim.config import world_config_from_dict
     from gasp_core.sim.generate import log_seeds
     from gasp_core.sim.manoeuvres import ego_summary
@@ -206,7 +206,7 @@ def test_study_preset_wiring(tmp_path):
 
 def test_reseeded_splits_move_by_position_onto_the_other_world():
     """`presets --world-seed`: the i-th log of the world is replaced by the i-th log of the reseeded one."""
-    from gasp_core.presets import reseed_splits, world_config
+    from gasp_core.apps.presets import reseed_splits, world_config
     from gasp_core.sim.generate import log_seeds
     from gasp_core.sim.world import log_id_for
 
@@ -345,7 +345,7 @@ LAYERS = {
     1: {"data", "teacher", "viz"},
     2: {"sim", "targets", "models"},
     3: {"train", "tasks"},
-    4: {"query", "view", "presets", "command"},
+    4: {"apps"},
 }
 
 
@@ -368,7 +368,7 @@ def test_layering():
         if rel.parts[0] == "__init__.py":
             continue
         here = rel.parts[0].removesuffix(".py")
-        here = "command" if here == "__main__" else here  # python -m gasp_core runs the gasp command
+        here = "apps" if here == "__main__" else here  # python -m gasp_core runs the gasp command
         modules, _, _, lazy = _parse(path, ROOT)
         for module in modules | lazy:
             parts = module.split(".")

@@ -189,7 +189,7 @@ def test_query_cli_scores_and_draws(pretrain_inputs, tmp_path):
         [
             sys.executable,
             "-m",
-            "gasp_core.query",
+            "gasp_core.apps.query",
             "--model",
             str(tmp_path / "gasp"),
             "--store",
@@ -278,7 +278,7 @@ def test_gasp_view_records_the_log_and_the_models_field_and_rerun_reads_it_back(
     occupancy / ego-path fields at t0 + each of 4 times and its DINO colours on the t0 sweep."""
     import rerun as rr
 
-    from gasp_core.view import main as view_main
+    from gasp_core.apps.view import main as view_main
 
     inputs = dict(
         store_dir=pretrain_inputs["store"], occupancy_dir=pretrain_inputs["occupancy"], dino_dir=pretrain_inputs["dino"]

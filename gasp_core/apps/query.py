@@ -1,6 +1,6 @@
 """Query a pre-trained GASP / UnO field on a stored sample, score it against that sample's labels, draw it.
 
-    python -m gasp_core.query --model models/pretrain/gasp/seed_0 [--store data/store]
+    python -m gasp_core.apps.query --model models/pretrain/gasp/seed_0 [--store data/store]
         [--occupancy data/targets/occupancy] [--log LOG_ID] [--sample 0] [--out outputs/query_gasp.png]
 
 Prints the occupancy accuracy and average precision on the sample's stored occupancy queries (and the

@@ -1,10 +1,10 @@
 """Runnable projects for a preset of the config group ``preset`` (``configs/preset/<name>.yaml``).
 
-``python -m gasp_core.presets smoke DEST [overrides...]`` writes a self-contained git + DVC project at DEST: dvc.yaml,
-stages, gasp_core and configs (with ``preset: <name>`` as the default, so ``dvc exp run`` there composes the
-same preset), params.yaml composed by Hydra exactly as ``dvc exp run`` composes it, and the preset's embedded
-world (``configs/world/<name>.yaml``) generated and tracked by ``data.dvc``. It is what ``tests/test_smoke_dag.py``
-runs; ``python -m dvc repro`` there rebuilds the whole DAG.
+``python -m gasp_core.apps.presets smoke DEST [overrides...]`` (``gasp preset``) writes a self-contained git + DVC
+project at DEST: dvc.yaml, stages, gasp_core and configs (with ``preset: <name>`` as the default, so ``dvc exp run``
+there composes the same preset), params.yaml composed by Hydra exactly as ``dvc exp run`` composes it, and the
+preset's embedded world (``configs/world/<name>.yaml``) generated and tracked by ``data.dvc``. It is what
+``tests/test_smoke_dag.py`` runs; ``python -m dvc repro`` there rebuilds the whole DAG.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from gasp_core.params import compose
-
-ROOT = Path(__file__).resolve().parents[1]
+from gasp_core.params import ROOT, compose
 
 
 def presets(root: Path = ROOT) -> list[str]:

@@ -18,12 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("gasp_core.sim.embedded", "make (or pull) a preset's embedded world and track it with DVC"),
     "manoeuvres": ("gasp_core.sim.manoeuvres", "list each log's distance, stops, starts and turns of a world config"),
     "preset": (
-        "gasp_core.presets",
+        "gasp_core.apps.presets",
         "write a runnable project for a preset (smoke, demo, study, paper), or reseed its world",
     ),
     "params": ("gasp_core.params", "compose configs/ into params.yaml with Hydra, as dvc exp run does"),
-    "query": ("gasp_core.query", "load a pre-trained model, answer 4D queries on a sample and draw BEV slices"),
-    "view": ("gasp_core.view", "record a stored log and a model's predictions for rerun's 3D viewer (.rrd)"),
+    "query": ("gasp_core.apps.query", "load a pre-trained model, answer 4D queries on a sample and draw BEV slices"),
+    "view": ("gasp_core.apps.view", "record a stored log and a model's predictions for rerun's 3D viewer (.rrd)"),
     "deps": ("gasp_core.closure", "each stage's gasp_core import closure, or rewrite dvc.yaml's deps with it"),
 }
 
