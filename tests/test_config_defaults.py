@@ -116,8 +116,6 @@ def composed(tmp_path_factory) -> dict:
 
 
 SECTIONS = stage_sections()
-# FinetuneConfig lives in gasp_core/tasks/config.py: its default steps (80) against the demo's 60
-KNOWN = {("finetune",)}
 
 
 def test_every_stage_config_is_walked():
@@ -129,10 +127,7 @@ def test_every_stage_config_is_walked():
 
 @pytest.mark.parametrize(
     "section",
-    [
-        pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="FinetuneConfig.steps")) if s in KNOWN else s
-        for s in sorted(SECTIONS)
-    ],
+    sorted(SECTIONS),
     ids=".".join,
 )
 def test_dataclass_defaults_are_the_composed_defaults(section, composed):

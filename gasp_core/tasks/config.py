@@ -84,7 +84,7 @@ class FinetuneConfig:
     encoder trains too, at ``encoder_lr``."""
     head: DecoderConfig = field(default_factory=DecoderConfig)
     """The implicit heads' decoder (as pre-training's); ``hidden`` is also the trajectory head's width."""
-    steps: int = 80
+    steps: int = 60
     """Optimizer steps per run."""
     batch_size: int = 4
     lr: float = 3e-3
