@@ -90,14 +90,36 @@ def pretrain_seeds_of(runs: dict) -> set[str]:
     return {name.split("/")[0] for name in runs}
 
 
+LADDER = ("scratch", "uno", "uno_enhanced", "gasp")
+"""The paper's ladder, weakest first: each rung adds to the one below it."""
+
+
 def comparison_pairs(inits: list[str]) -> list[tuple[str, str]]:
-    """Each initialisation against the one below it on the ladder (``inits`` lists weakest first), and the paper's
-    two comparisons, GASP vs UnO and UnO vs scratch, and GASP under the oracle teacher vs UnO, when present."""
-    chain = list(reversed(inits))
-    pairs = list(zip(chain, chain[1:]))
-    for pair in (("gasp", "uno"), ("uno", "scratch"), ("gasp_oracle", "uno")):
-        if pair[0] in inits and pair[1] in inits and pair not in pairs:
-            pairs.append(pair)
+    """The pairs the report compares (first vs second), among ``inits``:
+
+    - each rung of :data:`LADDER` against the rung below it, then the paper's two comparisons, GASP vs UnO and UnO vs
+      scratch;
+    - a GASP variant (``gasp_<x>``: another teacher, or an ablation) against GASP and against UnO;
+    - any other initialisation against the one listed before it in ``inits``."""
+    pairs: list[tuple[str, str]] = []
+
+    def add(a: str, c: str) -> None:
+        if a in inits and c in inits and a != c and (a, c) not in pairs:
+            pairs.append((a, c))
+
+    rungs = [i for i in reversed(inits) if i in LADDER]
+    for a, c in zip(rungs, rungs[1:]):
+        add(a, c)
+    add("gasp", "uno")
+    add("uno", "scratch")
+    for k, init in enumerate(inits):
+        if init in LADDER:
+            continue
+        if init.startswith("gasp_"):
+            add(init, "gasp")
+            add(init, "uno")
+        elif k:
+            add(init, inits[k - 1])
     return pairs
 
 

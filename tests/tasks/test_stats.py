@@ -80,6 +80,15 @@ def test_compare_names_the_papers_pairs_and_the_baseline():
     assert ("uno", "scratch") in comparison_pairs(["scratch", "uno", "uno_enhanced", "gasp"])
 
 
+def test_gasp_variants_are_compared_with_gasp_and_uno_never_with_each_other():
+    inits = ["scratch", "uno", "uno_enhanced", "gasp", "gasp_oracle", "gasp_no_rotation", "gasp_no_missing_rays"]
+    pairs = comparison_pairs(inits)
+    ladder = [("gasp", "uno_enhanced"), ("uno_enhanced", "uno"), ("uno", "scratch"), ("gasp", "uno")]
+    variants = [(v, base) for v in inits[4:] for base in ("gasp", "uno")]
+    assert pairs == ladder + variants
+    assert comparison_pairs(["scratch", "uno", "gasp"]) == [("gasp", "uno"), ("uno", "scratch")]
+
+
 def test_percentile_interval_has_the_asked_level_and_refuses_mostly_undefined_replicates():
     from gasp_core.tasks.stats import _percentiles
 
