@@ -3,7 +3,7 @@
     python benchmarks/parallel_scaling.py [--logs 8] [--seconds 2] [--workers 1 2] [--backends sequential local ray]
 
 Generates a small embedded world (``--logs`` logs of ``--seconds`` s; AV2 format), then for each backend x worker
-count runs ``ingest``, ``occupancy_labels`` and ``task_labels`` (gasp_core/parallel.py's ``map_jobs``, the stages'
+count runs ``ingest``, ``dino_targets`` (the random-weight ViT at 112 px), ``occupancy_labels`` and ``task_labels`` (gasp_core/parallel.py's ``map_jobs``, the stages'
 own functions) into a fresh folder and reports, per stage: logs/s, efficiency T1 / (N * TN) against the 1-worker
 local run, p50 / p95 seconds per log (from the stages' own per-log timings where they keep one; else the wall time
 over the logs), the time to the first finished log (Ray's start-up shows here), and a hash of the stage's output,
@@ -32,10 +32,12 @@ from gasp_core.data.store import LogStore  # noqa: E402
 from gasp_core.models.config import VoxelizerConfig  # noqa: E402
 from gasp_core.parallel import ComputeConfig  # noqa: E402
 from gasp_core.targets.build import OccupancyLabelsConfig, build_occupancy_labels  # noqa: E402
+from gasp_core.targets.dino import DinoTargetsConfig, build_dino_targets  # noqa: E402
 from gasp_core.targets.ego_path import EgoPathConfig  # noqa: E402
 from gasp_core.targets.occupancy import OccupancyConfig  # noqa: E402
 from gasp_core.tasks.build import build_task_labels  # noqa: E402
 from gasp_core.tasks.config import TaskLabelsConfig  # noqa: E402
+from gasp_core.teacher.dinov2 import TeacherConfig  # noqa: E402
 
 SCENE = SceneConfig(extent_m=(-40.0, 40.0, -40.0, 40.0, -3.0, 5.0), past_sweeps=2, horizon_s=1.0)
 
@@ -46,6 +48,11 @@ def digest(folder: Path) -> str:
         if p.is_file():
             h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:12]
+
+
+MODULES = ("gasp_core.data.ingest", "gasp_core.targets.dino", "gasp_core.targets.build", "gasp_core.tasks.build")
+"""The modules whose ``map_jobs`` runs a stage's per-log jobs."""
+STAGES = ("ingest", "dino_targets", "occupancy_labels", "task_labels")
 
 
 class Timed:
@@ -66,12 +73,12 @@ class Timed:
 
             return self._orig(fn, jobs, compute, desc, progress=progress, postfix=note, **kw)
 
-        for mod in ("gasp_core.data.ingest", "gasp_core.targets.build", "gasp_core.tasks.build"):
+        for mod in MODULES:
             sys.modules[mod].map_jobs = timed
         return self
 
     def __exit__(self, *exc) -> None:
-        for mod in ("gasp_core.data.ingest", "gasp_core.targets.build", "gasp_core.tasks.build"):
+        for mod in MODULES:
             sys.modules[mod].map_jobs = self._orig
 
 
@@ -86,6 +93,16 @@ def run(raw: Path, out: Path, compute: ComputeConfig) -> dict[str, dict]:
         "ingest": lambda: ingest(
             IngestConfig(format="av2", root=str(raw.parent), split=raw.name),
             out / "ingest",
+            progress=False,
+            compute=compute,
+        ),
+        "dino_targets": lambda: build_dino_targets(
+            out / "ingest",
+            out=out / "dino_targets",
+            cfg=DinoTargetsConfig(
+                teacher=TeacherConfig(weights="random", max_side_px=112, batch_size=8), pca_dim=8, pca_fit_frames=6
+            ),
+            fit_logs=LogStore(out / "ingest").log_ids[:1],
             progress=False,
             compute=compute,
         ),
@@ -152,7 +169,7 @@ def main() -> None:
         print(f"{a.logs} logs x {a.seconds:g} s; efficiency = T(local, 1) / (N x T(backend, N))\n")
         print("| stage | backend | workers | logs/s | efficiency | p50 s/log | p95 s/log | first log s | hash |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for stage in ("ingest", "occupancy_labels", "task_labels"):
+        for stage in STAGES:
             for (backend, n), r in runs.items():
                 s = r[stage]
                 eff = base[stage]["wall_s"] / (n * s["wall_s"])
