@@ -208,16 +208,17 @@ def train_teacher(
             "patch_size": patch,
             "embed_dim": int(vit.embed_dim),
             "steps_done": step,
-            "seconds": round(seconds, 2),
             "images": len(canvas),
             "stopped_by": stopped_by,
             "loss_curve": curve,
             "config": asdict(cfg),
         }
         with atomic_dir(Path(out_dir)) as tmp:
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"model": cfg.model, "objective": cfg.objective})
+            # one metadata entry: safetensors writes several in a random order, and the file's bytes name the
+            # teacher downstream (its weights id), so they must not change from run to run
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"gasp_teacher": f"{cfg.model}:{cfg.objective}"})
             write_json_atomic(tmp / META_FILE, meta)
-            write_card(tmp, _card(meta, first, curve))
+            write_card(tmp, _card(meta, first, curve), seconds=seconds)  # the wall time beside it, out of DVC's hash
         metrics = {
             "trained": True,
             "objective": cfg.objective,
@@ -336,7 +337,7 @@ def _objective(cfg: TeacherTrainConfig, vit, canvas, sizes, train_hw, patch, rng
 
 
 def _card(meta: dict, first: dict | None, curve: list[dict]) -> str:
-    """The model card (README.md) of a trained teacher folder (its wall time is ``teacher.json``'s ``seconds``)."""
+    """The model card (README.md) of a trained teacher folder (its wall time is ``timing.json`` beside it)."""
     rows = [
         (
             "model",
