@@ -94,7 +94,8 @@ def test_loss_falls(trained):
 
 def test_backbone_loads_strictly_into_timm_and_gives_the_patch_grid(trained):
     objective, _, out = trained
-    assert sorted(p.name for p in out.iterdir()) == sorted([ssl_config.META_FILE, ssl_config.WEIGHTS_FILE, "README.md"])
+    names = [ssl_config.META_FILE, ssl_config.WEIGHTS_FILE, "README.md", "timing.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
     vit, meta = _load_backbone(out)
     card = (out / "README.md").read_text()  # the model card: what was trained, on what, how to load it
     assert f"`{objective}` (self-supervised)" in card and "16 camera images" in card and "30 steps" in card

@@ -205,11 +205,9 @@ def test_pretraining_stages_read_the_pool_never_validation_or_test(tmp_path, mon
     held_out = set(splits["val"]) | set(splits["test"])
     seen: dict[str, list[str]] = {}
 
-    def fake_pretrain(
-        variant_name, store, occupancy, dino, out, scene, cfg, ckpt, live_dir=None, logs=None, seed=0, **kw
-    ):
+    def fake_pretrain(variant_name, *, dino_dir, logs, **kw):
         seen["pretrain"] = list(logs)
-        seen["dino"] = [str(dino)]
+        seen["dino"] = [str(dino_dir)]
         return {}
 
     (tmp_path / "dino" / "teacher").mkdir(parents=True)
