@@ -1,7 +1,7 @@
 """DVC stage ``report``: the comparison table, radar chart and qualitative figures of the downstream runs.
 
-Reads the ``evaluate`` stages' metrics (``--metrics-dir``) and predictions (``--eval``), the task labels and the
-GASP model (its DINO field for the BEV PCA figure); the ``splits.test``, ``pretrain.seeds``, ``finetune`` and ``report``
+Reads the ``evaluate`` stages' metrics (``--metrics-dir``) and predictions (``--eval``), the task labels, the store
+(``--store``: the pre-training pool's hours of driving, for the header) and the GASP model (its DINO field for the BEV PCA figure); the ``splits.test``, ``pretrain.seeds``, ``finetune`` and ``report``
 params (``report.bootstrap``: the intervals' replicates, resampling unit, level and seed). Writes ``--out``
 (README.md, summary.json, main_metrics.csv, PNGs), committed to git so the results are readable without a
 rebuild.
@@ -17,6 +17,7 @@ def main() -> None:
     parser.add_argument("--metrics-dir", type=Path, required=True, help="evaluate stages' metrics (<task>.json)")
     parser.add_argument("--eval", type=Path, required=True, help="evaluate stages' outputs (<task>/qualitative.npz)")
     parser.add_argument("--labels", type=Path, required=True)
+    parser.add_argument("--store", type=Path, default=None, help="the store (the pre-training pool's driving time)")
     parser.add_argument("--plot", type=Path, default=None, help="main metrics as CSV for dvc plots")
     parser.add_argument(
         "--gasp", type=Path, default=None, help="pre-trained GASP variant folder (DINO figure of its first seed)"
@@ -45,6 +46,7 @@ def main() -> None:
             gasp_model=args.gasp,
             pretrain_seeds=list(params["pretrain"]["seeds"]),
             bootstrap=bootstrap,
+            store=args.store,
         ),
     )
 

@@ -362,6 +362,25 @@ def _rounded(x, digits: int = 5):
     return x
 
 
+def driving_seconds(store: Path, logs: list[str]) -> float:
+    """Seconds of driving in ``logs`` of the store: each log's span from its first to its last lidar sweep."""
+    from gasp_core.data.store import LogStore
+
+    stored = LogStore(Path(store))
+    total = 0.0
+    for log_id in logs:
+        t = stored.log(log_id).sweep_timestamps_ns
+        total += (int(t.max()) - int(t.min())) / 1e9 if len(t) else 0.0
+    return total
+
+
+def _driving_time(store: Path | None, logs: list[str]) -> str:
+    if store is None:
+        return ""
+    s = driving_seconds(store, logs)
+    return f", {s / 3600:.3g} h of driving ({s:,.0f} s)"
+
+
 def build_report(
     metrics_dir: Path,
     eval_dir: Path,
@@ -374,10 +393,12 @@ def build_report(
     gasp_model: Path | None = None,
     pretrain_seeds: list[int] = (0,),
     bootstrap: BootstrapConfig | None = None,
+    store: Path | None = None,
 ) -> dict[str, float]:
     """The report stage: read every ``evaluate@<task>`` output (``metrics_dir/<task>.json``,
     ``eval_dir/<task>/{qualitative,stats}.npz``), bootstrap the intervals, add GASP's DINO field in BEV when
-    ``gasp_model`` (the variant's folder; its first pre-training seed is drawn) has one, write the report to ``out``;
+    ``gasp_model`` (the variant's folder; its first pre-training seed is drawn) has one, state the pre-training
+    pool's hours of driving when given the ``store``, write the report to ``out``;
     returns the main metric and the paired differences per task / budget, flat, for DVC's metrics."""
     from gasp_core.models.gasp_model import load_pretrained
     from gasp_core.tasks.build import TaskLabels
@@ -429,8 +450,8 @@ def build_report(
     first = json.loads((Path(metrics_dir) / f"{cfg.tasks[0]}.json").read_text())
     extras = {
         "encoder": "fine-tuned with the heads" if cfg.encoder == "full" else "frozen (heads on fixed features)",
-        "pre-training pool": f"{len(splits.pretrain_logs())} logs ({len(splits.train)} training + {len(splits.pool)} "
-        "unlabelled pool logs); no validation or test log",
+        "pre-training pool": f"{len(splits.pretrain_logs())} logs{_driving_time(store, splits.pretrain_logs())} "
+        f"({len(splits.train)} training + {len(splits.pool)} unlabelled pool logs); no validation or test log",
         "label budgets": ", ".join(
             f"{k} = {v:g} of the training logs ({len(budget_logs(splits.train, v))} labelled)"
             for k, v in cfg.budgets.items()

@@ -60,7 +60,7 @@ def _labels(root, out, log_id):
     )
 
 
-def test_a_registered_task_runs_from_labels_to_its_report_row(inputs, tmp_path):
+def test_a_registered_task_runs_from_labels_to_its_report_row(inputs, av2_split, tmp_path):
     root, log_id = inputs
     _labels(root, tmp_path / "before", log_id)
     with registry.registered(ToyTask):
@@ -137,10 +137,15 @@ def test_a_registered_task_runs_from_labels_to_its_report_row(inputs, tmp_path):
             splits=splits,
             cfg=cfg,
             bootstrap=BootstrapConfig(replicates=50),
+            store=root / "store",
         )
         assert flat["toy_drive/full/scratch/MAE_m"] == pytest.approx(mae, abs=1e-4)
         readme = (tmp_path / "report" / "README.md").read_text()
         assert f"| Toy ego distance (mean abs. error, m ↓) | {mae:.3f} [" in readme
         assert "### Toy ego distance\n\n| init | budget | bias_m |" in readme
+        # the header's pool time against the raw AV2 log's lidar sweep file names, not the store
+        sweep_ns = sorted(int(f.stem) for f in (av2_split / log_id / "sensors" / "lidar").glob("*.feather"))
+        seconds = (sweep_ns[-1] - sweep_ns[0]) / 1e9
+        assert f"1 logs, {seconds / 3600:.3g} h of driving ({seconds:,.0f} s)" in readme
     assert "toy_drive" not in registry.TASK_CLASSES and ToyLabels not in build.LABEL_BUILDERS
     assert TaskLabels(tmp_path / "labels").log(log_id)["toy_drive_m"].shape == drive.shape
