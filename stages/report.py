@@ -1,10 +1,10 @@
 """DVC stage ``report``: the comparison table, radar chart and qualitative figures of the downstream runs.
 
 Reads the ``evaluate`` stages' metrics (``--metrics-dir``) and predictions (``--eval``), the task labels, the store
-(``--store``: the pre-training pool's hours of driving, for the header) and the GASP model (its DINO field for the BEV PCA figure); the ``splits.test``, ``pretrain.seeds``, ``finetune`` and ``report``
-params (``report.bootstrap``: the intervals' replicates, resampling unit, level and seed). Writes ``--out``
-(README.md, summary.json, main_metrics.csv, PNGs), committed to git so the results are readable without a
-rebuild.
+(``--store``: the pre-training pool's hours of driving, for the header) and the GASP model (its DINO field for the
+BEV PCA figure); the ``splits.test``, ``pretrain.seeds``, ``finetune`` and ``report`` params (``report.bootstrap``:
+the intervals' replicates, resampling unit, level and seed). Writes ``--out`` (README.md, summary.json,
+main_metrics.csv, PNGs), committed to git so the results are readable without a rebuild.
 """
 
 from pathlib import Path
