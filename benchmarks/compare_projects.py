@@ -40,11 +40,20 @@ def main() -> None:
         f"| task (main metric) | budget | {args.label_a} | {args.label_b} | {args.label_a} - {args.label_b} | verdict |"
     )
     print("|---|---|---|---|---|---|")
+    skipped = []
     for task in TASKS:
-        arrays = [load_arrays(root / "data" / "eval" / task / "stats.npz") for root in (args.a, args.b)]
+        paths = [root / "data" / "eval" / task / "stats.npz" for root in (args.a, args.b)]
+        if not all(p.exists() for p in paths):
+            skipped.append(f"{task} (not evaluated in {' and '.join(str(p) for p in paths if not p.exists())})")
+            continue
+        arrays = [load_arrays(p) for p in paths]
         if not np.array_equal(arrays[0]["sample_log"], arrays[1]["sample_log"]):
             raise SystemExit(f"{task}: the two projects' test samples differ: not a paired comparison")
-        stats = [split_stats(a)[args.init] for a in arrays]
+        split = [split_stats(a) for a in arrays]
+        if not all(args.init in s for s in split):
+            skipped.append(f"{task} (no fine-tuned {args.init} runs in both)")
+            continue
+        stats = [s[args.init] for s in split]
         groups = arrays[0]["sample_log"] if boot_cfg.unit == "log" else np.arange(len(arrays[0]["sample_log"]))
         fn = TASK_CLASSES[task].main_from_stats
         metric, better = TASK_CLASSES[task].main_metric
@@ -58,6 +67,8 @@ def main() -> None:
                 f"{b['estimate']:.3f} [{b['low']:.3f}, {b['high']:.3f}] | {d['difference']:+.3g} [{d['low']:+.3g}, "
                 f"{d['high']:+.3g}] | {d['verdict']} |"
             )
+    for line in skipped:
+        print(f"\nskipped: {line}")
 
 
 if __name__ == "__main__":
